@@ -1,0 +1,354 @@
+"""Typed, validated configuration loaded from YAML with dotted command-line overrides.
+
+Every key has a type, a default, a range or a set of choices and a help line in its field
+metadata. The loader rejects unknown keys, wrong types and out-of-range values before anything
+runs, naming the file and the key, and the help lines generate the config reference in the docs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the source and key."""
+
+
+def _field(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+           choices: Sequence[Any] | None = None, length: int | None = None) -> Any:
+    """A dataclass field whose metadata carries its validation rules and documentation."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "length": length}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dataset: str = _field("market1501", "Dataset layout: market1501 and dukemtmc (Market-1501 "
+                          "file names), manifest (train/query/gallery.csv with path,pid,camid), "
+                          "folders (root/<split>/<pid>/*.jpg).",
+                          choices=("market1501", "dukemtmc", "manifest", "folders"))
+    root: str = _field("data/synthetic", "Dataset folder (relative paths are from the working "
+                       "directory).")
+    height: int = _field(256, "Input height in pixels.", min=32, max=1024)
+    width: int = _field(128, "Input width in pixels.", min=32, max=1024)
+    ids_per_batch: int = _field(16, "P: identities in each training batch.", min=2, max=1024)
+    images_per_id: int = _field(4, "K: images of each identity in a training batch.", min=1,
+                                max=256)
+    sample_with_replacement: bool = _field(True, "Repeat images of identities with fewer than K "
+                                           "images; when false such identities are left out.")
+    flip_prob: float = _field(0.5, "Probability of a horizontal flip.", min=0.0, max=1.0)
+    pad: int = _field(10, "Pixels of zero padding before the random crop back to size.", min=0,
+                      max=256)
+    erasing_prob: float = _field(0.5, "Probability of random erasing.", min=0.0, max=1.0)
+    erasing_area: list[float] = _field([0.02, 0.4], "Range of the erased fraction of the image.",
+                                       min=0.0, max=1.0, length=2)
+    erasing_aspect: float = _field(0.3, "Smallest aspect ratio of the erased box (the largest is "
+                                   "its inverse).", min=0.01, max=1.0)
+    color_jitter: float = _field(0.0, "Strength of random brightness/contrast/saturation/hue "
+                                 "changes (0 = off).", min=0.0, max=1.0)
+    skip_bad_images: bool = _field(False, "Drop unreadable training images with a warning listing "
+                                   "them, instead of stopping.")
+    seed: int = _field(0, "Seed for sampling and augmentation.", min=0)
+
+    def validate(self, where: str) -> None:
+        lo, hi = self.erasing_area
+        if lo > hi:
+            raise ConfigError(f"{where}: data.erasing_area: expected [min, max] with min <= max, "
+                              f"got {self.erasing_area}")
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    backbone: str = _field("mobilenet_v2", "Backbone network from keras.applications.",
+                           choices=("mobilenet_v2",))
+    alpha: float = _field(1.0, "MobileNetV2 width multiplier.",
+                          choices=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4))
+    weights: str | None = _field("imagenet", "Backbone initialisation: imagenet, null (random) or "
+                                 "a path to a .weights.h5 file.")
+    pooling: str = _field("avg", "Global pooling: avg or gem (generalised mean).",
+                          choices=("avg", "gem"))
+    gem_p: float = _field(3.0, "Initial exponent of GeM pooling.", min=1.0, max=20.0)
+    embedding_dim: int = _field(0, "Bottleneck embedding size; 0 keeps the backbone's channels "
+                                "(1280) without a bottleneck layer.", min=0, max=8192)
+    dropout: float = _field(0.0, "Dropout rate before the bottleneck.", min=0.0, max=0.9)
+    last_stride: int = _field(1, "Stride of the backbone's last downsampling stage (1 doubles the "
+                              "final feature map, as in the strong baseline).", choices=(1, 2))
+    freeze_backbone_epochs: int = _field(0, "Train only the heads for this many first epochs.",
+                                         min=0)
+
+
+@dataclasses.dataclass
+class LossConfig:
+    ce_weight: float = _field(1.0, "Weight of the identity cross-entropy.", min=0.0)
+    label_smoothing: float = _field(0.1, "Label smoothing of the cross-entropy.", min=0.0, max=0.99)
+    triplet_weight: float = _field(1.0, "Weight of the triplet loss.", min=0.0)
+    triplet_margin: float = _field(0.3, "Triplet margin (unused by soft_margin).", min=0.0)
+    triplet_miner: str = _field("batch_hard", "Triplet mining: batch_hard, batch_all, semi_hard "
+                                "or soft_margin.",
+                                choices=("batch_hard", "batch_all", "semi_hard", "soft_margin"))
+    triplet_distance: str = _field("euclidean", "Distance the triplet loss uses.",
+                                   choices=("euclidean", "cosine"))
+    center_weight: float = _field(0.0, "Weight of the center loss (0 = off; 0.0005 in the strong "
+                                  "baseline).", min=0.0)
+    center_lr: float = _field(0.5, "Learning rate of the class centers.", min=0.0)
+    contrastive_weight: float = _field(0.0, "Weight of the pairwise contrastive loss (0 = off).",
+                                       min=0.0)
+    contrastive_margin: float = _field(0.5, "Margin of the contrastive loss.", min=0.0)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = _field(60, "Training epochs.", min=1, max=100000)
+    steps_per_epoch: int = _field(0, "Batches per epoch; 0 = training images / batch size.", min=0)
+    lr: float = _field(3.5e-4, "Peak learning rate of Adam.", min=0.0, max=10.0)
+    weight_decay: float = _field(5e-4, "Decoupled weight decay (AdamW).", min=0.0, max=1.0)
+    warmup_epochs: int = _field(10, "Epochs of linear warm-up.", min=0)
+    warmup_factor: float = _field(0.01, "Learning-rate fraction at the start of warm-up.",
+                                  min=0.0, max=1.0)
+    schedule: str = _field("step", "Schedule after warm-up: step or cosine.",
+                           choices=("step", "cosine"))
+    lr_steps: list[int] = _field([40, 70], "Epochs at which the step schedule multiplies the rate "
+                                 "by lr_gamma.", min=0)
+    lr_gamma: float = _field(0.1, "Step schedule factor.", min=0.0, max=1.0)
+    seed: int = _field(0, "Seed for weights initialisation and data order.", min=0)
+    eval_every: int = _field(0, "Evaluate on query/gallery every N epochs (0 = only at the end).",
+                             min=0)
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    batch_size: int = _field(128, "Images per inference batch.", min=1, max=4096)
+    distance: str = _field("cosine", "Query-gallery distance: cosine or euclidean.",
+                           choices=("cosine", "euclidean"))
+    max_rank: int = _field(50, "Length of the CMC curve.", min=1)
+    rerank: bool = _field(False, "Also report k-reciprocal re-ranking.")
+    rerank_k1: int = _field(20, "Re-ranking k1.", min=1)
+    rerank_k2: int = _field(6, "Re-ranking k2.", min=1)
+    rerank_lambda: float = _field(0.3, "Weight of the original distance in re-ranking.",
+                                  min=0.0, max=1.0)
+    flip: bool = _field(False, "Average the features of each image and its mirror image.")
+    query_expansion: int = _field(0, "Average query expansion over this many top gallery "
+                                  "matches (0 = off).", min=0)
+    qe_alpha: float = _field(3.0, "Exponent of alpha-QE weights.", min=0.0)
+
+
+@dataclasses.dataclass
+class IndexConfig:
+    type: str = _field("flat", "FAISS index: flat (exact inner product), hnsw or ivfpq.",
+                       choices=("flat", "hnsw", "ivfpq"))
+    hnsw_m: int = _field(32, "HNSW neighbours per node.", min=4, max=256)
+    hnsw_ef_construction: int = _field(200, "HNSW build-time search depth.", min=8)
+    hnsw_ef_search: int = _field(128, "HNSW query-time search depth.", min=8)
+    ivf_nlist: int = _field(0, "IVF cells; 0 = 4 * sqrt(gallery size).", min=0)
+    pq_m: int = _field(64, "Product-quantizer sub-vectors (must divide the embedding size).",
+                       min=1)
+    pq_nbits: int = _field(8, "Bits per sub-vector code.", min=4, max=12)
+    nprobe: int = _field(16, "IVF cells visited per query.", min=1)
+    batch_size: int = _field(64, "Images per embedding batch while indexing.", min=1, max=4096)
+
+
+@dataclasses.dataclass
+class Config:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    index: IndexConfig = dataclasses.field(default_factory=IndexConfig)
+    name: str = dataclasses.field(default="config", metadata={"help": "Run name (file stem).",
+                                                              "internal": True})
+
+    @property
+    def batch_size(self) -> int:
+        return self.data.ids_per_batch * self.data.images_per_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the sections, ready for YAML; the run name is not a key."""
+        d = dataclasses.asdict(self)
+        d.pop("name")
+        return d
+
+
+SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name]
+                             for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return "null" if tp is type(None) else tp.__name__
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against ``tp``; ints are accepted for floats. Raises ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if arg is type(None) and value is None:
+                return None
+            if arg is not type(None):
+                try:
+                    return _coerce(value, arg, where)
+                except ConfigError:
+                    pass
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _check_range(value: Any, meta: Mapping[str, Any], where: str) -> None:
+    values = value if isinstance(value, list) else [value]
+    if meta.get("length") is not None and isinstance(value, list) and len(value) != meta["length"]:
+        raise ConfigError(f"{where}: expected a list of {meta['length']} values, got {value!r}")
+    for v in values:
+        if v is None:
+            continue
+        if meta.get("choices") is not None and v not in meta["choices"]:
+            choices = ", ".join(str(c) for c in meta["choices"])
+            raise ConfigError(f"{where}: expected one of {choices}, got {v!r}")
+        if meta.get("min") is not None and v < meta["min"]:
+            raise ConfigError(f"{where}: expected a value >= {meta['min']}, got {v!r}")
+        if meta.get("max") is not None and v > meta["max"]:
+            raise ConfigError(f"{where}: expected a value <= {meta['max']}, got {v!r}")
+
+
+def _build_section(cls: type, values: Mapping[str, Any], source: str, section: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        where = f"{source}: {section}.{key}"
+        if key not in fields:
+            known = ", ".join(fields)
+            raise ConfigError(f"{where}: unknown key (known keys of '{section}': {known})")
+        value = _coerce(value, hints[key], where)
+        _check_range(value, fields[key].metadata, where)
+        kwargs[key] = value
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        obj.validate(source)
+    return obj
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.epochs=3"`` -> (["train", "epochs"], 3); the value is read as a YAML scalar."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"override {text!r}: expected section.key=value, e.g. train.epochs=3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+    return parts, value
+
+
+def config_from_dict(raw: Mapping[str, Any] | None, source: str = "<config>",
+                     overrides: Iterable[str] = (), name: str = "config") -> Config:
+    """Validate a nested mapping (as read from YAML) plus overrides into a :class:`Config`."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level, "
+                          f"got {type(raw).__name__}")
+    merged: dict[str, dict[str, Any]] = {}
+    for section, values in raw.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: {section}: unknown section "
+                              f"(known sections: {', '.join(SECTIONS)})")
+        if values is None:
+            values = {}
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: {section}: expected a mapping of keys, got {values!r}")
+        merged[section] = dict(values)
+    sources: dict[tuple[str, str], str] = {}
+    for text in overrides:
+        (section, key), value = parse_override(text)
+        if section not in SECTIONS:
+            raise ConfigError(f"override {text!r}: {section}: unknown section "
+                              f"(known sections: {', '.join(SECTIONS)})")
+        merged.setdefault(section, {})[key] = value
+        sources[(section, key)] = f"override {text!r}"
+    sections = {}
+    for section, cls in SECTIONS.items():
+        values = merged.get(section, {})
+        # Report an override's mistakes against the override, not the file.
+        for key in values:
+            if (section, key) in sources:
+                _build_section(cls, {key: values[key]}, sources[(section, key)], section)
+        sections[section] = _build_section(cls, values, source, section)
+    return Config(**sections, name=name)
+
+
+def load_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> Config:
+    """Read a YAML config file and apply ``section.key=value`` overrides."""
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+    return config_from_dict(raw, str(path), overrides, name=path.stem)
+
+
+def save_config(config: Config, path: str | pathlib.Path) -> None:
+    """Write the resolved config as YAML, atomically, so a run folder always holds a full copy."""
+    from reid.utils.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def config_reference() -> str:
+    """Markdown table of every key, its type, default and meaning: the docs' config reference."""
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            meta = f.metadata
+            extra = []
+            if meta.get("choices"):
+                extra.append("one of " + ", ".join(str(c) for c in meta["choices"]))
+            if meta.get("min") is not None:
+                extra.append(f">= {meta['min']}")
+            if meta.get("max") is not None:
+                extra.append(f"<= {meta['max']}")
+            help_text = meta["help"] + (f" ({'; '.join(extra)})" if extra else "")
+            shown = yaml.safe_dump(default, default_flow_style=True).strip()
+            shown = shown.removesuffix("...").strip()
+            lines.append(f"| `{section}.{f.name}` | {_type_name(hints[f.name])} | `{shown}` | "
+                         f"{help_text} |")
+    return "\n".join(lines)
