@@ -118,7 +118,8 @@ class LossConfig:
                                 choices=("batch_hard", "batch_all", "semi_hard", "soft_margin"))
     triplet_distance: str = _field("euclidean", "Distance the triplet loss uses.",
                                    choices=("euclidean", "cosine"))
-    center_weight: float = _field(0.0, "Weight of the center loss, mean of 0.5*||x - c||^2 (0 = off; 0.001 here equals the strong "
+    center_weight: float = _field(0.0, "Weight of the center loss, the batch mean of "
+                                  "0.5*||x - c||^2 (0 = off; 0.001 here equals the strong "
                                   "baseline's 0.0005 on its unhalved loss).", min=0.0)
     center_lr: float = _field(0.5, "Learning rate of the class centers.", min=0.0)
     contrastive_weight: float = _field(0.0, "Weight of the pairwise contrastive loss (0 = off).",
