@@ -1,0 +1,114 @@
+"""Embed a dataset's query and gallery and score them under the Market-1501 protocol.
+
+Training (periodic validation) and ``tools/evaluate.py`` both go through here, so a number in
+TensorBoard and a number in the evaluation table are computed the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from reid.config import EvalConfig
+from reid.data.records import ImageRecord, ReidDataset
+from reid.evaluation import (alpha_query_expansion, evaluate_rank, flip_average,
+                             pairwise_distance, re_ranking)
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """Query and gallery embeddings with their identities and cameras (an ``.npz`` on disk)."""
+
+    query: np.ndarray
+    gallery: np.ndarray
+    q_pids: np.ndarray
+    g_pids: np.ndarray
+    q_camids: np.ndarray
+    g_camids: np.ndarray
+
+    def save(self, path) -> None:
+        from reid.utils.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **dataclasses.asdict(self))
+
+    @classmethod
+    def load(cls, path) -> Features:
+        """Read an ``.npz`` with the six arrays; the error names the file and what is missing."""
+        try:
+            with np.load(path) as data:
+                missing = [f.name for f in dataclasses.fields(cls) if f.name not in data.files]
+                if missing:
+                    raise ValueError(f"{path}: missing arrays {', '.join(missing)} (expected "
+                                     f"query, gallery, q_pids, g_pids, q_camids, g_camids)")
+                return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{path}: cannot read features ({exc})") from None
+
+
+def embed_records(embedder, records: Sequence[ImageRecord], batch_size: int, flip: bool = False,
+                  progress: bool = True) -> np.ndarray:
+    """Embeddings of ``records`` in order; with ``flip`` the mean of image and mirror image."""
+    from reid.data.pipeline import eval_dataset
+
+    height, width = embedder.input_size
+    paths = [r.path for r in records]
+    feats = embedder.embed_batches(eval_dataset(paths, height, width, batch_size), progress)
+    if flip:
+        mirrored = embedder.embed_batches(eval_dataset(paths, height, width, batch_size,
+                                                       flip=True), progress)
+        feats = flip_average(feats, mirrored)
+    return feats
+
+
+def extract_features(embedder, dataset: ReidDataset, cfg: EvalConfig,
+                     progress: bool = True) -> Features:
+    query = embed_records(embedder, dataset.query, cfg.batch_size, cfg.flip, progress)
+    gallery = embed_records(embedder, dataset.gallery, cfg.batch_size, cfg.flip, progress)
+
+    def ids(records, field):
+        return np.array([getattr(r, field) for r in records], dtype=np.int64)
+
+    return Features(query, gallery, ids(dataset.query, "pid"), ids(dataset.gallery, "pid"),
+                    ids(dataset.query, "camid"), ids(dataset.gallery, "camid"))
+
+
+def _summary(result: dict[str, Any]) -> dict[str, float]:
+    cmc = result["cmc"]
+    return {"mAP": float(result["mAP"]), "rank1": float(cmc[0]),
+            "rank5": float(cmc[min(4, len(cmc) - 1)]), "rank10": float(cmc[min(9, len(cmc) - 1)]),
+            "mINP": float(result["mINP"]), "num_valid_queries": int(result["num_valid_queries"])}
+
+
+def score_features(features: Features, cfg: EvalConfig) -> dict[str, Any]:
+    """mAP, rank-1/5/10 and mINP; a ``"rerank"`` entry with the same keys when ``cfg.rerank``."""
+    query, gallery = features.query, features.gallery
+    if cfg.query_expansion > 0:
+        query = alpha_query_expansion(query, gallery, cfg.query_expansion, cfg.qe_alpha)
+    args = (features.q_pids, features.g_pids, features.q_camids, features.g_camids)
+    distmat = pairwise_distance(query, gallery, metric=cfg.distance)
+    metrics: dict[str, Any] = _summary(evaluate_rank(distmat, *args, max_rank=cfg.max_rank))
+    metrics.update(num_query=len(query), num_gallery=len(gallery))
+    if cfg.rerank:
+        reranked = re_ranking(query, gallery, cfg.rerank_k1, cfg.rerank_k2, cfg.rerank_lambda)
+        metrics["rerank"] = _summary(evaluate_rank(reranked, *args, max_rank=cfg.max_rank))
+    return metrics
+
+
+def evaluate_embedder(embedder, dataset: ReidDataset, cfg: EvalConfig,
+                      progress: bool = True) -> dict[str, Any]:
+    return score_features(extract_features(embedder, dataset, cfg, progress), cfg)
+
+
+def format_metrics(rows: dict[str, dict[str, Any]]) -> str:
+    """A small table, one row per named result (e.g. "trained", "trained + re-ranking")."""
+    header = f"{'':<24} {'mAP':>7} {'rank-1':>7} {'rank-5':>7} {'rank-10':>7} {'mINP':>7}"
+    lines = [header]
+    for name, m in rows.items():
+        lines.append(f"{name:<24} {m['mAP']:>7.4f} {m['rank1']:>7.4f} {m['rank5']:>7.4f} "
+                     f"{m['rank10']:>7.4f} {m['mINP']:>7.4f}")
+    return "\n".join(lines)

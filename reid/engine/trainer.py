@@ -1,0 +1,248 @@
+"""The training loop: P x K batches, triplet + cross-entropy (+ center) loss, AdamW, warm-up.
+
+A hand-written loop around one ``tf.function`` step rather than ``Model.fit``: the loss needs
+the pre-BN features and the logits together, the center loss updates its centers outside the
+optimizer, and each epoch's data is a pure function of (seed, epoch), which is what makes
+``resume`` reproduce an uninterrupted run. ``bench/train_speed.py`` checks it is not slower
+than ``fit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from reid.config import Config, ConfigError, load_config, save_config
+from reid.data.pipeline import TrainInput
+from reid.data.records import DatasetError, ReidDataset
+from reid.engine.checkpoint import (assign_group, latest_checkpoint, load_checkpoint,
+                                    save_checkpoint)
+from reid.engine.evaluator import evaluate_embedder
+from reid.engine.schedule import WarmupSchedule
+from reid.losses import ReidLoss
+from reid.modeling import Embedder, build_reid_model, export_embedder
+from reid.modeling.reid_model import FEATURES, LOGITS, ReidModels
+from reid.utils.io import atomic_write_text
+
+CONFIG_FILE = "config.yaml"
+MODEL_DIR = "model"
+BEST_MODEL_DIR = "model_best"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or continue; the message says why and what to do."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: pathlib.Path
+    epochs: int
+    history: list[dict[str, Any]]
+    model_dir: pathlib.Path | None
+    best_model_dir: pathlib.Path | None
+
+
+def check_trainable(dataset: ReidDataset, cfg: Config) -> None:
+    """Refuse, before any work, a dataset the P x K sampler cannot serve."""
+    data = cfg.data
+    if dataset.num_train_pids < 2:
+        raise DatasetError(f"{dataset.root}: training needs at least 2 identities, found "
+                           f"{dataset.num_train_pids}")
+    if dataset.num_train_pids < data.ids_per_batch:
+        raise DatasetError(f"{dataset.root}: data.ids_per_batch is {data.ids_per_batch} but the "
+                           f"training split has only {dataset.num_train_pids} identities")
+    if not data.sample_with_replacement:
+        counts = np.bincount([r.pid for r in dataset.train])
+        if counts.max() < data.images_per_id:
+            raise DatasetError(
+                f"{dataset.root}: data.images_per_id is {data.images_per_id} but no identity has "
+                f"more than {counts.max()} images; lower it or set "
+                f"data.sample_with_replacement: true")
+
+
+def prepare_run_dir(run_dir: str | pathlib.Path, cfg: Config, resume: bool) -> pathlib.Path:
+    """Create the run folder, refusing to overwrite a run that already has checkpoints."""
+    run_dir = pathlib.Path(run_dir)
+    has_checkpoints = (run_dir / "checkpoints" / "latest").exists()
+    if has_checkpoints and not resume:
+        raise TrainingError(f"{run_dir}: already holds a training run; pass --resume to "
+                            f"continue it or choose another --output")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume or not (run_dir / CONFIG_FILE).exists():
+        save_config(cfg, run_dir / CONFIG_FILE)
+    return run_dir
+
+
+def load_run_config(run_dir: str | pathlib.Path, overrides=()) -> Config:
+    """The resolved config a run was started with (``--resume`` continues with it)."""
+    path = pathlib.Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        raise ConfigError(f"{path}: not found; is {run_dir} a training run folder?")
+    return load_config(path, overrides)
+
+
+class Trainer:
+    """Everything one training run holds: input, model, loss, optimizer, logs and checkpoints."""
+
+    def __init__(self, cfg: Config, dataset: ReidDataset, run_dir: str | pathlib.Path,
+                 progress: bool = True, log: Callable[[str], None] = print) -> None:
+        check_trainable(dataset, cfg)
+        self.cfg = cfg
+        self.dataset = dataset
+        self.run_dir = pathlib.Path(run_dir)
+        self.progress = progress
+        self.log = log
+        keras.utils.set_random_seed(cfg.train.seed)
+        steps = cfg.train.steps_per_epoch or None
+        self.input = TrainInput(dataset.train, cfg.data, check=True, num_batches=steps)
+        shape = (cfg.data.height, cfg.data.width, 3)
+        self.models: ReidModels = build_reid_model(cfg.model, shape, dataset.num_train_pids)
+        self.loss = ReidLoss(cfg.loss, num_classes=dataset.num_train_pids,
+                             feature_dim=self.models.embedding_dim)
+        self.schedule = WarmupSchedule(cfg.train, self.input.batches_per_epoch)
+        self.optimizer = keras.optimizers.AdamW(learning_rate=self.schedule,
+                                                weight_decay=cfg.train.weight_decay)
+        # Build the optimizer over every variable up front so its state has the same layout
+        # whether or not the backbone starts frozen, and checkpoints can be restored by position.
+        self.all_trainable = list(self.models.training_model.trainable_variables)
+        self.optimizer.build(self.all_trainable)
+        self._steps: dict[bool, Callable] = {}
+        self.history: list[dict[str, Any]] = []
+        self.best_map = -1.0
+        self.epoch = 0
+
+    # -- state -----------------------------------------------------------------------------
+    def _variable_groups(self) -> dict[str, list]:
+        groups = {"model": list(self.models.training_model.weights),
+                  "optimizer": list(self.optimizer.variables)}
+        if self.loss.center is not None:
+            groups["centers"] = [self.loss.center.centers]
+        return groups
+
+    def save(self) -> None:
+        state = {"history": self.history, "best_map": self.best_map}
+        save_checkpoint(self.run_dir / "checkpoints", self.epoch, self._variable_groups(), state)
+
+    def restore(self) -> bool:
+        """Load the latest checkpoint of the run folder, if any; True when one was loaded."""
+        path = latest_checkpoint(self.run_dir / "checkpoints")
+        if path is None:
+            return False
+        groups, state = load_checkpoint(path)
+        for name, variables in self._variable_groups().items():
+            if name not in groups:
+                raise TrainingError(f"{path}: has no '{name}' variables; was it written with "
+                                    f"another config?")
+            assign_group(variables, groups[name], f"{path}/{name}.npz")
+        self.epoch = int(state["epoch"])
+        self.history = list(state.get("history", []))
+        self.best_map = float(state.get("best_map", -1.0))
+        return True
+
+    # -- one step --------------------------------------------------------------------------
+    def _train_step(self, frozen: bool) -> Callable:
+        """The compiled step for the current phase: frozen backbone or all layers trained."""
+        if frozen not in self._steps:
+            model, loss, optimizer = self.models.training_model, self.loss, self.optimizer
+            variables = list(model.trainable_variables)
+
+            @tf.function
+            def step(images, labels):
+                with tf.GradientTape() as tape:
+                    outputs = model(images, training=True)
+                    total, terms = loss(labels, outputs[FEATURES], outputs[LOGITS])
+                grads = tape.gradient(total, variables)
+                optimizer.apply_gradients(zip(grads, variables))
+                loss.update_centers(labels, outputs[FEATURES])
+                return terms
+
+            self._steps[frozen] = step
+        return self._steps[frozen]
+
+    def _set_frozen(self, frozen: bool) -> None:
+        self.models.backbone.trainable = not frozen
+
+    # -- epochs ----------------------------------------------------------------------------
+    def train_epoch(self, writer) -> dict[str, float]:
+        cfg = self.cfg
+        frozen = self.epoch < cfg.model.freeze_backbone_epochs
+        self._set_frozen(frozen)
+        step = self._train_step(frozen)
+        n = self.input.batches_per_epoch
+        bar = keras.utils.Progbar(n, stateful_metrics=["lr"]) if self.progress else None
+        sums: dict[str, float] = {}
+        start = time.perf_counter()
+        for i, (images, labels) in enumerate(self.input.epoch(self.epoch), start=1):
+            terms = {k: float(v) for k, v in step(images, labels).items()}
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if bar is not None:
+                lr = float(self.schedule(self.optimizer.iterations))
+                bar.update(i, list(terms.items()) + [("lr", lr)])
+        seconds = time.perf_counter() - start
+        stats = {k: v / n for k, v in sums.items()}
+        stats["lr"] = float(self.schedule(self.optimizer.iterations - 1))
+        stats["images_per_second"] = n * self.input.batch_size / seconds
+        self.epoch += 1
+        with writer.as_default(step=self.epoch):
+            for k, v in stats.items():
+                tf.summary.scalar(f"train/{k}", v)
+        return stats
+
+    def embedder(self) -> Embedder:
+        return Embedder(self.models.embedding_model, self._spec())
+
+    def _spec(self) -> dict[str, Any]:
+        return {"config_name": self.cfg.name, "epoch": self.epoch, "backbone": self.cfg.model.backbone,
+                "alpha": self.cfg.model.alpha}
+
+    def validate(self, writer) -> dict[str, Any]:
+        metrics = evaluate_embedder(self.embedder(), self.dataset, self.cfg.eval,
+                                    progress=self.progress)
+        with writer.as_default(step=self.epoch):
+            for k in ("mAP", "rank1", "rank5", "rank10", "mINP"):
+                tf.summary.scalar(f"val/{k}", metrics[k])
+                if "rerank" in metrics:
+                    tf.summary.scalar(f"val_rerank/{k}", metrics["rerank"][k])
+        return metrics
+
+    def fit(self, resume: bool = False, stop_after: int | None = None) -> TrainResult:
+        """Train to ``train.epochs`` (or stop after ``stop_after`` more epochs, for tests)."""
+        cfg = self.cfg
+        if resume and self.restore():
+            self.log(f"resumed {self.run_dir} after epoch {self.epoch}")
+        writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
+        evaluate = bool(self.dataset.query) and bool(self.dataset.gallery)
+        done = 0
+        best_dir = self.run_dir / BEST_MODEL_DIR if (self.run_dir / BEST_MODEL_DIR).exists() else None
+        while self.epoch < cfg.train.epochs and (stop_after is None or done < stop_after):
+            self.log(f"epoch {self.epoch + 1}/{cfg.train.epochs}")
+            record: dict[str, Any] = {"epoch": self.epoch + 1, **self.train_epoch(writer)}
+            last = self.epoch == cfg.train.epochs
+            every = cfg.train.eval_every
+            if evaluate and ((every and self.epoch % every == 0) or last):
+                metrics = self.validate(writer)
+                record["val"] = {k: v for k, v in metrics.items() if k != "rerank"}
+                self.log(f"  validation mAP {metrics['mAP']:.4f} rank-1 {metrics['rank1']:.4f}")
+                if metrics["mAP"] > self.best_map:
+                    self.best_map = metrics["mAP"]
+                    best_dir = self.run_dir / BEST_MODEL_DIR
+                    export_embedder(self.models.embedding_model, best_dir, self._spec())
+            self.history.append(record)
+            self.save()
+            writer.flush()
+            done += 1
+        model_dir = None
+        if self.epoch >= cfg.train.epochs:
+            model_dir = self.run_dir / MODEL_DIR
+            export_embedder(self.models.embedding_model, model_dir, self._spec())
+            atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
+        return TrainResult(self.run_dir, self.epoch, self.history, model_dir, best_dir)

@@ -1,0 +1,87 @@
+"""Custom Keras layers of the re-id head.
+
+Both are registered under the ``reid`` package so a saved ``.keras`` model (the exported
+embedder) deserialises them without ``custom_objects``: importing this module is enough.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="reid")
+class GeMPooling2D(keras.layers.Layer):
+    """Generalised-mean pooling over the spatial axes of a channels-last map.
+
+    ``(mean(x^p))^(1/p)`` moves from average pooling (p = 1) towards max pooling (p -> inf), so
+    a learnable p lets training pick how much the strongest local responses dominate, which
+    helps re-id where a person's discriminative parts cover a small part of the image.
+
+    The value is computed as ``m * mean((x / m)^p)^(1/p)`` with ``m`` the spatial maximum: the
+    same number, but ``x / m <= 1`` cannot overflow float32 even for large p. Inputs are
+    clipped at ``eps`` so the power and its gradient stay finite (the backbone ends in ReLU6,
+    so its activations are already non-negative).
+    """
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6, learnable: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if p < 1.0:
+            raise ValueError(f"GeMPooling2D: p must be >= 1, got {p}")
+        self.p_init = float(p)
+        self.eps = float(eps)
+        self.learnable = bool(learnable)
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        if len(input_shape) != 4:
+            raise ValueError(f"GeMPooling2D expects a (batch, height, width, channels) input, "
+                             f"got shape {tuple(input_shape)}")
+        self.p = self.add_weight(name="p", shape=(),
+                                 initializer=keras.initializers.Constant(self.p_init),
+                                 trainable=self.learnable)
+
+    def call(self, inputs: Any) -> Any:
+        # p below 1 is no longer a mean that sits between average and max pooling.
+        p = ops.maximum(ops.cast(self.p, inputs.dtype), 1.0)
+        x = ops.maximum(inputs, self.eps)
+        m = ops.max(x, axis=(1, 2), keepdims=True)
+        mean = ops.mean(ops.power(x / m, p), axis=(1, 2))
+        return ops.squeeze(m, axis=(1, 2)) * ops.power(mean, 1.0 / p)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (input_shape[0], input_shape[3])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "p": self.p_init, "eps": self.eps,
+                "learnable": self.learnable}
+
+
+@keras.saving.register_keras_serializable(package="reid")
+class L2Normalize(keras.layers.Layer):
+    """Scale each row to unit L2 norm, so inner products are cosine similarities.
+
+    The exported embedding ends here: retrieval (FAISS inner-product indexes, cosine distance)
+    relies on unit-norm vectors, so normalisation is part of the model, not left to callers.
+    As in PyTorch's ``F.normalize``, ``epsilon`` bounds the norm (not its square) from below:
+    an untrained network's features can have norms near 1e-9, which must still be normalised,
+    while an all-zero row stays zero instead of NaN.
+    """
+
+    def __init__(self, axis: int = -1, epsilon: float = 1e-12, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.axis = int(axis)
+        self.epsilon = float(epsilon)
+
+    def call(self, inputs: Any) -> Any:
+        squared = ops.sum(ops.square(inputs), axis=self.axis, keepdims=True)
+        # Clamping the square (1e-24 is still a normal float32) keeps sqrt's gradient finite.
+        return inputs * ops.rsqrt(ops.maximum(squared, self.epsilon ** 2))
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return tuple(input_shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}

@@ -1,0 +1,91 @@
+"""The re-id network: backbone -> pooling -> [dropout] -> [bottleneck] -> BNNeck -> classifier.
+
+This is the "strong baseline" head (Luo et al., 2019): the triplet loss works on the feature
+before batch norm, the identity classifier on the feature after it, and the neck's BN has no
+shift (``center=False``) so the classifier sees features centred on the origin, where its
+bias-free softmax separates identities by angle. Retrieval uses the L2-normalised neck output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from reid.config import ModelConfig
+from reid.modeling.backbone import ModelError, build_backbone, check_input_shape
+from reid.modeling.layers import GeMPooling2D, L2Normalize
+
+#: Keys of the training model's output dict.
+FEATURES, LOGITS, EMBEDDING = "features", "logits", "embedding"
+
+#: Names of the head layers (stable: training and tests look them up by name).
+POOL_LAYER, DROPOUT_LAYER = "pool", "dropout"
+BOTTLENECK_LAYER, NECK_LAYER = "bottleneck", "bnneck"
+CLASSIFIER_LAYER, EMBEDDING_LAYER = "classifier", "embedding"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReidModels:
+    """The three views of one network; all share the same layer objects and variables.
+
+    ``training_model(images)`` returns a dict: ``"features"`` (pre-BN feature, ``(N, D)``, for
+    the triplet/center losses), ``"logits"`` (``(N, num_classes)``, for the cross-entropy) and
+    ``"embedding"`` (L2-normalised neck output, ``(N, D)``). ``embedding_model(images)``
+    returns only the embedding. ``backbone`` is the nested MobileNetV2, so training can set
+    ``backbone.trainable = False`` for the first ``freeze_backbone_epochs`` (recompile or
+    retrace afterwards; in Keras 3 a frozen backbone's batch norms also run in inference mode).
+    """
+
+    training_model: keras.Model
+    embedding_model: keras.Model
+    backbone: keras.Model
+    embedding_dim: int
+    num_classes: int
+
+
+def build_reid_model(model_cfg: ModelConfig, input_shape: tuple[int, int, int],
+                     num_classes: int) -> ReidModels:
+    """Build the backbone (with its initial weights) and the re-id head on top of it.
+
+    ``embedding_dim: 0`` keeps the backbone's channel count (1280 for alpha <= 1) and adds no
+    bottleneck layer. Images are expected already normalised as MobileNetV2 wants
+    (``x / 127.5 - 1``, RGB).
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ModelError(f"num_classes: expected a positive number of training identities, "
+                         f"got {num_classes!r}")
+    input_shape = check_input_shape(input_shape)
+    backbone = build_backbone(model_cfg, input_shape)
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = backbone(inputs)
+    if model_cfg.pooling == "gem":
+        x = GeMPooling2D(p=model_cfg.gem_p, name=POOL_LAYER)(x)
+    elif model_cfg.pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name=POOL_LAYER)(x)
+    else:
+        raise ModelError(f"model.pooling: expected avg or gem, got {model_cfg.pooling!r}")
+    if model_cfg.dropout > 0:
+        x = keras.layers.Dropout(model_cfg.dropout, name=DROPOUT_LAYER)(x)
+    if model_cfg.embedding_dim > 0:
+        # No bias: the neck's batch norm removes any shift anyway, and the triplet loss on
+        # Euclidean distances is blind to it.
+        x = keras.layers.Dense(model_cfg.embedding_dim, use_bias=False,
+                               kernel_initializer="he_normal", name=BOTTLENECK_LAYER)(x)
+    features = x
+    # PyTorch-style momentum/epsilon as in the strong baseline: the neck's moving statistics
+    # must settle within a short run, which Keras' default momentum of 0.99 makes slow.
+    neck = keras.layers.BatchNormalization(center=False, momentum=0.9, epsilon=1e-5,
+                                           name=NECK_LAYER)(features)
+    logits = keras.layers.Dense(num_classes, use_bias=False,
+                                kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
+                                name=CLASSIFIER_LAYER)(neck)
+    embedding = L2Normalize(name=EMBEDDING_LAYER)(neck)
+
+    training_model = keras.Model(inputs, {FEATURES: features, LOGITS: logits,
+                                          EMBEDDING: embedding}, name="reid_train")
+    embedding_model = keras.Model(inputs, embedding, name="reid_embedder")
+    return ReidModels(training_model=training_model, embedding_model=embedding_model,
+                      backbone=backbone, embedding_dim=int(features.shape[-1]),
+                      num_classes=num_classes)

@@ -1,0 +1,41 @@
+"""Train a re-id model: tools/train.py --config configs/X.yaml [--output runs/NAME] [--set k=v ...]"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split(":")[0])
+    parser.add_argument("--config", type=pathlib.Path,
+                        help="YAML config (not needed with --resume: the run folder has it)")
+    parser.add_argument("--output", type=pathlib.Path,
+                        help="run folder (default runs/<config name>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --output where it stopped")
+    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override config values, e.g. train.epochs=3 model.alpha=0.5")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    from reid.engine.cli import run_training
+
+    try:
+        result = run_training(args.config, args.output, args.set, args.resume,
+                              progress=not args.no_progress)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"run folder: {result.run_dir}")
+    if result.model_dir:
+        print(f"exported embedding model: {result.model_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
