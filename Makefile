@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(PY) tools/demo.py --data $(SYNTH)
+	$(PY) tools/demo.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -140,3 +140,11 @@ def test_float_spellings(tmp_path, text, value):
     cfg = load_config(write(tmp_path, f"train:\n  lr: {text}\n"), [f"loss.center_lr={text}"])
     assert cfg.train.lr == pytest.approx(value)
     assert cfg.loss.center_lr == pytest.approx(value)
+
+
+def test_docs_config_reference_is_current():
+    from reid.config import config_reference_document
+
+    docs = pathlib.Path(__file__).resolve().parents[1] / "docs" / "CONFIG.md"
+    assert docs.read_text() == config_reference_document(), (
+        "docs/CONFIG.md is stale: run python tools/config_reference.py --write")

@@ -359,3 +359,15 @@ def test_load_errors_name_the_file(gem_models, tmp_path):
     model_path.unlink()
     with pytest.raises(ModelError, match=f"{model_re}: embedding model file not found"):
         Embedder.load(out)
+
+
+def test_backbone_batch_norm_momentum_comes_from_config():
+    import keras
+
+    from reid.config import ModelConfig
+    from reid.modeling import build_backbone
+
+    backbone = build_backbone(ModelConfig(alpha=0.35, weights=None, bn_momentum=0.8), (64, 32, 3))
+    momenta = {layer.momentum for layer in backbone.layers
+               if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {0.8}

@@ -31,3 +31,50 @@ def run_training(config_path: pathlib.Path | None, output: pathlib.Path | None,
     run_dir = prepare_run_dir(output, cfg, resume)
     trainer = Trainer(cfg, dataset, run_dir, progress=progress)
     return trainer.fit(resume=resume)
+
+
+def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
+                   dataset_layout: str | None = None, features_path: pathlib.Path | None = None,
+                   rerank: bool = False, overrides: Sequence[str] = (),
+                   save_features: pathlib.Path | None = None,
+                   progress: bool = True) -> dict:
+    """Score an exported model on a dataset's query/gallery split, or saved features.
+
+    The evaluation settings come from the model's run folder (``config.yaml``) when there is
+    one, so a run is scored as it was validated; ``overrides`` and ``rerank`` adjust them.
+    """
+    from reid.config import Config, config_from_dict
+    from reid.engine.evaluator import Features, extract_features, score_features
+
+    cfg = Config()
+    run_config = None
+    if model is not None:
+        for folder in (model, model.parent):
+            if (folder / "config.yaml").is_file():
+                run_config = folder / "config.yaml"
+                break
+    if run_config is not None:
+        cfg = load_config(run_config, overrides)
+    elif overrides:
+        cfg = config_from_dict({}, "<defaults>", overrides)
+    if rerank:
+        cfg.eval.rerank = True
+    if features_path is not None:
+        features = Features.load(features_path)
+    else:
+        from reid.data import load_dataset
+        from reid.data.pipeline import check_images
+        from reid.modeling import Embedder, resolve_model_dir
+
+        if model is None or data_root is None:
+            raise ConfigError("evaluation needs --model and --data-root, or --features")
+        cfg.data.root = str(data_root)
+        if dataset_layout:
+            cfg.data.dataset = dataset_layout
+        dataset = load_dataset(cfg.data)
+        check_images([r.path for r in dataset.query + dataset.gallery])
+        embedder = Embedder.load(resolve_model_dir(model))
+        features = extract_features(embedder, dataset, cfg.eval, progress)
+    if save_features is not None:
+        features.save(save_features)
+    return score_features(features, cfg.eval)

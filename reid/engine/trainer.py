@@ -148,7 +148,7 @@ class Trainer:
         return True
 
     # -- one step --------------------------------------------------------------------------
-    def _train_step(self, frozen: bool) -> Callable:
+    def compiled_step(self, frozen: bool) -> Callable:
         """The compiled step for the current phase: frozen backbone or all layers trained."""
         if frozen not in self._steps:
             model, loss, optimizer = self.models.training_model, self.loss, self.optimizer
@@ -175,7 +175,7 @@ class Trainer:
         cfg = self.cfg
         frozen = self.epoch < cfg.model.freeze_backbone_epochs
         self._set_frozen(frozen)
-        step = self._train_step(frozen)
+        step = self.compiled_step(frozen)
         n = self.input.batches_per_epoch
         bar = keras.utils.Progbar(n, stateful_metrics=["lr"]) if self.progress else None
         sums: dict[str, float] = {}

@@ -137,8 +137,13 @@ def _keras_mobilenet_v2(alpha: float, input_shape: tuple[int, int, int],
                          f"a local .weights.h5 file or null") from None
 
 
-def rebuild_backbone(model: keras.Model, last_stride: int, name: str = "backbone") -> keras.Model:
+def rebuild_backbone(model: keras.Model, last_stride: int, name: str = "backbone",
+                     bn_momentum: float | None = None) -> keras.Model:
     """A copy of a keras MobileNetV2 with the same weights, renamed, with the given last stride.
+
+    ``bn_momentum`` replaces the momentum of every batch norm: Keras's MobileNetV2 uses 0.999,
+    whose moving statistics need thousands of steps to settle, so a short CPU run would be
+    evaluated with statistics that still mostly describe the initialisation.
 
     Stride 1 (the strong baseline's "last stride" trick) keeps the 16x map of the last stage,
     so pooling sees twice the rows and columns of a small person image. Block 13's depthwise
@@ -149,6 +154,10 @@ def rebuild_backbone(model: keras.Model, last_stride: int, name: str = "backbone
         raise ModelError(f"model.last_stride: expected 1 or 2, got {last_stride!r}")
     config = copy.deepcopy(model.get_config())
     config["name"] = name
+    if bn_momentum is not None:
+        for layer in config["layers"]:
+            if layer["class_name"] == "BatchNormalization":
+                layer["config"]["momentum"] = bn_momentum
     if last_stride == 1:
         by_name = {layer["config"]["name"]: layer["config"] for layer in config["layers"]}
         missing = [n for n in (LAST_DOWNSAMPLING_PAD, LAST_DOWNSAMPLING_CONV) if n not in by_name]
@@ -177,4 +186,4 @@ def build_backbone(model_cfg: ModelConfig, input_shape: tuple[int, int, int]) ->
     base = _keras_mobilenet_v2(model_cfg.alpha, input_shape, imagenet=weights == "imagenet")
     if isinstance(weights, pathlib.Path):
         load_weights_file(base, weights, f"MobileNetV2 alpha={model_cfg.alpha}")
-    return rebuild_backbone(base, model_cfg.last_stride)
+    return rebuild_backbone(base, model_cfg.last_stride, bn_momentum=model_cfg.bn_momentum)

@@ -238,3 +238,19 @@ class Embedder:
         if not rows:
             return np.zeros((0, self.embedding_dim), np.float32)
         return np.concatenate(rows, axis=0)
+
+
+def resolve_model_dir(path: str | pathlib.Path) -> pathlib.Path:
+    """An exported model folder from either itself or a training run folder.
+
+    A run folder holds ``model/`` (the final epoch) and, when validation ran, ``model_best/``;
+    the final model is preferred because it is what the run was configured to produce.
+    """
+    path = pathlib.Path(path)
+    for candidate in (path, path / "model", path / "model_best"):
+        if (candidate / SPEC_FILE).is_file():
+            return candidate
+    if not path.exists():
+        raise ModelError(f"{path}: model folder not found")
+    raise ModelError(f"{path}: no exported model here (expected {SPEC_FILE} in it or in its "
+                     f"model/ folder; did training finish?)")
