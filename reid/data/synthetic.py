@@ -306,7 +306,13 @@ def _near_color(rng: np.random.Generator, color: Color, spread: float) -> Color:
 
 
 def sample_camera(rng: np.random.Generator) -> CameraStyle:
-    """Draw one camera; casts are strong enough to move a colour to its palette neighbour."""
+    """Draw one camera.
+
+    Each effect is mild on its own, but cast, exposure, gamma and haze together move a colour
+    about as far as neighbouring palette colours are apart (navy/black, beige/khaki), which is
+    what stops colour matching across cameras. Ranges were set with a mean-colour, colour
+    histogram and briefly trained CNN baseline, so change them with the same checks.
+    """
     gains = np.clip(rng.normal(1.0, 0.06, size=3), 0.85, 1.15)
     view_weights = rng.dirichlet(np.full(4, 1.2)) + 0.05
     wall = _muted_color(rng)
@@ -765,8 +771,9 @@ class SyntheticParams:
                                  f"in another camera; one-digit camera ids), got {self.cameras}")
         if not MIN_IMAGES_PER_ID <= self.images_per_id <= 999_999:
             raise SyntheticError(
-                f"images_per_id: need at least {MIN_IMAGES_PER_ID} (2 cameras x 2 images, so every "
-                f"query keeps a cross-camera match in the gallery), got {self.images_per_id}")
+                f"images_per_id: need {MIN_IMAGES_PER_ID}..999999 (at least 2 cameras x 2 images, "
+                f"so every query keeps a cross-camera match in the gallery; 6-digit image "
+                f"numbers), got {self.images_per_id}")
         if self.seed < 0 or self.seed >= 2**32:
             raise SyntheticError(f"seed: need 0 <= seed < 2**32, got {self.seed}")
         for name in ("height", "width"):
