@@ -168,3 +168,22 @@ def test_short_training_on_the_demo_config_clearly_learns(tmp_path_factory):
     assert after["mAP"] >= 3 * before["mAP"]
     assert after["mAP"] >= before["mAP"] + 0.10
     assert after["rank1"] > before["rank1"]
+
+
+@pytest.mark.slow
+def test_frozen_backbone_stays_fixed_then_trains(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, model__freeze_backbone_epochs=1, train__epochs=2,
+                      train__steps_per_epoch=2)
+    trainer = Trainer(cfg, load_dataset(cfg.data), prepare_run_dir(tmp_path / "r", cfg, False),
+                      progress=False)
+    backbone = trainer.models.backbone
+    kernels = [v for v in backbone.trainable_variables if "kernel" in v.path]
+    start = [np.array(v) for v in kernels]
+    head = trainer.models.training_model.get_layer("classifier").kernel
+    head_start = np.array(head)
+    trainer.fit(stop_after=1)
+    assert all(np.array_equal(a, np.array(v)) for a, v in zip(start, kernels))
+    assert not np.array_equal(head_start, np.array(head))  # the head did train
+    trainer.fit()
+    assert backbone.trainable
+    assert any(not np.array_equal(a, np.array(v)) for a, v in zip(start, kernels))
