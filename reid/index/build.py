@@ -1,0 +1,224 @@
+"""Build or extend a gallery index from image files: what ``tools/build_index.py`` runs.
+
+Unreadable files never stop a build: every file is decoded once (with the training pipeline's
+decoder) before anything is embedded, bad ones are set aside with the reason, and the index is
+written only after everything else succeeded, atomically, so a failure at any step leaves the
+folder as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import pathlib
+import time
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from reid.config import IndexConfig
+from reid.data.market1501 import parse_market_name
+from reid.index import faiss_index as fi
+from reid.index.errors import GalleryError
+from reid.index.gallery import (GalleryIndex, ModelInfo, check_writable_folder, is_gallery_index,
+                                normalize_path)
+
+
+def _folder_files(folder: str) -> list[str]:
+    """Visible regular files directly inside ``folder``, sorted. Hidden files are left out:
+    archives made on macOS put a ``._name.jpg`` fork beside every image."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.path for e in entries if not e.name.startswith(".") and e.is_file())
+    except OSError as exc:
+        raise GalleryError(f"{folder}: cannot list folder ({exc.strerror})") from None
+
+
+def collect_images(specs: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
+    """Expand folders, globs and files into (unique absolute paths in order, repeats).
+
+    A folder contributes every visible file directly inside it (non-images among them are
+    reported as unreadable later rather than silently ignored); a glob (``**`` recurses) every
+    file it matches. A folder with no files, a glob matching none, or a path that does not exist
+    is an error naming it: a typo must not build an empty index.
+    """
+    if not specs:
+        raise GalleryError("no images given (--images DIR_OR_GLOB)")
+    found: list[str] = []
+    for spec in specs:
+        spec = os.fspath(spec)
+        if os.path.isdir(spec):
+            files = _folder_files(spec)
+            if not files:
+                raise GalleryError(f"{spec}: folder has no files")
+        elif os.path.isfile(spec):
+            files = [spec]
+        elif glob.has_magic(spec):
+            files = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+            if not files:
+                raise GalleryError(f"{spec}: no files match this pattern")
+        else:
+            raise GalleryError(f"{spec}: no such file or folder")
+        found.extend(files)
+    unique: list[str] = []
+    repeats: list[str] = []
+    seen: set[str] = set()
+    for path in (normalize_path(p) for p in found):
+        (repeats if path in seen else unique).append(path)
+        seen.add(path)
+    return unique, repeats
+
+
+def _why_unreadable(path: str) -> str:
+    from reid.data.pipeline import BadImageError, load_image
+
+    try:
+        load_image(path, 8, 8)
+    except BadImageError as exc:
+        return str(exc).removeprefix(f"{path}: ")
+    return "cannot read or decode image"
+
+
+def read_and_embed(embedder: object, paths: Sequence[str], batch_size: int,
+                   progress: bool = True) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+    """(readable paths, their embeddings, [(unreadable path, reason)])."""
+    from reid.data.pipeline import check_images, eval_dataset
+
+    with warnings.catch_warnings():  # the skipped files are returned, with reasons
+        warnings.simplefilter("ignore")
+        good = check_images(list(paths), skip_bad=True)
+    good_set = set(good)
+    bad = [(p, _why_unreadable(p)) for p in paths if p not in good_set]
+    if not good:
+        return [], np.zeros((0, embedder.embedding_dim), np.float32), bad
+    height, width = embedder.input_size
+    vectors = embedder.embed_batches(eval_dataset(good, height, width, batch_size),
+                                     progress=progress)
+    return good, vectors, bad
+
+
+def market_labels(paths: Sequence[str]) -> tuple[list[int | None], list[int | None]]:
+    """Person ids and cameras from Market-1501-style file names; None where not one."""
+    parsed = [parse_market_name(p) for p in paths]
+    return ([None if p is None else p[0] for p in parsed],
+            [None if p is None else p[1] for p in parsed])
+
+
+def load_model(model: str | os.PathLike) -> tuple[object, pathlib.Path, str]:
+    """(embedder, exported model folder, a line saying which export was used)."""
+    from reid.modeling import Embedder, resolve_model_dir
+
+    given = pathlib.Path(model)
+    model_dir = resolve_model_dir(given)
+    embedder = Embedder.load(model_dir)
+    note = f"model {model_dir}"
+    if model_dir.name == "model_best" and model_dir != given:
+        note += f" ({given}/model not found; using the best-validation export)"
+    elif model_dir != given:
+        note += f" (the final export of run folder {given})"
+    note += f", fingerprint {embedder.fingerprint[:12]}, {embedder.embedding_dim}-d"
+    return embedder, model_dir, note
+
+
+@dataclasses.dataclass
+class BuildReport:
+    index_dir: str
+    model_note: str
+    description: str
+    files: int
+    added: int
+    duplicates: list[str]
+    unreadable: list[tuple[str, str]]
+    count: int
+    created: bool
+    saved: bool
+    seconds: float
+
+    def format(self) -> str:
+        if self.saved:
+            action = "created" if self.created else "updated"
+        else:
+            action = "unchanged" if not self.created else "not written"
+        lines = [f"index {self.index_dir} ({self.description}): {action}, "
+                 f"{self.count} images",
+                 f"{self.files} files: added {self.added}, skipped {len(self.duplicates)} as "
+                 f"duplicates, skipped {len(self.unreadable)} as unreadable "
+                 f"({self.seconds:.1f} s)"]
+        lines += [f"  unreadable: {path}: {why}" for path, why in self.unreadable]
+        return "\n".join(lines)
+
+
+def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathLike,
+                  model: str | os.PathLike | None = None, *, append: bool = False,
+                  overwrite: bool = False, config: IndexConfig | None = None,
+                  index_type: str | None = None, batch_size: int | None = None,
+                  source: str | None = None, progress: bool = True,
+                  log: Callable[[str], None] = print) -> BuildReport:
+    """Embed ``images`` and write them into the index at ``index_dir``.
+
+    A new index takes its type and parameters from ``config`` (and ``index_type``); an
+    appended one keeps those in its manifest and, unless ``model`` is given, its model. The
+    model must be the one that built the index (same fingerprint).
+    """
+    start = time.perf_counter()
+    index_dir = pathlib.Path(index_dir)
+    if append and overwrite:
+        raise GalleryError("--append and --overwrite exclude each other")
+    exists = is_gallery_index(index_dir)
+    if exists and not (append or overwrite):
+        raise GalleryError(f"{index_dir}: already holds a gallery index; pass --append to add to "
+                           f"it or --overwrite to replace it")
+    check_writable_folder(index_dir)
+    paths, repeats = collect_images(images)
+
+    # An index being replaced is read only for its model, so a damaged one can be overwritten.
+    need_existing = exists and (append or model is None)
+    existing = GalleryIndex.load(index_dir) if need_existing else None
+    if model is None:
+        recorded = existing.model.model_dir if existing is not None else None
+        if recorded is None:
+            raise GalleryError("--model is required to build a new index")
+        if not pathlib.Path(recorded).exists():
+            raise GalleryError(f"{index_dir}: the model that built the index, "
+                               f"{existing.model.describe()}, is gone; pass --model")
+        model = recorded
+    embedder, model_dir, model_note = load_model(model)
+    log(model_note)
+    info = ModelInfo.from_embedder(embedder, model_dir)
+
+    if existing is not None and append:
+        gallery = existing
+        if index_type is not None and index_type != gallery.config.type:
+            raise GalleryError(f"{index_dir}: the index is of type {gallery.config.type}; it "
+                               f"cannot be appended to as {index_type} (use --overwrite to "
+                               f"rebuild it)")
+        gallery.check_model(info, where=str(index_dir))
+    else:
+        cfg = config or IndexConfig()
+        if index_type is not None:
+            cfg = dataclasses.replace(cfg, type=index_type)
+        gallery = GalleryIndex(info, cfg)
+    created = not (append and exists)
+    batch_size = batch_size or (config.batch_size if config else IndexConfig().batch_size)
+
+    already = gallery.contains(paths)
+    todo = [p for p in paths if p not in already]
+    duplicates = repeats + [p for p in paths if p in already]
+    if not gallery.trained and todo:
+        fi.check_trainable(gallery.config, len(todo))  # fail before spending time embedding
+
+    good, vectors, bad = read_and_embed(embedder, todo, batch_size, progress)
+    pids, camids = market_labels(good)
+    sources = None if source is None else [source] * len(good)
+    result = gallery.add(good, vectors, pids=pids, camids=camids, sources=sources)
+    duplicates += result.duplicates
+    saved = result.num_added > 0  # nothing readable never replaces an existing index
+    if saved:
+        gallery.save(index_dir)
+    return BuildReport(index_dir=str(index_dir), model_note=model_note,
+                       description=fi.describe(gallery.config), files=len(paths) + len(repeats),
+                       added=result.num_added, duplicates=duplicates, unreadable=bad,
+                       count=gallery.count, created=created, saved=saved,
+                       seconds=time.perf_counter() - start)

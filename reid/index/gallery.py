@@ -1,0 +1,711 @@
+"""A gallery index on disk: embeddings of person crops, searchable by similarity, with metadata.
+
+Folder layout::
+
+    GALLERY/
+      CURRENT              names the live version, e.g. "v000003"
+      v000003/
+        manifest.json      model fingerprint, embedding size, preprocessing, index type and
+                           parameters, count, format version, size and SHA-256 of the files below
+        index.faiss        the FAISS index (IndexIDMap2: stable integer ids)
+        vectors.npy        the raw float32 embeddings, one row per id in ascending id order
+        metadata.sqlite    table ``images``: id, path, pid, camid, source, captured_at, added_at
+
+Saving is atomic: a version folder is never changed once written. :meth:`GalleryIndex.save`
+writes a complete new version under a temporary name, renames it into place, and only then
+swaps ``CURRENT`` (itself written to a temporary file and renamed). A crash or kill at any
+moment before that last rename leaves ``CURRENT`` naming the previous version, whose files are
+untouched; after it, the new version is complete. Older versions are deleted after the swap.
+Loading verifies every file against the manifest (size, SHA-256) and against each other
+(counts, ids), so a damaged file is reported by name instead of serving wrong results.
+One writer at a time: concurrent saves to one folder are not coordinated.
+
+The raw vectors are kept beside the FAISS index although the flat index holds them too: HNSW
+graphs cannot drop nodes and are rebuilt from them on removal, IVF-PQ scores are re-scored
+exactly from them, and the projector export reads them. The cost is a second copy on disk
+(5 GB per million 1280-d embeddings); they are memory-mapped on load, so a query does not read
+them unless it needs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import faiss
+import numpy as np
+
+from reid.config import IndexConfig
+from reid.index import faiss_index as fi
+from reid.index.errors import CorruptIndexError, GalleryError, IndexMismatchError
+from reid.index.metadata import ImageEntry, MetadataStore
+from reid.utils.io import atomic_write_text
+
+FORMAT = "reid-gallery-index"
+FORMAT_VERSION = 1
+CURRENT_FILE = "CURRENT"
+MANIFEST_FILE = "manifest.json"
+FAISS_FILE = "index.faiss"
+VECTORS_FILE = "vectors.npy"
+METADATA_FILE = "metadata.sqlite"
+DATA_FILES = (FAISS_FILE, VECTORS_FILE, METADATA_FILE)
+_VERSION = re.compile(r"^v(\d{6,})$")
+_TMP_PREFIX = ".tmp-"
+#: Spec keys that decide how an image must be prepared for the model.
+PREPROCESSING_KEYS = ("input_height", "input_width", "color_order", "resize", "normalization",
+                      "normalization_formula")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """The model an index was built with: what a querying model must match."""
+
+    fingerprint: str
+    embedding_dim: int
+    model_dir: str | None = None
+    preprocessing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_embedder(cls, embedder: Any, model_dir: str | os.PathLike | None = None
+                      ) -> ModelInfo:
+        spec = embedder.spec
+        return cls(fingerprint=embedder.fingerprint, embedding_dim=int(embedder.embedding_dim),
+                   model_dir=None if model_dir is None else os.path.abspath(model_dir),
+                   preprocessing={k: spec[k] for k in PREPROCESSING_KEYS if k in spec})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fingerprint": self.fingerprint, "embedding_dim": self.embedding_dim,
+                "model_dir": self.model_dir, "preprocessing": dict(self.preprocessing)}
+
+    def describe(self) -> str:
+        where = self.model_dir or "an unrecorded model folder"
+        return f"{where} (fingerprint {self.fingerprint[:12]}, {self.embedding_dim}-d)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    rank: int
+    score: float
+    id: int
+    path: str
+    pid: int | None
+    camid: int | None
+    source: str | None = None
+    captured_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rank": self.rank, "score": self.score, "path": self.path, "pid": self.pid,
+                "camid": self.camid}
+
+
+@dataclasses.dataclass(frozen=True)
+class AddResult:
+    added_ids: np.ndarray
+    added_paths: list[str]
+    duplicates: list[str]
+
+    @property
+    def num_added(self) -> int:
+        return len(self.added_paths)
+
+
+def normalize_path(path: str | os.PathLike) -> str:
+    """The key an image is indexed under: absolute and normalised, so one file is one entry
+    however it was named on the command line."""
+    return os.path.abspath(os.fspath(path))
+
+
+def _unit_rows(name: str, vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a no-op, up to rounding, for the embedder's output): the
+    inner product is the cosine similarity only between unit vectors."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if len(vectors) and float(norms.min()) < 1e-12:
+        raise GalleryError(f"{name}: row {int(np.argmin(norms))} is a zero vector, which has no "
+                           f"direction to compare")
+    return (vectors / norms).astype(np.float32)
+
+
+class GalleryIndex:
+    """Embeddings and metadata of a gallery; search, add, remove, save, load. See the module
+    docstring for the layout and the saving protocol."""
+
+    def __init__(self, model: ModelInfo, config: IndexConfig | None = None) -> None:
+        config = config or IndexConfig()
+        fi.check_params(config, model.embedding_dim)
+        self._model = model
+        self._config = config
+        self._meta = MetadataStore()
+        dim = model.embedding_dim
+        self._ids = np.zeros(0, np.int64)
+        self._vectors: np.ndarray = np.zeros((0, dim), np.float32)
+        # IVF-PQ is created when its first vectors arrive, because it is trained on them.
+        self._faiss: faiss.Index | None = None if config.type == "ivfpq" else fi.new_index(
+            config, dim)
+        self._next_id = 0
+        self._created_at = _now()
+        self._updated_at = self._created_at
+        self._loaded_from: str | None = None
+
+    # --- properties ------------------------------------------------------------------------
+
+    @property
+    def model(self) -> ModelInfo:
+        return self._model
+
+    @property
+    def config(self) -> IndexConfig:
+        return self._config
+
+    @property
+    def dim(self) -> int:
+        return self._model.embedding_dim
+
+    @property
+    def count(self) -> int:
+        return len(self._ids)
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def trained(self) -> bool:
+        """False only for an IVF-PQ index that has not had vectors to train on yet."""
+        return self._faiss is not None
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Every id, ascending (the row order of :attr:`vectors`)."""
+        return self._ids.copy()
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The unit-norm embeddings, rows in the order of :attr:`ids` (read-only)."""
+        view = self._vectors.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def loaded_from(self) -> str | None:
+        """``folder/version`` this index was loaded from, if it was."""
+        return self._loaded_from
+
+    def entries(self, ids: Sequence[int] | None = None) -> list[ImageEntry]:
+        """Metadata of the given ids (in that order; unknown ids are an error), or of all."""
+        if ids is None:
+            return self._meta.entries()
+        found = self._meta.get(ids)
+        missing = [int(i) for i in ids if int(i) not in found]
+        if missing:
+            raise GalleryError(f"ids not in the index: {missing[:10]}")
+        return [found[int(i)] for i in ids]
+
+    def manifest(self) -> dict[str, Any]:
+        """Everything a reader must know before trusting the files (without their checksums)."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "count": self.count,
+            "next_id": self._next_id,
+            "embedding_dim": self.dim,
+            "model": self._model.to_dict(),
+            "index": {"type": self._config.type, "metric": fi.METRIC,
+                      "params": fi.index_params(self._config),
+                      "description": fi.describe(self._config)},
+            "created_at": self._created_at,
+            "updated_at": self._updated_at,
+        }
+
+    # --- model checks ----------------------------------------------------------------------
+
+    def check_model(self, other: ModelInfo, where: str | None = None) -> None:
+        """Raise IndexMismatchError unless ``other`` is the model that built the index."""
+        prefix = f"{where}: " if where else ""
+        built = self._model.describe()
+        if other.embedding_dim != self.dim:
+            raise IndexMismatchError(
+                f"{prefix}index was built by model {built} but the querying model "
+                f"{other.describe()} gives {other.embedding_dim}-d embeddings")
+        if other.fingerprint != self._model.fingerprint:
+            raise IndexMismatchError(
+                f"{prefix}index was built by model {built}, not by {other.describe()}: query "
+                f"with the model that built it, or rebuild the index with this one")
+
+    # --- add / remove ----------------------------------------------------------------------
+
+    def contains(self, paths: Sequence[str | os.PathLike]) -> set[str]:
+        """Those of ``paths`` (normalised) already in the index."""
+        return self._meta.existing_paths([normalize_path(p) for p in paths])
+
+    def add(self, paths: Sequence[str | os.PathLike], vectors: np.ndarray, *,
+            pids: Sequence[int | None] | None = None,
+            camids: Sequence[int | None] | None = None,
+            sources: Sequence[str | None] | None = None,
+            captured_at: Sequence[str | None] | None = None) -> AddResult:
+        """Append images; a path already indexed (or repeated in ``paths``) is skipped, never
+        duplicated. Returns what was added and what was skipped.
+
+        IVF-PQ is trained on the first vectors it gets; too few raise IndexTrainingError and
+        leave the index unchanged.
+        """
+        n = len(paths)
+        vectors = fi.as_vectors("vectors", vectors, self.dim)
+        if len(vectors) != n:
+            raise GalleryError(f"add: {n} paths but {len(vectors)} vectors")
+        columns = {"pids": pids, "camids": camids, "sources": sources,
+                   "captured_at": captured_at}
+        for name, values in columns.items():
+            if values is not None and len(values) != n:
+                raise GalleryError(f"add: {n} paths but {len(values)} {name}")
+        norm = [normalize_path(p) for p in paths]
+        existing = self._meta.existing_paths(sorted(set(norm)))
+        keep: list[int] = []
+        seen: set[str] = set()
+        duplicates: list[str] = []
+        for i, path in enumerate(norm):
+            if path in existing or path in seen:
+                duplicates.append(path)
+            else:
+                seen.add(path)
+                keep.append(i)
+        if not keep:
+            return AddResult(np.zeros(0, np.int64), [], duplicates)
+
+        new_vectors = _unit_rows("vectors", vectors[keep])
+        new_ids = np.arange(self._next_id, self._next_id + len(keep), dtype=np.int64)
+        index, config = self._faiss, self._config
+        if index is None:  # untrained IVF-PQ: train on everything it will hold
+            train = np.concatenate([self._vectors, new_vectors])
+            index = fi.new_index(config, self.dim, train_vectors=train)
+            config = fi.trained_params(index, config)
+            if self.count:
+                fi.add(index, self._vectors, self._ids)
+        fi.add(index, new_vectors, new_ids)
+
+        added_at = _now()
+
+        def column(values: Sequence | None, i: int, cast: type) -> Any:
+            value = None if values is None else values[i]
+            return None if value is None else cast(value)
+
+        self._meta.insert(
+            ImageEntry(id=int(new_ids[j]), path=norm[i], pid=column(pids, i, int),
+                       camid=column(camids, i, int), source=column(sources, i, str),
+                       captured_at=column(captured_at, i, str), added_at=added_at)
+            for j, i in enumerate(keep))
+        self._faiss, self._config = index, config
+        self._vectors = np.concatenate([self._vectors, new_vectors])
+        self._ids = np.concatenate([self._ids, new_ids])
+        self._next_id += len(keep)
+        self._updated_at = added_at
+        return AddResult(new_ids, [norm[i] for i in keep], duplicates)
+
+    def remove(self, *, paths: Sequence[str | os.PathLike] | None = None,
+               pids: Sequence[int] | None = None, camids: Sequence[int] | None = None) -> int:
+        """Remove the entries matching every given filter; returns how many were removed.
+
+        ``remove(pids=[5])`` drops person 5, ``remove(pids=[5], camids=[2])`` only their crops
+        from camera 2. With no filter nothing is removed. Ids of the others do not change.
+        """
+        norm = None if paths is None else [normalize_path(p) for p in paths]
+        ids = self._meta.select_ids(norm, pids, camids)
+        if not len(ids):
+            return 0
+        keep = ~np.isin(self._ids, ids)
+        if self._faiss is not None:
+            if fi.supports_remove(self._config):
+                removed = fi.remove(self._faiss, ids)
+                if removed != len(ids):
+                    raise CorruptIndexError(f"FAISS removed {removed} of {len(ids)} entries: "
+                                            f"index and metadata disagree")
+            else:
+                rebuilt = fi.new_index(self._config, self.dim)
+                fi.add(rebuilt, self._vectors[keep], self._ids[keep])
+                self._faiss = rebuilt
+        self._vectors = np.ascontiguousarray(self._vectors[keep])
+        self._ids = self._ids[keep]
+        self._meta.delete(ids)
+        self._updated_at = _now()
+        return len(ids)
+
+    # --- search ----------------------------------------------------------------------------
+
+    def _lookup(self, ids: np.ndarray) -> np.ndarray:
+        return np.asarray(self._vectors[np.searchsorted(self._ids, ids)], dtype=np.float32)
+
+    def search_arrays(self, queries: np.ndarray, k: int = 10,
+                      exclude_camids: Sequence[int | None] | None = None,
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (num_queries, k), best first; -inf / -1 where there are fewer
+        than k results. ``exclude_camids[i]`` (when not None) drops every gallery entry of that
+        camera from query i's results."""
+        queries = _unit_rows("queries", fi.as_vectors("queries", queries, self.dim))
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise GalleryError(f"k: expected a positive number of results, got {k!r}")
+        k = int(k)
+        num_queries = len(queries)
+        scores = np.full((num_queries, k), -np.inf, np.float32)
+        ids = np.full((num_queries, k), -1, np.int64)
+        if self._faiss is None or num_queries == 0:
+            return scores, ids
+        if exclude_camids is None:
+            groups: dict[int | None, list[int]] = {None: list(range(num_queries))}
+        else:
+            if len(exclude_camids) != num_queries:
+                raise GalleryError(f"exclude_camids: {len(exclude_camids)} values for "
+                                   f"{num_queries} queries")
+            groups = {}
+            for i, cam in enumerate(exclude_camids):
+                groups.setdefault(None if cam is None else int(cam), []).append(i)
+        for cam, rows in groups.items():
+            exclude = None if cam is None else self._meta.camera_ids(cam)
+            s, i = fi.search(self._faiss, self._config, queries[rows], k, exclude, self._lookup)
+            scores[rows], ids[rows] = s, i
+        return scores, ids
+
+    def search(self, queries: np.ndarray, k: int = 10,
+               exclude_camids: Sequence[int | None] | None = None) -> list[list[Hit]]:
+        """The k most similar gallery entries of each query, with cosine similarity scores."""
+        scores, ids = self.search_arrays(queries, k, exclude_camids)
+        entries = self._meta.get(ids[ids >= 0])
+        results = []
+        for score_row, id_row in zip(scores, ids):
+            hits = []
+            for score, i in zip(score_row, id_row):
+                if i < 0:
+                    break
+                e = entries[int(i)]
+                hits.append(Hit(rank=len(hits) + 1, score=float(np.clip(score, -1.0, 1.0)),
+                                id=int(i), path=e.path, pid=e.pid, camid=e.camid,
+                                source=e.source, captured_at=e.captured_at))
+            results.append(hits)
+        return results
+
+    # --- save / load -----------------------------------------------------------------------
+
+    def save(self, folder: str | os.PathLike) -> pathlib.Path:
+        """Write a new version of the index into ``folder`` atomically; return its path."""
+        folder = pathlib.Path(folder)
+        check_writable_folder(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self._faiss is None:
+            # An empty IVF-PQ has nothing to train on; an untrained index still round-trips.
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        else:
+            index = self._faiss
+        version = _next_version(folder)
+        # mkdir, unlike mkdtemp, honours the umask, so others can read the index as usual.
+        staging = folder / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        staging.mkdir()
+        final = folder / version
+        renamed = False
+        try:
+            _write_faiss(index, staging / FAISS_FILE)
+            _write_vectors(self._vectors, staging / VECTORS_FILE)
+            _write_metadata(self._meta, staging / METADATA_FILE)
+            manifest = self.manifest()
+            manifest["version"] = version
+            manifest["trained"] = self._faiss is not None
+            manifest["files"] = {name: _file_record(staging / name) for name in DATA_FILES}
+            _write_manifest(manifest, staging / MANIFEST_FILE)
+            _fsync_dir(staging)
+            _publish(staging, final)
+            renamed = True
+            _fsync_dir(folder)
+            _swap_pointer(folder, version)  # the commit point
+            _fsync_dir(folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            if renamed and _read_pointer_text(folder) != version:
+                shutil.rmtree(final, ignore_errors=True)
+            raise
+        _remove_stale(folder, keep=version)
+        self._loaded_from = str(final)
+        return final
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, verify: bool = True) -> GalleryIndex:
+        """Open the live version of a saved index; errors name the missing or damaged file.
+
+        ``verify`` checks each file's SHA-256 against the manifest (reads every byte once).
+        """
+        folder = pathlib.Path(folder)
+        if not folder.exists():
+            raise GalleryError(f"{folder}: gallery index folder not found")
+        if not folder.is_dir():
+            raise GalleryError(f"{folder}: not a folder (expected a gallery index folder)")
+        attempts = 3
+        for attempt in range(attempts):
+            version = _read_pointer(folder)
+            try:
+                return cls._load_version(folder, version, verify)
+            except CorruptIndexError:
+                # A writer may have committed a new version and deleted this one meanwhile.
+                if attempt + 1 < attempts and _read_pointer_text(folder) != version:
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _load_version(cls, folder: pathlib.Path, version: str, verify: bool) -> GalleryIndex:
+        vdir = folder / version
+        if not vdir.is_dir():
+            raise CorruptIndexError(f"{vdir}: version folder named by {folder / CURRENT_FILE} "
+                                    f"is missing")
+        manifest_path = vdir / MANIFEST_FILE
+        manifest = _read_manifest(manifest_path)
+        where = str(manifest_path)
+        try:
+            files = manifest["files"]
+            count = int(manifest["count"])
+            dim = int(manifest["embedding_dim"])
+            next_id = int(manifest["next_id"])
+            trained = bool(manifest.get("trained", True))
+            model_d = manifest["model"]
+            model = ModelInfo(fingerprint=str(model_d["fingerprint"]),
+                              embedding_dim=int(model_d["embedding_dim"]),
+                              model_dir=model_d.get("model_dir"),
+                              preprocessing=dict(model_d.get("preprocessing") or {}))
+            index_d = manifest["index"]
+            params = dict(index_d["params"])
+            if index_d["type"] != params.get("type"):
+                raise CorruptIndexError(f"{where}: index type {index_d['type']!r} disagrees with "
+                                        f"its params ({params.get('type')!r})")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorruptIndexError(f"{where}: missing or malformed field ({exc!r})") from None
+        if model.embedding_dim != dim:
+            raise CorruptIndexError(f"{where}: embedding_dim {dim} disagrees with the model's "
+                                    f"{model.embedding_dim}")
+        config = fi.config_from_params(params, f"{where}: index.params")
+        if not isinstance(files, Mapping) or set(files) != set(DATA_FILES):
+            raise CorruptIndexError(f"{where}: 'files' must list exactly {', '.join(DATA_FILES)}")
+        for name in DATA_FILES:
+            _check_file(vdir / name, files[name], verify)
+
+        index = fi.read_index(vdir / FAISS_FILE)
+        vectors = _read_vectors(vdir / VECTORS_FILE)
+        meta = MetadataStore.load(vdir / METADATA_FILE)
+        try:
+            ids = meta.ids()
+            _check_consistent(vdir, count, dim, next_id, index, vectors, ids, meta.count())
+        except BaseException:
+            meta.close()
+            raise
+
+        gallery = cls.__new__(cls)
+        gallery._model = model
+        gallery._config = config
+        gallery._meta = meta
+        gallery._ids = ids
+        gallery._vectors = vectors
+        gallery._faiss = index if trained else None
+        gallery._next_id = next_id
+        gallery._created_at = str(manifest.get("created_at", ""))
+        gallery._updated_at = str(manifest.get("updated_at", ""))
+        gallery._loaded_from = str(vdir)
+        return gallery
+
+
+# --- the saving protocol, one step per function (tests make each one fail) -------------------
+
+def _fsync_file(path: pathlib.Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: pathlib.Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a folder be fsynced
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_faiss(index: faiss.Index, path: pathlib.Path) -> None:
+    fi.write_index(index, path)
+    _fsync_file(path)
+
+
+def _write_vectors(vectors: np.ndarray, path: pathlib.Path) -> None:
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_metadata(meta: MetadataStore, path: pathlib.Path) -> None:
+    meta.save(path)
+    _fsync_file(path)
+
+
+def _write_manifest(manifest: Mapping[str, Any], path: pathlib.Path) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _publish(staging: pathlib.Path, final: pathlib.Path) -> None:
+    os.rename(staging, final)
+
+
+def _swap_pointer(folder: pathlib.Path, version: str) -> None:
+    atomic_write_text(folder / CURRENT_FILE, version + "\n")
+
+
+def _sha256(path: pathlib.Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _file_record(path: pathlib.Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def _is_index_entry(name: str) -> bool:
+    return (name == CURRENT_FILE or _VERSION.match(name) is not None
+            or name.startswith(_TMP_PREFIX) or name.startswith(f".{CURRENT_FILE}."))
+
+
+def check_writable_folder(folder: pathlib.Path) -> None:
+    """Refuse to write an index into a file, or into a folder holding anything else (a typo
+    such as ``--index photos/`` must not litter or later clean up someone's folder)."""
+    if folder.exists() and not folder.is_dir():
+        raise GalleryError(f"{folder}: exists and is not a folder")
+    if folder.is_dir():
+        others = sorted(p.name for p in folder.iterdir() if not _is_index_entry(p.name))
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise GalleryError(f"{folder}: folder is not a gallery index and is not empty "
+                               f"(holds {shown})")
+
+
+def _versions(folder: pathlib.Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if _VERSION.match(p.name)]
+
+
+def _next_version(folder: pathlib.Path) -> str:
+    numbers = [int(_VERSION.match(name).group(1)) for name in _versions(folder)]
+    current = _read_pointer_text(folder)
+    if current and _VERSION.match(current):
+        numbers.append(int(_VERSION.match(current).group(1)))
+    return f"v{max(numbers, default=0) + 1:06d}"
+
+
+def _remove_stale(folder: pathlib.Path, keep: str) -> None:
+    """Delete superseded versions and leftovers of interrupted saves (best effort)."""
+    for path in folder.iterdir():
+        if path.name == keep:
+            continue
+        if _VERSION.match(path.name) or path.name.startswith(_TMP_PREFIX):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(f".{CURRENT_FILE}."):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _read_pointer_text(folder: pathlib.Path) -> str | None:
+    try:
+        return (folder / CURRENT_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _read_pointer(folder: pathlib.Path) -> str:
+    pointer = folder / CURRENT_FILE
+    if not pointer.exists():
+        raise GalleryError(f"{folder}: not a gallery index ({CURRENT_FILE} file missing; build "
+                           f"one with tools/build_index.py)")
+    text = _read_pointer_text(folder)
+    if text is None or not _VERSION.match(text):
+        raise CorruptIndexError(f"{pointer}: expected a version name such as v000001, "
+                                f"got {text!r}")
+    return text
+
+
+def _read_manifest(path: pathlib.Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CorruptIndexError(f"{path}: manifest missing")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptIndexError(f"{path}: cannot read the manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise CorruptIndexError(f"{path}: expected a JSON object")
+    if manifest.get("format") != FORMAT:
+        raise CorruptIndexError(f"{path}: not a {FORMAT} manifest (format "
+                                f"{manifest.get('format')!r})")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        hint = " (written by a newer version of reid)" if newer else ""
+        raise CorruptIndexError(f"{path}: format version {version!r}, this code reads "
+                                f"{FORMAT_VERSION}{hint}")
+    return manifest
+
+
+def _check_file(path: pathlib.Path, record: Any, verify: bool) -> None:
+    if not path.is_file():
+        raise CorruptIndexError(f"{path}: file missing")
+    try:
+        size, digest = int(record["bytes"]), str(record["sha256"])
+    except (KeyError, TypeError, ValueError):
+        raise CorruptIndexError(f"{path.parent / MANIFEST_FILE}: bad record for {path.name}") \
+            from None
+    actual = path.stat().st_size
+    if actual != size:
+        raise CorruptIndexError(f"{path}: {actual} bytes, the manifest says {size} "
+                                f"(truncated or replaced)")
+    if verify and _sha256(path) != digest:
+        raise CorruptIndexError(f"{path}: contents do not match the manifest's SHA-256 (corrupt)")
+
+
+def _read_vectors(path: pathlib.Path) -> np.ndarray:
+    try:
+        vectors = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise CorruptIndexError(f"{path}: cannot read the vectors ({exc})") from None
+    if vectors.ndim != 2 or vectors.dtype != np.float32:
+        raise CorruptIndexError(f"{path}: expected a 2-D float32 array, got {vectors.dtype} "
+                                f"{vectors.shape}")
+    return vectors
+
+
+def _check_consistent(vdir: pathlib.Path, count: int, dim: int, next_id: int,
+                      index: faiss.Index, vectors: np.ndarray, ids: np.ndarray,
+                      meta_count: int) -> None:
+    """The files were written together; any disagreement means one was swapped or damaged."""
+    counts = {MANIFEST_FILE: count, FAISS_FILE: int(index.ntotal), VECTORS_FILE: len(vectors),
+              METADATA_FILE: meta_count}
+    if len(set(counts.values())) != 1:
+        shown = ", ".join(f"{k} {v}" for k, v in counts.items())
+        raise CorruptIndexError(f"{vdir}: entry counts disagree ({shown})")
+    if vectors.shape[1] != dim or index.d != dim:
+        raise CorruptIndexError(f"{vdir}: dimensions disagree (manifest {dim}, "
+                                f"{VECTORS_FILE} {vectors.shape[1]}, {FAISS_FILE} {index.d})")
+    if not np.array_equal(np.sort(fi.stored_ids(index)), ids):
+        raise CorruptIndexError(f"{vdir}: ids in {FAISS_FILE} and {METADATA_FILE} disagree")
+    if len(ids) and int(ids[-1]) >= next_id:
+        raise CorruptIndexError(f"{vdir}: id {int(ids[-1])} is not below next_id {next_id}")
+
+
+def is_gallery_index(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` holds a saved index (it may still be damaged)."""
+    return (pathlib.Path(folder) / CURRENT_FILE).is_file()

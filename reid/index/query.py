@@ -1,0 +1,126 @@
+"""Search a gallery index with query images: what ``tools/query.py`` runs.
+
+The index's manifest names the model that built it, so a query needs only the index folder;
+another copy of the model may be given instead, and is accepted only if its weights have the
+same fingerprint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from reid.data.market1501 import MARKET_PATTERN_HELP, parse_market_name
+from reid.index.errors import GalleryError
+from reid.index.gallery import GalleryIndex, Hit, ModelInfo
+from reid.index.grid import GridItem, GridRow, save_grid
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryResult:
+    query: str
+    pid: int | None
+    camid: int | None
+    hits: list[Hit]
+    search_ms: float
+
+
+def open_gallery(index_dir: str | os.PathLike, model: str | os.PathLike | None = None,
+                 verify: bool = True) -> tuple[GalleryIndex, Any, pathlib.Path]:
+    """(index, embedder, model folder): the index's own model unless ``model`` overrides it."""
+    from reid.modeling import Embedder, resolve_model_dir
+
+    gallery = GalleryIndex.load(index_dir, verify=verify)
+    if model is None:
+        recorded = gallery.model.model_dir
+        if not recorded:
+            raise GalleryError(f"{index_dir}: the manifest records no model folder; pass --model")
+        if not pathlib.Path(recorded).exists():
+            raise GalleryError(f"{index_dir}: the model that built the index, "
+                               f"{gallery.model.describe()}, is not found; pass --model with a "
+                               f"copy of it")
+        model = recorded
+    model_dir = resolve_model_dir(model)
+    embedder = Embedder.load(model_dir)
+    gallery.check_model(ModelInfo.from_embedder(embedder, model_dir), where=str(index_dir))
+    return gallery, embedder, model_dir
+
+
+def embed_queries(embedder: Any, paths: Sequence[str | os.PathLike]) -> np.ndarray:
+    """Embeddings of the query images, decoded and resized exactly as the gallery was."""
+    from reid.data.pipeline import load_image
+
+    if not paths:
+        raise GalleryError("no query image given (--image Q.jpg)")
+    height, width = embedder.input_size
+    images = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise GalleryError(f"{path}: query image not found")
+        images.append(load_image(os.fspath(path), height, width))
+    return embedder.embed(np.stack(images))
+
+
+def query_gallery(gallery: GalleryIndex, embedder: Any, images: Sequence[str | os.PathLike],
+                  k: int = 10, exclude_same_camera: bool = False) -> list[QueryResult]:
+    """Search the gallery with each image; person id and camera come from Market-style names.
+
+    ``exclude_same_camera`` drops every result from the query's own camera (its camera must be
+    readable from its file name).
+    """
+    labels = [parse_market_name(os.fspath(p)) for p in images]
+    if exclude_same_camera:
+        for path, label in zip(images, labels):
+            if label is None:
+                raise GalleryError(f"{path}: --exclude-same-camera needs the query's camera, but "
+                                   f"the file name does not give it ({MARKET_PATTERN_HELP})")
+    vectors = embed_queries(embedder, images)
+    results = []
+    for i, path in enumerate(images):
+        exclude = [labels[i][1]] if exclude_same_camera else None
+        start = time.perf_counter()
+        hits = gallery.search(vectors[i:i + 1], k, exclude_camids=exclude)[0]
+        elapsed = (time.perf_counter() - start) * 1000
+        pid, camid = labels[i] if labels[i] is not None else (None, None)
+        results.append(QueryResult(os.fspath(path), pid, camid, hits, elapsed))
+    return results
+
+
+def _cell(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def format_results(results: Sequence[QueryResult], gallery_size: int) -> str:
+    """A ranked table per query: rank, score, pid, camera, path."""
+    blocks = []
+    for r in results:
+        who = f"pid {_cell(r.pid)}, camera {_cell(r.camid)}"
+        lines = [f"query {r.query} ({who}): top {len(r.hits)} of {gallery_size} in "
+                 f"{r.search_ms:.1f} ms",
+                 f"{'rank':>4}  {'score':>6}  {'pid':>5}  {'cam':>3}  path"]
+        for h in r.hits:
+            lines.append(f"{h.rank:>4}  {h.score:>6.4f}  {_cell(h.pid):>5}  {_cell(h.camid):>3}  "
+                         f"{h.path}")
+        if not r.hits:
+            lines.append("  (no results)")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def results_json(results: Sequence[QueryResult]) -> list[list[dict[str, Any]]]:
+    """One list per query, in query order, of ``{rank, score, path, pid, camid}``."""
+    return [[h.to_json() for h in r.hits] for r in results]
+
+
+def save_results_grid(results: Sequence[QueryResult], path: str | os.PathLike,
+                      cell_height: int = 128) -> None:
+    rows = [GridRow(GridItem(r.query, pid=r.pid),
+                    [GridItem(h.path, h.score, h.pid, h.rank) for h in r.hits])
+            for r in results]
+    save_grid(rows, path, cell_height)

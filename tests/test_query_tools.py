@@ -1,0 +1,341 @@
+"""Building and querying a gallery with a real (tiny, untrained) embedder, through the library and
+through tools/build_index.py, tools/query.py and tools/export_projector.py.
+
+The model is MobileNetV2 alpha 0.35 at 64x32 with random weights: its rankings are poor but
+deterministic, which is all these tests need.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from reid.config import ModelConfig
+from reid.data.market1501 import read_market1501
+from reid.data.synthetic import generate_dataset
+from reid.evaluation import evaluate_rank, pairwise_distance
+from reid.index import GalleryError, GalleryIndex, IndexMismatchError, is_gallery_index
+from reid.index.build import build_gallery, collect_images
+from reid.index.query import embed_queries, open_gallery, query_gallery
+from reid.modeling import build_reid_model, export_embedder
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _export(folder: pathlib.Path, seed: int) -> pathlib.Path:
+    keras.utils.set_random_seed(seed)
+    models = build_reid_model(ModelConfig(alpha=0.35, weights=None), (64, 32, 3), num_classes=4)
+    export_embedder(models.embedding_model, folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> pathlib.Path:
+    """A training run folder holding only its exported model."""
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    _export(run / "model", seed=0)
+    return run
+
+
+@pytest.fixture(scope="session")
+def other_model(tmp_path_factory) -> pathlib.Path:
+    return _export(tmp_path_factory.mktemp("other") / "model", seed=1)
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory) -> pathlib.Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_dataset(root, ids=8, cameras=3, images_per_id=6, seed=2, height=64, width=32,
+                     workers=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, run_dir, data) -> pathlib.Path:
+    """A flat index of the synthetic gallery split (do not modify)."""
+    index = tmp_path_factory.mktemp("built") / "gallery"
+    build_gallery([data / "bounding_box_test"], index, run_dir, progress=False,
+                  log=lambda _: None)
+    return index
+
+
+def gallery_files(data: pathlib.Path) -> list[pathlib.Path]:
+    return sorted((data / "bounding_box_test").glob("*.jpg"))
+
+
+def tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+# --- library -------------------------------------------------------------------------------
+
+def test_gallery_image_query_returns_itself_first(built, data):
+    gallery, embedder, model_dir = open_gallery(built)
+    assert model_dir.name == "model"
+    files = gallery_files(data)
+    assert len(gallery) == len(files)
+    results = query_gallery(gallery, embedder, [str(files[0]), str(files[-1])], k=5)
+    for path, result in zip([files[0], files[-1]], results):
+        assert result.hits[0].path == str(path)
+        assert result.hits[0].score == pytest.approx(1.0, abs=1e-4)
+        pid, cam = int(path.name[:4]), int(path.name[6])  # "0007_c1s1_..."
+        assert (result.pid, result.camid) == (pid, cam) == (result.hits[0].pid,
+                                                             result.hits[0].camid)
+
+
+def test_synthetic_split_ranking_agrees_with_evaluate_rank(built, data):
+    gallery, embedder, _ = open_gallery(built)
+    dataset = read_market1501(data)
+    by_path = {e.path: e for e in gallery.entries()}
+    records = dataset.gallery
+    assert sorted(by_path) == sorted(r.path for r in records)
+    # labels stored in the index are those the dataset reader gives
+    assert all((by_path[r.path].pid, by_path[r.path].camid) == (r.pid, r.camid) for r in records)
+
+    queries = embed_queries(embedder, [r.path for r in dataset.query])
+    q_pids = np.array([r.pid for r in dataset.query])
+    q_cams = np.array([r.camid for r in dataset.query])
+    entries = gallery.entries(gallery.ids)
+    g_pids = np.array([e.pid for e in entries])
+    g_cams = np.array([e.camid for e in entries])
+    reference = evaluate_rank(pairwise_distance(queries, gallery.vectors, "cosine"), q_pids,
+                              g_pids, q_cams, g_cams)
+
+    scores, ids = gallery.search_arrays(queries, k=len(gallery))
+    rows = np.searchsorted(gallery.ids, ids)
+    distmat = np.empty((len(queries), len(gallery)), np.float32)
+    np.put_along_axis(distmat, rows, 1.0 - scores, axis=1)
+    ours = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams)
+    assert ours["mAP"] == pytest.approx(reference["mAP"], abs=1e-6)
+    np.testing.assert_allclose(ours["cmc"], reference["cmc"])
+    # and the scores are the cosine similarities of the same features
+    sims = queries @ np.asarray(gallery.vectors).T
+    np.testing.assert_allclose(scores, np.take_along_axis(sims, rows, axis=1), atol=1e-5)
+
+
+def _copy_some(data: pathlib.Path, folder: pathlib.Path, n: int) -> list[pathlib.Path]:
+    folder.mkdir()
+    files = gallery_files(data)[:n]
+    for f in files:
+        shutil.copy(f, folder / f.name)
+    return [folder / f.name for f in files]
+
+
+def test_unreadable_files_are_listed_and_skipped(tmp_path, run_dir, data):
+    good = _copy_some(data, tmp_path / "imgs", 4)
+    truncated = tmp_path / "imgs" / "0001_c1s1_999999_00.jpg"
+    truncated.write_bytes(good[0].read_bytes()[:200])
+    fake = tmp_path / "imgs" / "0002_c2s1_999999_00.jpg"
+    fake.write_text("not a picture")
+    notes = tmp_path / "imgs" / "notes.txt"
+    notes.write_text("camera list")
+    (tmp_path / "imgs" / ".DS_Store").write_bytes(b"\0")  # hidden: not considered at all
+    report = build_gallery([tmp_path / "imgs"], tmp_path / "g", run_dir, progress=False,
+                           log=lambda _: None)
+    assert report.added == 4 and report.files == 7 and report.saved
+    assert sorted(p for p, _ in report.unreadable) == sorted(str(p) for p in (truncated, fake,
+                                                                              notes))
+    assert all("cannot read or decode image" in why for _, why in report.unreadable)
+    text = report.format()
+    assert "added 4, skipped 0 as duplicates, skipped 3 as unreadable" in text
+    assert f"unreadable: {notes}:" in text
+    assert sorted(e.path for e in GalleryIndex.load(tmp_path / "g").entries()) == \
+        sorted(str(p) for p in good)
+
+
+def test_nothing_readable_writes_no_index(tmp_path, run_dir, capsys):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
+    code = tool("build_index")(["--model", str(run_dir), "--images", str(tmp_path / "bad"),
+                                "--index", str(tmp_path / "g"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1] == f"error: {tmp_path / 'g'}: no readable new images; index " \
+                                    f"not written"
+    assert not is_gallery_index(tmp_path / "g")
+
+
+def test_bad_image_arguments(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GalleryError, match="empty: folder has no files"):
+        collect_images([tmp_path / "empty"])
+    with pytest.raises(GalleryError, match=r"\*\.jpg: no files match this pattern"):
+        collect_images([str(tmp_path / "empty" / "*.jpg")])
+    with pytest.raises(GalleryError, match="missing: no such file or folder"):
+        collect_images([tmp_path / "missing"])
+    with pytest.raises(GalleryError, match="no images given"):
+        collect_images([])
+
+
+def test_append_skips_duplicates_and_unchanged_index_is_not_rewritten(tmp_path, run_dir, data):
+    files = gallery_files(data)
+    first, second = files[:5], files[3:9]
+    index = tmp_path / "g"
+    build_gallery([str(f) for f in first], index, run_dir, progress=False, log=lambda _: None)
+    with pytest.raises(GalleryError, match="already holds a gallery index; pass --append"):
+        build_gallery([str(f) for f in second], index, run_dir, progress=False,
+                      log=lambda _: None)
+    # the model defaults to the one in the manifest
+    report = build_gallery([str(f) for f in second] + [str(second[0])], index, append=True,
+                           progress=False, log=lambda _: None)
+    assert report.added == 4 and len(report.duplicates) == 3 and report.count == 9
+    version = (index / "CURRENT").read_text()
+    again = build_gallery([str(f) for f in files[:9]], index, append=True, progress=False,
+                          log=lambda _: None)
+    assert again.added == 0 and len(again.duplicates) == 9 and not again.saved
+    assert (index / "CURRENT").read_text() == version
+    paths = sorted(e.path for e in GalleryIndex.load(index).entries())
+    assert paths == sorted(str(f) for f in files[:9])
+    with pytest.raises(GalleryError, match="of type flat; it cannot be appended to as hnsw"):
+        build_gallery([str(files[10])], index, append=True, index_type="hnsw", progress=False,
+                      log=lambda _: None)
+
+
+def test_overwrite_replaces_even_a_damaged_index(tmp_path, run_dir, data):
+    files = gallery_files(data)
+    index = tmp_path / "g"
+    build_gallery([str(f) for f in files[:3]], index, run_dir, progress=False, log=lambda _: None)
+    for f in index.glob("v*/index.faiss"):
+        f.write_bytes(b"damaged")
+    with pytest.raises(GalleryError, match="index.faiss"):
+        GalleryIndex.load(index)
+    report = build_gallery([str(f) for f in files[3:5]], index, run_dir, overwrite=True,
+                           progress=False, log=lambda _: None)
+    assert report.created and report.saved and report.count == 2
+    assert sorted(e.path for e in GalleryIndex.load(index).entries()) == [str(f) for f in
+                                                                          files[3:5]]
+
+
+def test_refuses_a_folder_that_is_not_an_index_before_any_work(tmp_path, data):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(GalleryError, match="photos: folder is not a gallery index"):
+        build_gallery([data / "query"], tmp_path / "photos", tmp_path / "no-model",
+                      progress=False, log=lambda _: None)
+
+
+def test_model_and_index_mismatch(tmp_path, built, run_dir, other_model, data):
+    files = [str(f) for f in gallery_files(data)[:2]]
+    with pytest.raises(IndexMismatchError, match=rf"built by model {run_dir / 'model'} "
+                                                 rf"\(fingerprint [0-9a-f]{{12}}"):
+        build_gallery(files, built, other_model, append=True, progress=False,
+                      log=lambda _: None)
+    with pytest.raises(IndexMismatchError, match=rf"built by model {run_dir / 'model'}.*not "
+                                                 rf"by {other_model}"):
+        open_gallery(built, other_model)
+    # a copy of the right model is accepted in place of the recorded one
+    copy = shutil.copytree(run_dir / "model", tmp_path / "copy")
+    assert open_gallery(built, copy)[2] == copy
+
+
+def test_moved_model_is_reported(tmp_path, data):
+    model = _export(tmp_path / "run" / "model_best", seed=0)
+    index = tmp_path / "g"
+    report = build_gallery([str(gallery_files(data)[0])], index, tmp_path / "run",
+                           progress=False, log=lambda _: None)
+    assert "model_best" in report.model_note and "model not found" in report.model_note
+    shutil.move(model, tmp_path / "elsewhere")
+    with pytest.raises(GalleryError, match=r"the model that built the index, .*model_best.* is "
+                                           r"not found; pass --model"):
+        open_gallery(index)
+
+
+def test_ivfpq_gallery_too_small_fails_before_embedding(tmp_path, run_dir, data):
+    with pytest.raises(GalleryError, match="IVF-PQ needs at least 256 vectors"):
+        build_gallery([data / "bounding_box_test"], tmp_path / "g", run_dir, index_type="ivfpq",
+                      progress=False, log=lambda _: None)
+    assert not (tmp_path / "g").exists()
+
+
+# --- the tools, in process -------------------------------------------------------------------
+
+def test_query_tool_table_json_and_grid(built, data, tmp_path, capsys):
+    files = gallery_files(data)
+    query = data / "query" / sorted(p.name for p in (data / "query").glob("*.jpg"))[0]
+    main = tool("query")
+    grid = tmp_path / "grid.png"
+    assert main(["--index", str(built), "--image", str(files[2]), str(query), "--top-k", "4",
+                 "--save-grid", str(grid)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("rank   score    pid  cam  path") == 2
+    first_row = out.splitlines()[2].split()
+    assert first_row[0] == "1" and float(first_row[1]) == pytest.approx(1.0, abs=1e-3)
+    assert first_row[-1] == str(files[2])
+    picture = cv2.imread(str(grid))
+    assert picture is not None and picture.shape[0] > 2 * 128 and picture.shape[1] > 5 * 64
+
+    assert main(["--index", str(built), "--image", str(query), "--top-k", "3", "--json",
+                 "--exclude-same-camera"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == 1 and len(results[0]) == 3
+    assert [set(hit) for hit in results[0]] == [{"rank", "score", "path", "pid", "camid"}] * 3
+    q_cam = int(query.name.split("_c")[1][0])
+    assert all(hit["camid"] != q_cam for hit in results[0])
+    assert [hit["rank"] for hit in results[0]] == [1, 2, 3]
+
+
+def test_build_tool_projector_option(tmp_path, run_dir, data, capsys):
+    main = tool("build_index")
+    assert main(["--model", str(run_dir), "--images", str(data / "query" / "*.jpg"),
+                 "--index", str(tmp_path / "g"), "--type", "hnsw", "--no-progress",
+                 "--projector", str(tmp_path / "proj")]) == 0
+    out = capsys.readouterr().out
+    assert "hnsw" in out and "added" in out and "tensorboard --logdir" in out
+    assert {p.name for p in (tmp_path / "proj").iterdir()} == {
+        "projector_config.pbtxt", "vectors.tsv", "metadata.tsv", "sprite.png"}
+    assert GalleryIndex.load(tmp_path / "g").config.type == "hnsw"
+    assert tool("export_projector")(["--index", str(tmp_path / "g"), "--out",
+                                     str(tmp_path / "p2"), "--max-points", "5"]) == 0
+    assert len((tmp_path / "p2" / "metadata.tsv").read_text().splitlines()) == 6
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--index", "{tmp}/none", "--image", "{q}"], "{tmp}/none: gallery index folder not found"),
+    (["--index", "{built}", "--image", "{tmp}/missing.jpg"], "{tmp}/missing.jpg: query image "
+                                                             "not found"),
+    (["--index", "{built}", "--image", "{odd}", "--exclude-same-camera"],
+     "{odd}: --exclude-same-camera needs the query's camera"),
+    (["--index", "{built}", "--image", "{q}", "--top-k", "0"], "--top-k: expected a positive"),
+])
+def test_query_tool_errors_are_one_line(args, message, built, data, tmp_path, capsys):
+    q = gallery_files(data)[0]
+    odd = tmp_path / "person.jpg"
+    shutil.copy(q, odd)
+    fill = {"tmp": tmp_path, "built": built, "q": q, "odd": odd}
+    code = tool("query")([a.format(**fill) for a in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith(f"error: {message.format(**fill)}")
+
+
+@pytest.mark.slow
+def test_command_line_end_to_end(tmp_path, run_dir, data):
+    """The real commands in fresh processes: exit codes, stdout, one-line errors."""
+    def run(name, *args):
+        return subprocess.run([sys.executable, str(ROOT / "tools" / f"{name}.py"), *map(str, args)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+    files = gallery_files(data)
+    done = run("build_index", "--model", run_dir, "--images", data / "bounding_box_test",
+               "--index", tmp_path / "g", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert f"added {len(files)}, skipped 0 as duplicates, skipped 0 as unreadable" in done.stdout
+    done = run("query", "--index", tmp_path / "g", "--image", files[1], "--json")
+    assert done.returncode == 0, done.stderr
+    (hits,) = json.loads(done.stdout)
+    assert hits[0]["path"] == str(files[1]) and hits[0]["score"] == pytest.approx(1, abs=1e-4)
+    done = run("build_index", "--model", run_dir, "--images", tmp_path / "nothing*",
+               "--index", tmp_path / "g2")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == \
+        f"error: {tmp_path / 'nothing*'}: no files match this pattern"

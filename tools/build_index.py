@@ -1,0 +1,81 @@
+"""Embed a gallery of person crops once and keep it on disk as a searchable index.
+
+  tools/build_index.py --model runs/NAME --images DIR_OR_GLOB [--images ...] --index GALLERY
+                       [--append | --overwrite] [--type flat|hnsw|ivfpq] [--config FILE]
+
+Person ids and cameras are read from Market-1501-style file names when present. Unreadable
+files are listed and skipped; the index is written (atomically) only when images were added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build or extend a gallery index.")
+    parser.add_argument("--model", type=pathlib.Path,
+                        help="run folder (uses its model/ export, else model_best/) or exported "
+                             "model folder; default when appending: the index's own model")
+    parser.add_argument("--images", action="extend", nargs="+", required=True,
+                        metavar="DIR_OR_GLOB",
+                        help="folder (its files), glob ('**' recurses) or file; repeatable")
+    parser.add_argument("--index", type=pathlib.Path, required=True, help="gallery index folder")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--append", action="store_true", help="add to an existing index")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace an existing index (the old one stays until the new one is "
+                           "written)")
+    parser.add_argument("--type", choices=["flat", "hnsw", "ivfpq"],
+                        help="index type of a new index (default: the config's, else flat)")
+    parser.add_argument("--config", type=pathlib.Path,
+                        help="YAML config whose 'index' section sets the index parameters")
+    parser.add_argument("--set", nargs="*", default=[], metavar="index.KEY=VALUE",
+                        help="override index settings, e.g. index.hnsw_m=16")
+    parser.add_argument("--batch-size", type=int, help="images per embedding batch")
+    parser.add_argument("--source", help="record this source (camera site, video) for the images")
+    parser.add_argument("--projector", type=pathlib.Path,
+                        help="also write TensorBoard Embedding Projector files to this folder")
+    parser.add_argument("--threads", type=int, help="FAISS threads (default: all cores)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    from reid.config import config_from_dict, load_config
+    from reid.index import GalleryIndex
+    from reid.index.build import build_gallery
+    from reid.index.faiss_index import set_threads
+    from reid.index.projector import export_projector
+
+    try:
+        if args.batch_size is not None and args.batch_size < 1:
+            raise ValueError(f"--batch-size: expected a positive number, got {args.batch_size}")
+        set_threads(args.threads)
+        config = None
+        if args.config is not None:
+            config = load_config(args.config, args.set).index
+        elif args.set:
+            config = config_from_dict({}, "<defaults>", args.set).index
+        report = build_gallery(args.images, args.index, args.model, append=args.append,
+                               overwrite=args.overwrite, config=config, index_type=args.type,
+                               batch_size=args.batch_size, source=args.source,
+                               progress=not args.no_progress)
+        print(report.format())
+        if report.created and not report.saved:
+            raise ValueError(f"{args.index}: no readable new images; index not written")
+        if args.projector is not None:
+            export = export_projector(GalleryIndex.load(args.index), args.projector)
+            print(f"projector: {export.num_points} of {export.gallery_size} embeddings in "
+                  f"{export.out_dir} (view with: tensorboard --logdir {export.out_dir})")
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

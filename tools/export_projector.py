@@ -1,0 +1,45 @@
+"""Write TensorBoard Embedding Projector files for a gallery index.
+
+  tools/export_projector.py --index GALLERY --out DIR [--max-points 10000]
+  tensorboard --logdir DIR      # then open the "Projector" tab (PCA, t-SNE, UMAP)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export a gallery to the Embedding Projector.")
+    parser.add_argument("--index", type=pathlib.Path, required=True, help="gallery index folder")
+    parser.add_argument("--out", type=pathlib.Path, required=True,
+                        help="output folder (a TensorBoard log directory)")
+    parser.add_argument("--max-points", type=int, default=10000,
+                        help="export a seeded uniform sample of at most this many embeddings")
+    parser.add_argument("--thumb-height", type=int, default=64,
+                        help="height of each crop in the sprite image (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    args = parser.parse_args(argv)
+
+    from reid.index import GalleryIndex
+    from reid.index.projector import export_projector
+
+    try:
+        export = export_projector(GalleryIndex.load(args.index), args.out, args.max_points,
+                                  args.thumb_height, args.seed)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {export.num_points} of {export.gallery_size} embeddings, sprite "
+          f"{export.sprite_shape[1]}x{export.sprite_shape[0]} px, to {export.out_dir}")
+    print(f"view with: tensorboard --logdir {export.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

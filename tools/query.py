@@ -1,0 +1,68 @@
+"""Find where else a person appears: search a gallery index with query images.
+
+  tools/query.py --index GALLERY --image Q.jpg [--image ...] [--top-k 10]
+                 [--exclude-same-camera] [--json] [--save-grid OUT.png] [--model M]
+
+The model is the one recorded in the index's manifest; --model may point at a copy of it (its
+fingerprint must match). Scores are cosine similarities (1 = identical embedding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Search a gallery index with query images.")
+    parser.add_argument("--index", type=pathlib.Path, required=True, help="gallery index folder")
+    parser.add_argument("--image", action="extend", nargs="+", required=True, metavar="Q.jpg",
+                        help="query image; repeatable")
+    parser.add_argument("--top-k", type=int, default=10, help="results per query (default 10)")
+    parser.add_argument("--exclude-same-camera", action="store_true",
+                        help="leave out results from the query's camera (read from its "
+                             "Market-style file name)")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON: a list per query of {rank, score, path, pid, camid}")
+    parser.add_argument("--save-grid", type=pathlib.Path, metavar="OUT.png",
+                        help="draw each query and its results into this picture")
+    parser.add_argument("--grid-height", type=int, default=128,
+                        help="height of each crop in the picture (default 128)")
+    parser.add_argument("--model", type=pathlib.Path,
+                        help="model folder to use instead of the one in the manifest")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="FAISS threads (default 1: each image is searched alone, and a "
+                             "lone query only waits for a second thread)")
+    args = parser.parse_args(argv)
+
+    from reid.index.faiss_index import set_threads
+    from reid.index.query import (format_results, open_gallery, query_gallery, results_json,
+                                  save_results_grid)
+
+    try:
+        if args.top_k < 1:
+            raise ValueError(f"--top-k: expected a positive number, got {args.top_k}")
+        set_threads(args.threads)
+        gallery, embedder, _ = open_gallery(args.index, args.model)
+        results = query_gallery(gallery, embedder, args.image, args.top_k,
+                                args.exclude_same_camera)
+        if args.json:
+            print(json.dumps(results_json(results), indent=2))
+        else:
+            print(format_results(results, gallery.count))
+        if args.save_grid is not None:
+            save_results_grid(results, args.save_grid, args.grid_height)
+            print(f"picture: {args.save_grid}", file=sys.stderr if args.json else sys.stdout)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
