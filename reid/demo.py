@@ -104,6 +104,23 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     return metrics
 
 
-def _index_and_query(model_dir, dataset, paths: DemoPaths, log) -> list[str]:
-    """Index the gallery and query it with a few images (when the index module is present)."""
-    return []
+def _index_and_query(model_dir, dataset, paths: DemoPaths, log,
+                     num_queries: int = 3) -> list[str]:
+    """Index the gallery, query it with the first few query images, save the ranked pictures."""
+    from reid.index.build import build_gallery
+    from reid.index.query import format_results, open_gallery, query_gallery, save_results_grid
+
+    log(f"== 5. gallery index -> {paths.index}")
+    gallery_dir = pathlib.Path(dataset.root) / "bounding_box_test"
+    report = build_gallery([gallery_dir], paths.index, model_dir, overwrite=True, log=log)
+    log(report.format())
+    gallery, embedder, _ = open_gallery(paths.index)
+    images = [r.path for r in dataset.query[:num_queries]]
+    log(f"== 6. querying with {len(images)} query images (other cameras only)")
+    results = query_gallery(gallery, embedder, images, k=10, exclude_same_camera=True)
+    log(format_results(results[:1], gallery.count))
+    paths.pictures.mkdir(parents=True, exist_ok=True)
+    pictures = paths.pictures / "ranked_lists.png"
+    save_results_grid(results, pictures)
+    return [f"index:    {paths.index} ({gallery.count} images)",
+            f"pictures: {pictures} (query, then its top 10; green = same person)"]

@@ -187,3 +187,15 @@ def test_frozen_backbone_stays_fixed_then_trains(tiny_data, tmp_path):
     trainer.fit()
     assert backbone.trainable
     assert any(not np.array_equal(a, np.array(v)) for a, v in zip(start, kernels))
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    cfg = tiny_config(tmp_path)
+    run = prepare_run_dir(tmp_path / "run", cfg, resume=False)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "latest").write_text("epoch-0001\n")
+    longer = tiny_config(tmp_path, train__epochs=9)
+    assert prepare_run_dir(run, longer, resume=True) == run  # more epochs: allowed
+    wider = tiny_config(tmp_path, model__alpha=0.5)
+    with pytest.raises(TrainingError, match=r"model\.alpha changed"):
+        prepare_run_dir(run, wider, resume=True)

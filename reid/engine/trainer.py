@@ -76,9 +76,25 @@ def prepare_run_dir(run_dir: str | pathlib.Path, cfg: Config, resume: bool) -> p
         raise TrainingError(f"{run_dir}: already holds a training run; pass --resume to "
                             f"continue it or choose another --output")
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume or not (run_dir / CONFIG_FILE).exists():
-        save_config(cfg, run_dir / CONFIG_FILE)
+    saved = run_dir / CONFIG_FILE
+    if resume and has_checkpoints and saved.exists():
+        changed = _changed_keys(load_config(saved).to_dict(), cfg.to_dict())
+        if changed:
+            raise TrainingError(f"{run_dir}: cannot resume with a different config "
+                                f"({', '.join(changed)} changed); use another --output")
+    save_config(cfg, saved)
     return run_dir
+
+
+# Keys a resumed run may change: how long to train and how often to validate.
+RESUMABLE_CHANGES = {"train.epochs", "train.eval_every"}
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [f"{section}.{key}" for section, values in new.items()
+            for key, value in values.items()
+            if old.get(section, {}).get(key) != value
+            and f"{section}.{key}" not in RESUMABLE_CHANGES]
 
 
 def load_run_config(run_dir: str | pathlib.Path, overrides=()) -> Config:
