@@ -78,7 +78,7 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     table = format_metrics(rows)
     log(table)
 
-    search = _index_and_query(result.model_dir, dataset, paths, log)
+    search = _index_and_query(result.model_dir, dataset, paths, log, progress)
 
     metrics = {"untrained": untrained, "trained": trained,
                "train_seconds": train_seconds, "total_seconds": time.perf_counter() - started}
@@ -104,7 +104,7 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     return metrics
 
 
-def _index_and_query(model_dir, dataset, paths: DemoPaths, log,
+def _index_and_query(model_dir, dataset, paths: DemoPaths, log, progress: bool = True,
                      num_queries: int = 3) -> list[str]:
     """Index the gallery, query it with the first few query images, save the ranked pictures."""
     from reid.index.build import build_gallery
@@ -112,7 +112,8 @@ def _index_and_query(model_dir, dataset, paths: DemoPaths, log,
 
     log(f"== 5. gallery index -> {paths.index}")
     gallery_dir = pathlib.Path(dataset.root) / "bounding_box_test"
-    report = build_gallery([gallery_dir], paths.index, model_dir, overwrite=True, log=log)
+    report = build_gallery([gallery_dir], paths.index, model_dir, overwrite=True,
+                           progress=progress, log=log)
     log(report.format())
     gallery, embedder, _ = open_gallery(paths.index)
     images = [r.path for r in dataset.query[:num_queries]]
