@@ -76,3 +76,16 @@ def test_dangling_pointer_is_named(tmp_path):
     (tmp_path / "latest").write_text("epoch-0009\n")
     with pytest.raises(ckpt.CheckpointError, match="epoch-0009"):
         ckpt.latest_checkpoint(tmp_path)
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    import os
+
+    from reid.utils.io import atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "out.txt", "x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out.txt").stat().st_mode & 0o777 == 0o644

@@ -23,6 +23,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
                                dir=path.parent)
     os.close(fd)
     tmp_path = pathlib.Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
