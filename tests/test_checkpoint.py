@@ -1,7 +1,5 @@
 """Checkpoints: round trip, pruning, and a save killed half way leaves the previous one usable."""
 
-import json
-
 import numpy as np
 import pytest
 

@@ -4,7 +4,6 @@ import dataclasses
 import pathlib
 
 import pytest
-import yaml
 
 from reid.config import (Config, ConfigError, config_from_dict, config_reference, load_config,
                          parse_override, save_config)

@@ -16,6 +16,7 @@ from reid.config import EvalConfig
 from reid.data.records import ImageRecord, ReidDataset
 from reid.evaluation import (alpha_query_expansion, evaluate_rank, flip_average,
                              pairwise_distance, re_ranking)
+from reid.utils.io import atomic_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +31,6 @@ class Features:
     g_camids: np.ndarray
 
     def save(self, path) -> None:
-        from reid.utils.io import atomic_path
-
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **dataclasses.asdict(self))

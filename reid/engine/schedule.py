@@ -6,6 +6,7 @@ the count) continues on exactly the same curve.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import keras
@@ -61,8 +62,6 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return tf.where(epoch < cfg.warmup_epochs, warm, after)
 
     def get_config(self):
-        import dataclasses
-
         return {"cfg": dataclasses.asdict(self.cfg), "steps_per_epoch": self.steps_per_epoch}
 
     @classmethod

@@ -217,8 +217,9 @@ class Trainer:
         return Embedder(self.models.embedding_model, self._spec())
 
     def _spec(self) -> dict[str, Any]:
-        return {"config_name": self.cfg.name, "epoch": self.epoch, "backbone": self.cfg.model.backbone,
-                "alpha": self.cfg.model.alpha}
+        model = self.cfg.model
+        return {"config_name": self.cfg.name, "epoch": self.epoch, "backbone": model.backbone,
+                "alpha": model.alpha}
 
     def validate(self, writer) -> dict[str, Any]:
         metrics = evaluate_embedder(self.embedder(), self.dataset, self.cfg.eval,
