@@ -17,7 +17,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this tool; docs/CLI.md is generated from it."""
     parser = argparse.ArgumentParser(description="Build or extend a gallery index.")
     parser.add_argument("--model", type=pathlib.Path,
                         help="run folder (uses its model/ export, else model_best/) or exported "
@@ -43,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write TensorBoard Embedding Projector files to this folder")
     parser.add_argument("--threads", type=int, help="FAISS threads (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     from reid.config import config_from_dict, load_config
     from reid.index import GalleryIndex

@@ -7,11 +7,16 @@ import pathlib
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this tool; docs/CLI.md is generated from it."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write", type=pathlib.Path, nargs="?", const=pathlib.Path("docs/CONFIG.md"),
                         help="write the reference to this file (default docs/CONFIG.md)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     from reid.config import config_reference_document
     from reid.utils.io import atomic_write_text

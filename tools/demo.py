@@ -10,12 +10,14 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this tool; docs/CLI.md is generated from it."""
     from reid.demo import DEMO_CONFIG, DemoPaths
 
     defaults = DemoPaths()
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--config", type=pathlib.Path, default=DEMO_CONFIG)
+    parser.add_argument("--config", type=pathlib.Path, default=DEMO_CONFIG,
+                        help="training config of the demo")
     parser.add_argument("--data", type=pathlib.Path, default=defaults.data,
                         help="where the synthetic dataset is written (reused when complete)")
     parser.add_argument("--output", type=pathlib.Path, default=defaults.run,
@@ -23,9 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                         help="config overrides, e.g. train.epochs=2")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    return parser
 
-    from reid.demo import run_demo
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    from reid.demo import DemoPaths, run_demo
 
     paths = DemoPaths(data=args.data, run=args.output, index=args.output / "gallery_index",
                       pictures=args.output / "queries")

@@ -15,10 +15,12 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this tool; docs/CLI.md is generated from it."""
     parser = argparse.ArgumentParser(description="Evaluate mAP, CMC rank-1/5/10 and mINP.")
     parser.add_argument("--model", type=pathlib.Path, help="run folder or exported model folder")
-    parser.add_argument("--data-root", type=pathlib.Path, help="dataset with query/ and gallery")
+    parser.add_argument("--data-root", type=pathlib.Path,
+                        help="dataset folder holding the query and gallery splits")
     parser.add_argument("--dataset", choices=["market1501", "dukemtmc", "manifest", "folders"],
                         help="dataset layout (default: the run's config, else market1501)")
     parser.add_argument("--features", type=pathlib.Path,
@@ -31,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                         help="override eval settings, e.g. eval.flip=true eval.distance=euclidean")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     from reid.engine.cli import run_evaluation
     from reid.engine.evaluator import format_metrics

@@ -14,7 +14,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this tool; docs/CLI.md is generated from it."""
     parser = argparse.ArgumentParser(description="Export a gallery to the Embedding Projector.")
     parser.add_argument("--index", type=pathlib.Path, required=True, help="gallery index folder")
     parser.add_argument("--out", type=pathlib.Path, required=True,
@@ -24,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thumb-height", type=int, default=64,
                         help="height of each crop in the sprite image (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     from reid.index import GalleryIndex
     from reid.index.projector import export_projector

@@ -15,7 +15,8 @@ from reid.data.records import DatasetError
 from reid.data.synthetic import SyntheticParams, generate_dataset
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this tool; docs/CLI.md is generated from it."""
     defaults = SyntheticParams()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="dataset folder to create")
@@ -35,11 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="drawing processes (default: usable cores); does not change the output")
     p.add_argument("--force", action="store_true",
                    help="draw again even if a complete dataset with these arguments exists")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         summary = generate_dataset(args.out, ids=args.ids, cameras=args.cameras,
                                    images_per_id=args.images_per_id, seed=args.seed,

@@ -18,7 +18,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this tool; docs/CLI.md is generated from it."""
     parser = argparse.ArgumentParser(description="Search a gallery index with query images.")
     parser.add_argument("--index", type=pathlib.Path, required=True, help="gallery index folder")
     parser.add_argument("--image", action="extend", nargs="+", required=True, metavar="Q.jpg",
@@ -38,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="FAISS threads (default 1: each image is searched alone, and a "
                              "lone query only waits for a second thread)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     from reid.index.faiss_index import set_threads
     from reid.index.query import (format_results, open_gallery, query_gallery, results_json,

@@ -10,7 +10,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this tool; docs/CLI.md is generated from it."""
     parser = argparse.ArgumentParser(description=__doc__.split(":")[0])
     parser.add_argument("--config", type=pathlib.Path,
                         help="YAML config (not needed with --resume: the run folder has it)")
@@ -21,7 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                         help="override config values, e.g. train.epochs=3 model.alpha=0.5")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     from reid.engine.cli import run_training
 
