@@ -80,6 +80,16 @@ def test_layout_and_split_sizes(small: pathlib.Path) -> None:
     assert all(sorted(fs) == list(range(k)) for fs in frames.values())
 
 
+def test_test_ids_sets_the_size_of_the_query_gallery_split(tmp_path) -> None:
+    out = tmp_path / "d"
+    generate_dataset(out, ids=7, test_ids=2, cameras=2, images_per_id=4, seed=1, height=64,
+                     width=32, workers=1)
+    train, query, gallery = (parse_split(out, s) for s in SPLITS)
+    assert {p for p, _, _ in train} == set(range(1, 6))
+    assert {p for p, _, _ in query} == {p for p, _, _ in gallery} == {6, 7}
+    assert len(train) == 5 * 4 and len(query) + len(gallery) == 2 * 4
+
+
 def test_one_query_per_camera_and_a_cross_camera_match(small: pathlib.Path) -> None:
     query = parse_split(small, "query")
     gallery = parse_split(small, "bounding_box_test")
@@ -111,7 +121,7 @@ def test_images_decode_at_the_requested_size(small: pathlib.Path) -> None:
 
 def test_manifest_records_the_arguments(small: pathlib.Path) -> None:
     manifest = json.loads((small / MANIFEST_NAME).read_text())
-    assert manifest["params"] == SMALL
+    assert manifest["params"] == {**SMALL, "test_ids": None}
     assert manifest["counts"] == {s: len(os.listdir(small / s)) for s in SPLITS}
 
 
@@ -241,6 +251,8 @@ def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path) -> None:
     ({"images_per_id": 3}, "images_per_id"),
     ({"height": 16}, "height"),
     ({"seed": -1}, "seed"),
+    ({"test_ids": 0}, "test_ids"),
+    ({"test_ids": 4}, "test_ids"),
 ])
 def test_impossible_arguments_are_refused(tmp_path, override, field) -> None:
     with pytest.raises(SyntheticError, match=field):

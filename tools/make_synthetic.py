@@ -21,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="dataset folder to create")
     p.add_argument("--ids", type=int, default=defaults.ids,
-                   help="identities; half train, half test (default %(default)s)")
+                   help="identities in all (default %(default)s)")
+    p.add_argument("--test-ids", type=int, default=None,
+                   help="how many of them form the query/gallery split (default: half)")
     p.add_argument("--cameras", type=int, default=defaults.cameras,
                    help="cameras, 2-9 (default %(default)s)")
     p.add_argument("--images-per-id", type=int, default=defaults.images_per_id,
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         summary = generate_dataset(args.out, ids=args.ids, cameras=args.cameras,
                                    images_per_id=args.images_per_id, seed=args.seed,
                                    height=args.height, width=args.width, workers=args.workers,
-                                   force=args.force)
+                                   force=args.force, test_ids=args.test_ids)
     except (DatasetError, OSError) as exc:
         sys.exit(f"error: {exc}")
     print(summary.text())

@@ -756,16 +756,21 @@ class SyntheticParams:
     seed: int = 0
     height: int = 128
     width: int = 64
+    test_ids: int | None = None  # None: half the identities
 
     def validate(self) -> None:
         """Refuse arguments that cannot give a valid Market-1501-style dataset."""
-        for name in ("ids", "cameras", "images_per_id", "seed", "height", "width"):
+        names = ("ids", "cameras", "images_per_id", "seed", "height", "width")
+        for name in names + (("test_ids",) if self.test_ids is not None else ()):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise SyntheticError(f"{name}: expected an integer, got {value!r}")
         if not 2 <= self.ids <= MAX_IDS:
-            raise SyntheticError(f"ids: need 2..{MAX_IDS} identities (half train, half test; "
+            raise SyntheticError(f"ids: need 2..{MAX_IDS} identities (split into train and test; "
                                  f"4-digit pids), got {self.ids}")
+        if self.test_ids is not None and not 1 <= self.test_ids <= self.ids - 1:
+            raise SyntheticError(f"test_ids: need 1..{self.ids - 1} (ids - 1: at least one "
+                                 f"identity must be left to train on), got {self.test_ids}")
         if not 2 <= self.cameras <= MAX_CAMERAS:
             raise SyntheticError(f"cameras: need 2..{MAX_CAMERAS} cameras (queries need a match "
                                  f"in another camera; one-digit camera ids), got {self.cameras}")
@@ -783,7 +788,7 @@ class SyntheticParams:
 
     @property
     def num_train_ids(self) -> int:
-        return self.ids // 2
+        return self.ids - (self.ids - self.ids // 2 if self.test_ids is None else self.test_ids)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -835,7 +840,7 @@ def _camera_counts(rng: np.random.Generator, cameras: int, k: int) -> dict[int, 
 
 
 def plan_dataset(params: SyntheticParams) -> DatasetPlan:
-    """Identities, cameras and the file list; pids 1..N/2 train, the rest test."""
+    """Identities, cameras and the file list; the first pids train, the last ``test_ids`` test."""
     params.validate()
     identities = sample_identities(params.ids, np.random.default_rng([params.seed, 0, 1]))
     camera_rng = np.random.default_rng([params.seed, 0, 2])
@@ -914,8 +919,8 @@ class SyntheticSummary:
             status = (f"{images} images written in {self.seconds:.1f} s"
                       + (" (replaced the previous synthetic dataset)" if self.replaced else ""))
         head = f"synthetic dataset at {self.out_dir}: {status}"
-        lines = [head, f"  ids={p.ids} cameras={p.cameras} images_per_id={p.images_per_id} "
-                       f"seed={p.seed} size={p.height}x{p.width}"]
+        lines = [head, f"  ids={p.ids} (test {p.ids - p.num_train_ids}) cameras={p.cameras} "
+                       f"images_per_id={p.images_per_id} seed={p.seed} size={p.height}x{p.width}"]
         for split in SPLIT_DIRS:
             c = self.splits[split]
             lines.append(f"  {split:<18} {c.images:>7} images  {c.ids:>5} ids  "
@@ -1023,15 +1028,17 @@ def _swap_into_place(tmp: pathlib.Path, out: pathlib.Path) -> None:
 
 def generate_dataset(out_dir: str | os.PathLike, ids: int = 200, cameras: int = 4,
                      images_per_id: int = 20, seed: int = 0, height: int = 128, width: int = 64,
-                     workers: int | None = None, force: bool = False) -> SyntheticSummary:
+                     workers: int | None = None, force: bool = False,
+                     test_ids: int | None = None) -> SyntheticSummary:
     """Write a Market-1501-layout dataset to ``out_dir`` (train / query / gallery).
 
     Skips the work when ``out_dir`` already holds a complete dataset with the same parameters,
     unless ``force``. Replaces an earlier synthetic dataset with other parameters, but refuses to
-    touch a non-empty folder it did not write. ``workers`` (default: usable cores) only changes
-    the speed, never the bytes.
+    touch a non-empty folder it did not write. The last ``test_ids`` identities (default: half)
+    form the query/gallery split, the others train. ``workers`` (default: usable cores) only
+    changes the speed, never the bytes.
     """
-    params = SyntheticParams(ids, cameras, images_per_id, seed, height, width)
+    params = SyntheticParams(ids, cameras, images_per_id, seed, height, width, test_ids)
     params.validate()
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise SyntheticError(f"workers: need a positive integer, got {workers!r}")
