@@ -25,7 +25,8 @@ def test_shipped_configs_load():
         assert cfg.name == path.stem
     assert load_config(CONFIGS[0].parent / "market1501.yaml").model.weights == "imagenet"
     synthetic = load_config(CONFIGS[0].parent / "synthetic.yaml")
-    assert (synthetic.data.height, synthetic.data.width) == (128, 64)
+    # The demo draws its crops at 128x64; training must not ask for more than is there.
+    assert synthetic.data.height <= 128 and synthetic.data.width <= 64
     assert synthetic.model.weights is None  # the demo downloads nothing
 
 

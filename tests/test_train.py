@@ -144,35 +144,6 @@ def test_export_is_loadable_and_matches_the_trained_model(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_short_training_on_the_demo_config_clearly_learns(tmp_path_factory):
-    """configs/synthetic.yaml, shortened: test-split mAP must rise far above the untrained model's.
-
-    The untrained model is the same network at its initial weights (same config and seed).
-    """
-    from reid.config import load_config
-    from reid.demo import untrained_embedder
-    from reid.engine.evaluator import evaluate_embedder
-
-    root = tmp_path_factory.mktemp("learn")
-    generate_dataset(root / "data", ids=100, cameras=3, images_per_id=16, seed=7)
-    cfg = load_config(ROOT / "configs" / "synthetic.yaml",
-                      [f"data.root={root / 'data'}", "train.epochs=16", "train.steps_per_epoch=25",
-                       "train.warmup_epochs=1"])
-    dataset = load_dataset(cfg.data)
-    before = evaluate_embedder(untrained_embedder(cfg, dataset.num_train_pids), dataset,
-                               cfg.eval, progress=False)
-    trainer = Trainer(cfg, dataset, prepare_run_dir(root / "run", cfg, False), progress=False)
-    result = trainer.fit()
-    after = evaluate_embedder(Embedder.load(result.model_dir), dataset, cfg.eval, progress=False)
-    print(f"untrained mAP {before['mAP']:.3f}, trained mAP {after['mAP']:.3f}")
-    # Measured: 0.021 -> 0.137 alone, 0.021 -> 0.090 inside the full suite (the same seed; 400
-    # steps at lr 3e-3 amplify thread-order rounding differences). Both clear these bounds.
-    assert after["mAP"] >= 3 * before["mAP"]
-    assert after["mAP"] >= before["mAP"] + 0.05
-    assert after["rank1"] > before["rank1"]
-
-
-@pytest.mark.slow
 def test_frozen_backbone_stays_fixed_then_trains(tiny_data, tmp_path):
     cfg = tiny_config(tiny_data, model__freeze_backbone_epochs=1, train__epochs=2,
                       train__steps_per_epoch=2)
