@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SYNTH := data/synthetic
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv clean-venv
+.PHONY: demo test venv clean-venv bench-cuhk03
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/demo.py
+
+# Real-data accuracy (docs/BENCHMARKS.md): CUHK03 from ../shared, ImageNet initialisation from
+# the local weights file, then the same recipe from random initialisation.
+bench-cuhk03: $(STAMP)
+	$(PY) bench/accuracy.py --config configs/cuhk03.yaml --no-progress
+	$(PY) bench/accuracy.py --config configs/cuhk03.yaml --weights null --no-progress
 
 clean-venv:
 	rm -rf $(VENV)

@@ -207,6 +207,7 @@ class Trainer:
         stats = {k: v / n for k, v in sums.items()}
         stats["lr"] = float(self.schedule(self.optimizer.iterations - 1))
         stats["images_per_second"] = n * self.input.batch_size / seconds
+        stats["seconds"] = seconds
         self.epoch += 1
         with writer.as_default(step=self.epoch):
             for k, v in stats.items():
