@@ -124,7 +124,9 @@ def _index_and_query(model_dir, dataset, paths: DemoPaths, log, progress: bool =
                            progress=progress, log=log)
     log(report.format())
     gallery, embedder, _ = open_gallery(paths.index)
-    images = [r.path for r in dataset.query[:num_queries]]
+    # One query per person, so the picture shows different people rather than one in 3 cameras.
+    first_of_each = {r.pid: r.path for r in reversed(dataset.query)}
+    images = [first_of_each[pid] for pid in sorted(first_of_each)[:num_queries]]
     log(f"== 6. querying with {len(images)} query images (other cameras only)")
     results = query_gallery(gallery, embedder, images, k=10, exclude_same_camera=True)
     log(format_results(results[:1], gallery.count))
