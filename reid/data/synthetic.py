@@ -787,8 +787,12 @@ class SyntheticParams:
                 raise SyntheticError(f"{name}: need {MIN_SIZE}..{MAX_SIZE} pixels, got {value}")
 
     @property
+    def num_test_ids(self) -> int:
+        return self.ids - self.ids // 2 if self.test_ids is None else self.test_ids
+
+    @property
     def num_train_ids(self) -> int:
-        return self.ids - (self.ids - self.ids // 2 if self.test_ids is None else self.test_ids)
+        return self.ids - self.num_test_ids
 
 
 @dataclasses.dataclass(frozen=True)
@@ -919,7 +923,7 @@ class SyntheticSummary:
             status = (f"{images} images written in {self.seconds:.1f} s"
                       + (" (replaced the previous synthetic dataset)" if self.replaced else ""))
         head = f"synthetic dataset at {self.out_dir}: {status}"
-        lines = [head, f"  ids={p.ids} (test {p.ids - p.num_train_ids}) cameras={p.cameras} "
+        lines = [head, f"  ids={p.ids} (test {p.num_test_ids}) cameras={p.cameras} "
                        f"images_per_id={p.images_per_id} seed={p.seed} size={p.height}x{p.width}"]
         for split in SPLIT_DIRS:
             c = self.splits[split]
