@@ -372,6 +372,8 @@ def config_reference() -> str:
             if meta.get("max") is not None:
                 extra.append(f"<= {meta['max']}")
             help_text = meta["help"] + (f" ({'; '.join(extra)})" if extra else "")
+            # In a Markdown table, '<' would open an HTML tag (hiding "<split>") and '|' a cell.
+            help_text = help_text.replace("|", "\\|").replace("<", "&lt;")
             shown = yaml.safe_dump(default, default_flow_style=True).strip()
             shown = shown.removesuffix("...").strip()
             lines.append(f"| `{section}.{f.name}` | {_type_name(hints[f.name])} | `{shown}` | "
