@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                           progress=not args.no_progress)
         result = trainer.fit(resume=resume)
         # Summed per epoch from the run's history, so a resumed run counts its earlier part.
-        train_minutes = sum(r["seconds"] for r in result.history) / 60
+        train_minutes = sum(r.get("seconds", 0.0) for r in result.history) / 60
         cfg.eval.rerank = True
         metrics = evaluate_embedder(Embedder.load(result.model_dir), dataset, cfg.eval,
                                     progress=not args.no_progress)
