@@ -88,28 +88,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from reid.config import load_config
-    from reid.data import load_dataset
-    from reid.engine.evaluator import evaluate_embedder, format_metrics
-    from reid.engine.trainer import Trainer, prepare_run_dir
-    from reid.modeling import Embedder
+    from reid.engine.cli import run_evaluation, run_training
+    from reid.engine.evaluator import format_metrics
 
     weights = "null" if args.weights.lower() in ("null", "none", "random") else args.weights
     overrides = [f"data.root={args.data_root}", f"model.weights={weights}", *args.set]
+    progress = not args.no_progress
     try:
         cfg = load_config(args.config, overrides)
         init = "random" if cfg.model.weights is None else "imagenet"
         output = args.output or ROOT / "runs" / f"bench-{cfg.name}-{init}"
-        dataset = load_dataset(cfg.data)
-        print(dataset.summary())
         resume = (output / "checkpoints" / "latest").exists()
-        trainer = Trainer(cfg, dataset, prepare_run_dir(output, cfg, resume),
-                          progress=not args.no_progress)
-        result = trainer.fit(resume=resume)
+        result = run_training(args.config, output, overrides, resume, progress=progress)
         # Summed per epoch from the run's history, so a resumed run counts its earlier part.
         train_minutes = sum(r.get("seconds", 0.0) for r in result.history) / 60
-        cfg.eval.rerank = True
-        metrics = evaluate_embedder(Embedder.load(result.model_dir), dataset, cfg.eval,
-                                    progress=not args.no_progress)
+        metrics = run_evaluation(result.model_dir, pathlib.Path(args.data_root), rerank=True,
+                                 progress=progress)
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
