@@ -108,6 +108,11 @@ class ModelConfig:
                                 "to settle; 0.9 is PyTorch's default).", min=0.0, max=0.9999)
     freeze_backbone_epochs: int = _field(0, "Train only the heads for this many first epochs.",
                                          min=0)
+    rescale_kernels: bool = _field(False, "Rescale each backbone convolution's output channels to "
+                                   "He-normal size, adjusting the batch norm after it so the "
+                                   "network computes the same function; evens out Adam's relative "
+                                   "step across layers of a weights file with batch norm folded "
+                                   "into its kernels.")
 
 
 @dataclasses.dataclass

@@ -371,3 +371,107 @@ def test_backbone_batch_norm_momentum_comes_from_config():
     momenta = {layer.momentum for layer in backbone.layers
                if isinstance(layer, keras.layers.BatchNormalization)}
     assert momenta == {0.8}
+
+
+def _conv_channel_rms(layer):
+    """Per-output-channel RMS of a Conv2D or DepthwiseConv2D kernel, and its fan-in."""
+    import keras
+    import numpy as np
+
+    kernel = layer.get_weights()[0]
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        slices = kernel.reshape(kernel.shape[0] * kernel.shape[1], -1)
+        fan_in = kernel.shape[0] * kernel.shape[1]
+    else:
+        slices = kernel.reshape(-1, kernel.shape[3])
+        fan_in = slices.shape[0]
+    return np.sqrt((slices.astype(np.float64) ** 2).mean(axis=0)), fan_in
+
+
+def test_rescale_kernels_hand_worked_1x1_conv():
+    """One 1x1 conv with two channels of RMS 5 and 0.1 over a fan-in of 2: He RMS is 1."""
+    import keras
+    import numpy as np
+
+    from reid.modeling.backbone import rescale_conv_kernels
+
+    inputs = keras.Input((1, 1, 2))
+    conv = keras.layers.Conv2D(2, 1, use_bias=False)
+    norm = keras.layers.BatchNormalization(epsilon=1e-3)
+    model = keras.Model(inputs, norm(conv(inputs)))
+    conv.set_weights([np.array([[[[3.0, 0.1], [4.0, -0.1]]]], np.float32)])
+    # gamma, beta, moving mean, moving variance
+    norm.set_weights([np.array(v, np.float32) for v in ([2.0, 1.0], [0.5, -0.5], [1.0, 0.2],
+                                                        [4.0, 0.01])])
+    x = np.array([[[[1.0, 2.0]]]], np.float32)
+    before = model(x, training=False).numpy()
+
+    assert rescale_conv_kernels(model) == 1
+    c = np.array([1 / np.sqrt(12.5), 1 / 0.1])  # channel RMS sqrt(12.5) and 0.1 -> 1
+    np.testing.assert_allclose(conv.get_weights()[0].reshape(2, 2),
+                               np.array([[3.0, 0.1], [4.0, -0.1]]) * c, rtol=1e-6)
+    gamma, beta, mean, var = norm.get_weights()
+    np.testing.assert_allclose(mean, [1.0 * c[0], 0.2 * c[1]], rtol=1e-6)
+    np.testing.assert_allclose(var, [4.0 * c[0] ** 2, 0.01 * c[1] ** 2], rtol=1e-6)
+    np.testing.assert_allclose(beta, [0.5, -0.5])
+    # By hand: y = gamma (x.w - mean) / sqrt(var + eps) + beta, before and after.
+    pre = np.array([1 * 3.0 + 2 * 4.0, 1 * 0.1 + 2 * -0.1])
+    expected = np.array([2.0, 1.0]) * (pre - [1.0, 0.2]) / np.sqrt(np.array([4.0, 0.01]) + 1e-3) \
+        + [0.5, -0.5]
+    np.testing.assert_allclose(before.ravel(), expected, rtol=1e-5)
+    np.testing.assert_allclose(model(x, training=False).numpy().ravel(), expected, rtol=1e-5)
+    np.testing.assert_allclose(gamma * (pre * c - mean) / np.sqrt(var + 1e-3) + beta, expected,
+                               rtol=1e-5)
+
+
+def test_rescale_kernels_keeps_mobilenet_inference_output_and_gives_he_rms():
+    import keras
+    import numpy as np
+
+    from reid.modeling.backbone import rescale_conv_kernels
+
+    model = keras.applications.MobileNetV2(input_shape=(64, 32, 3), alpha=0.35,
+                                           include_top=False, weights=None)
+    rng = np.random.default_rng(3)
+    convs = [layer for layer in model.layers
+             if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
+    # Imitate a folded file: channel scales spread over four decades, with moving statistics
+    # that follow them (as the file's do), so activations stay in a sane range.
+    scale = None
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            kernel = layer.get_weights()[0]
+            scale = 10 ** rng.uniform(-2, 2, kernel.shape[2] * kernel.shape[3] if isinstance(
+                layer, keras.layers.DepthwiseConv2D) else kernel.shape[3])
+            layer.set_weights([(kernel * scale.reshape(kernel.shape[2:]) if isinstance(
+                layer, keras.layers.DepthwiseConv2D) else kernel * scale).astype(np.float32)])
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            n = scale.shape[0]
+            layer.set_weights([rng.uniform(0.5, 2, n), rng.normal(0, 0.5, n),
+                               scale * rng.normal(0, 0.1, n), scale ** 2 * rng.uniform(0.5, 2, n)])
+    x = rng.uniform(-1, 1, (4, 64, 32, 3)).astype(np.float32)
+    before = model(x, training=False).numpy()
+
+    assert rescale_conv_kernels(model) == len(convs) == 52  # every MobileNetV2 conv feeds a BN
+    for layer in convs:
+        rms, fan_in = _conv_channel_rms(layer)
+        np.testing.assert_allclose(rms, np.sqrt(2.0 / fan_in), rtol=1e-4, err_msg=layer.name)
+    after = model(x, training=False).numpy()
+    np.testing.assert_allclose(after, before, rtol=1e-3, atol=1e-3 * np.abs(before).max())
+
+
+def test_backbone_rescales_kernels_only_when_configured():
+    import numpy as np
+
+    from reid.config import ModelConfig
+    from reid.modeling import build_backbone
+    from reid.modeling.backbone import _conv_batch_norm_pairs
+
+    def off_he(cfg):
+        backbone = build_backbone(cfg, (64, 32, 3))
+        ratios = [_conv_channel_rms(conv)[0] / np.sqrt(2.0 / _conv_channel_rms(conv)[1])
+                  for conv, _ in _conv_batch_norm_pairs(backbone)]
+        return np.abs(np.log(np.concatenate(ratios))).max()
+
+    assert off_he(ModelConfig(alpha=0.35, weights=None, rescale_kernels=True)) < 1e-4
+    assert off_he(ModelConfig(alpha=0.35, weights=None)) > 0.1  # Keras's Glorot init is not He
