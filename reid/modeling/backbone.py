@@ -188,13 +188,15 @@ def rescale_conv_kernels(model: keras.Model) -> int:
     A batch norm makes the channel before it blind to the scale of its kernel slice, but Adam's
     step is about the same size whatever that scale is, so the scale decides how fast the slice
     turns. In a file with batch norm folded into the kernels (as the shared ImageNet file is)
-    the expand kernels are 5-10x smaller than He's sqrt(2 / fan_in) and the project kernels
-    2-5x larger, so one learning rate is too large for some layers and too small for others.
+    the expand kernels are 4-8x smaller than He's sqrt(2 / fan_in) and the project kernels
+    2-8x larger, so one learning rate moves some layers far faster than others; this evens
+    that out (on CUHK03 it learned no better: docs/BENCHMARKS.md).
     Multiplying channel j by ``c`` and the batch norm's moving mean by ``c``, its moving
     variance by ``c**2`` and its gamma by ``sqrt(c**2 var + eps) / (c sqrt(var + eps))``
-    leaves the network's inference output unchanged; batch statistics scale with the channel,
-    so training-mode output changes only through ``eps``. Channels whose kernel is all zero
-    are left alone. Returns the number of convolutions rescaled.
+    leaves the network's inference output unchanged. Batch statistics scale with the channel,
+    so training-mode output changes only through ``eps``, which is felt in channels whose
+    variance is near ``eps``. Channels whose kernel is all zero are left alone. Returns the
+    number of convolutions rescaled.
     """
     pairs = _conv_batch_norm_pairs(model)
     for conv, norm in pairs:
