@@ -108,6 +108,10 @@ class ModelConfig:
                                 "to settle; 0.9 is PyTorch's default).", min=0.0, max=0.9999)
     freeze_backbone_epochs: int = _field(0, "Train only the heads for this many first epochs.",
                                          min=0)
+    parts: int = _field(0, "Horizontal stripes pooled on their own, each with a bottleneck, "
+                        "BNNeck and classifier (PCB); the embedding joins them to the global "
+                        "feature (0 = off).", min=0, max=32)
+    part_dim: int = _field(256, "Size of each stripe's bottleneck feature.", min=1, max=4096)
     rescale_kernels: bool = _field(False, "Rescale each backbone convolution's output channels to "
                                    "He-normal size, adjusting the batch norm after it so the "
                                    "network computes the same function; evens out Adam's relative "

@@ -294,6 +294,16 @@ def test_label_smoothing_cross_entropy_matches_numpy(eps, seed):
     np.testing.assert_allclose(got.numpy(), np_ce_smooth(labels, logits, eps), rtol=1e-5)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_cross_entropy_over_several_heads_is_the_mean_of_each_heads(seed):
+    rng = np.random.default_rng(seed)
+    logits = (rng.normal(size=(5, 3, 9)) * 3).astype(np.float32)  # 5 images, 3 heads
+    labels = rng.integers(0, 9, size=5).astype(np.int32)
+    want = np.mean([np_ce_smooth(labels, logits[:, h], 0.1) for h in range(3)])
+    np.testing.assert_allclose(cross_entropy_label_smoothing(labels, logits, 0.1).numpy(), want,
+                               rtol=1e-5)
+
+
 def test_cross_entropy_hand_worked_and_large_logits():
     # Two classes, equal logits: every q sums to 1 and log p = log 0.5 for both.
     assert cross_entropy_label_smoothing([0], [[0.0, 0.0]], 0.1).numpy() == pytest.approx(

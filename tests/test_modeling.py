@@ -475,3 +475,57 @@ def test_backbone_rescales_kernels_only_when_configured():
 
     assert off_he(ModelConfig(alpha=0.35, weights=None, rescale_kernels=True)) < 1e-4
     assert off_he(ModelConfig(alpha=0.35, weights=None)) > 0.1  # Keras's Glorot init is not He
+
+
+@pytest.mark.parametrize("height,parts", ((7, 3), (8, 4), (5, 5), (6, 1)))
+def test_stripe_pooling_matches_numpy_row_bands(height, parts):
+    from reid.modeling.layers import StripePooling2D
+
+    x = np.random.default_rng(height).normal(size=(2, height, 3, 4)).astype(np.float32)
+    got = StripePooling2D(parts)(x).numpy()
+    bounds = [round(np.floor(i * height / parts)) for i in range(parts + 1)]
+    want = np.stack([x[:, lo:hi].mean(axis=(1, 2)) for lo, hi in zip(bounds, bounds[1:])], 1)
+    assert got.shape == (2, parts, 4)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # Every row is in exactly one stripe, and no stripe is empty.
+    assert bounds[0] == 0 and bounds[-1] == height and all(np.diff(bounds) >= 1)
+
+
+def test_stripe_pooling_refuses_a_map_lower_than_its_stripes():
+    from reid.modeling.layers import StripePooling2D
+
+    with pytest.raises(ValueError, match="at least 4 rows"):
+        StripePooling2D(4)(np.zeros((1, 3, 2, 5), np.float32))
+
+
+def test_part_model_heads_embedding_and_export(tmp_path):
+    parts, part_dim = 3, 16
+    models = build_reid_model(small_cfg(parts=parts, part_dim=part_dim), SHAPE, NUM_CLASSES)
+    x = images(4, seed=5)
+    out = models.training_model(x, training=False)
+    assert tuple(out[LOGITS].shape) == (4, 1 + parts, NUM_CLASSES)
+    global_dim = out[FEATURES].shape[1]
+    assert models.embedding_dim == global_dim  # the triplet and center losses stay global
+    assert tuple(out[EMBEDDING].shape) == (4, global_dim + parts * part_dim)
+    np.testing.assert_allclose(np.linalg.norm(out[EMBEDDING].numpy(), axis=1), 1.0, atol=1e-5)
+    # Each stripe has its own bottleneck and classifier.
+    assert models.training_model.get_layer("part_bottleneck").kernel.shape == (
+        parts, global_dim, part_dim)
+    assert models.training_model.get_layer("part_classifier").kernel.shape == (
+        parts, part_dim, NUM_CLASSES)
+    # The global head's logits are the classifier applied to the global neck alone.
+    neck = keras.Model(models.training_model.input,
+                       models.training_model.get_layer("bnneck").output)(x, training=False)
+    want = neck.numpy() @ models.training_model.get_layer("classifier").kernel.numpy()
+    np.testing.assert_allclose(out[LOGITS].numpy()[:, 0], want, rtol=1e-4, atol=1e-6)
+
+    export_embedder(models.embedding_model, tmp_path / "embedder", {"config": "parts"})
+    loaded = Embedder.load(tmp_path / "embedder")
+    assert loaded.embedding_dim == global_dim + parts * part_dim
+    np.testing.assert_allclose(loaded.embed(x), out[EMBEDDING].numpy(), atol=1e-5)
+
+
+def test_more_parts_than_feature_rows_is_a_config_error():
+    # 64x32 input, last stride 1: a 4-row map.
+    with pytest.raises(ModelError, match="model.parts: 5 stripes need a feature map at least 5"):
+        build_reid_model(small_cfg(parts=5), SHAPE, NUM_CLASSES)

@@ -1,6 +1,6 @@
 """Custom Keras layers of the re-id head.
 
-Both are registered under the ``reid`` package so a saved ``.keras`` model (the exported
+All are registered under the ``reid`` package so a saved ``.keras`` model (the exported
 embedder) deserialises them without ``custom_objects``: importing this module is enough.
 """
 
@@ -57,6 +57,41 @@ class GeMPooling2D(keras.layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "p": self.p_init, "eps": self.eps,
                 "learnable": self.learnable}
+
+
+@keras.saving.register_keras_serializable(package="reid")
+class StripePooling2D(keras.layers.Layer):
+    """Average-pool each of ``parts`` horizontal stripes of a channels-last map: ``(N, parts, C)``.
+
+    Part-based re-id (PCB, Sun et al. 2018; MGN) pools a person's map in stripes, head to feet,
+    so each stripe's feature must identify the person on its own: a global average lets a few
+    salient regions dominate, and those are what changes between a side and a back view.
+    Stripe ``i`` covers rows ``[i * H // parts, (i + 1) * H // parts)``, so any ``H >= parts``
+    works and uneven heights differ by at most one row.
+    """
+
+    def __init__(self, parts: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+            raise ValueError(f"StripePooling2D: parts must be a positive integer, got {parts!r}")
+        self.parts = parts
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        if len(input_shape) != 4 or input_shape[1] is None or input_shape[1] < self.parts:
+            raise ValueError(f"StripePooling2D: expected a (batch, height, width, channels) map "
+                             f"at least {self.parts} rows high, got shape {tuple(input_shape)}")
+        self.height = int(input_shape[1])
+
+    def call(self, inputs: Any) -> Any:
+        bounds = [i * self.height // self.parts for i in range(self.parts + 1)]
+        return ops.stack([ops.mean(inputs[:, lo:hi], axis=(1, 2))
+                          for lo, hi in zip(bounds[:-1], bounds[1:])], axis=1)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (input_shape[0], self.parts, input_shape[3])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "parts": self.parts}
 
 
 @keras.saving.register_keras_serializable(package="reid")

@@ -14,7 +14,7 @@ import keras
 
 from reid.config import ModelConfig
 from reid.modeling.backbone import ModelError, build_backbone, check_input_shape
-from reid.modeling.layers import GeMPooling2D, L2Normalize
+from reid.modeling.layers import GeMPooling2D, L2Normalize, StripePooling2D
 
 #: Keys of the training model's output dict.
 FEATURES, LOGITS, EMBEDDING = "features", "logits", "embedding"
@@ -23,6 +23,8 @@ FEATURES, LOGITS, EMBEDDING = "features", "logits", "embedding"
 POOL_LAYER, DROPOUT_LAYER = "pool", "dropout"
 BOTTLENECK_LAYER, NECK_LAYER = "bottleneck", "bnneck"
 CLASSIFIER_LAYER, EMBEDDING_LAYER = "classifier", "embedding"
+PART_POOL_LAYER, PART_BOTTLENECK_LAYER = "part_pool", "part_bottleneck"
+PART_NECK_LAYER, PART_CLASSIFIER_LAYER = "part_bnneck", "part_classifier"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +33,9 @@ class ReidModels:
 
     ``training_model(images)`` returns a dict: ``"features"`` (pre-BN feature, ``(N, D)``, for
     the triplet/center losses), ``"logits"`` (``(N, num_classes)``, for the cross-entropy) and
-    ``"embedding"`` (L2-normalised neck output, ``(N, D)``). ``embedding_model(images)``
+    ``"embedding"`` (L2-normalised neck output, ``(N, D)``). With ``model.parts`` P > 0 the
+    logits are ``(N, 1 + P, num_classes)`` (global head first) and the embedding joins the
+    global neck to the P stripe necks before normalising. ``embedding_model(images)``
     returns only the embedding. ``backbone`` is the nested MobileNetV2, so training can set
     ``backbone.trainable = False`` for the first ``freeze_backbone_epochs`` (recompile or
     retrace afterwards; in Keras 3 a frozen backbone's batch norms also run in inference mode).
@@ -42,6 +46,29 @@ class ReidModels:
     backbone: keras.Model
     embedding_dim: int
     num_classes: int
+
+
+def _part_heads(feature_map, model_cfg: ModelConfig, num_classes: int):
+    """PCB's stripe branches: ``(N, parts * part_dim)`` neck features and ``(N, parts, C)``
+    logits; every stripe has its own bottleneck and classifier weights (an einsum over parts).
+    """
+    parts, dim = model_cfg.parts, model_cfg.part_dim
+    if feature_map.shape[1] is not None and feature_map.shape[1] < parts:
+        raise ModelError(f"model.parts: {parts} stripes need a feature map at least {parts} rows "
+                         f"high; this input gives {feature_map.shape[1]} (raise data.height or "
+                         f"use model.last_stride: 1)")
+    x = StripePooling2D(parts, name=PART_POOL_LAYER)(feature_map)
+    x = keras.layers.EinsumDense("npc,pcd->npd", output_shape=(parts, dim),
+                                 kernel_initializer="he_normal", name=PART_BOTTLENECK_LAYER)(x)
+    x = keras.layers.Reshape((parts * dim,), name="part_features")(x)
+    neck = keras.layers.BatchNormalization(center=False, momentum=0.9, epsilon=1e-5,
+                                           name=PART_NECK_LAYER)(x)
+    x = keras.layers.Reshape((parts, dim), name="part_necks")(neck)
+    logits = keras.layers.EinsumDense(
+        "npd,pdc->npc", output_shape=(parts, num_classes),
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
+        name=PART_CLASSIFIER_LAYER)(x)
+    return neck, logits
 
 
 def build_reid_model(model_cfg: ModelConfig, input_shape: tuple[int, int, int],
@@ -59,7 +86,7 @@ def build_reid_model(model_cfg: ModelConfig, input_shape: tuple[int, int, int],
     backbone = build_backbone(model_cfg, input_shape)
 
     inputs = keras.Input(shape=input_shape, name="image")
-    x = backbone(inputs)
+    feature_map = x = backbone(inputs)
     if model_cfg.pooling == "gem":
         x = GeMPooling2D(p=model_cfg.gem_p, name=POOL_LAYER)(x)
     elif model_cfg.pooling == "avg":
@@ -81,6 +108,12 @@ def build_reid_model(model_cfg: ModelConfig, input_shape: tuple[int, int, int],
     logits = keras.layers.Dense(num_classes, use_bias=False,
                                 kernel_initializer=keras.initializers.RandomNormal(stddev=0.001),
                                 name=CLASSIFIER_LAYER)(neck)
+    if model_cfg.parts > 0:
+        part_neck, part_logits = _part_heads(feature_map, model_cfg, num_classes)
+        # (N, 1 + parts, classes): the cross-entropy averages over the global and part heads.
+        logits = keras.layers.Concatenate(axis=1, name="all_logits")(
+            [keras.layers.Reshape((1, num_classes), name="global_logits")(logits), part_logits])
+        neck = keras.layers.Concatenate(name="joined_neck")([neck, part_neck])
     embedding = L2Normalize(name=EMBEDDING_LAYER)(neck)
 
     training_model = keras.Model(inputs, {FEATURES: features, LOGITS: logits,
