@@ -48,7 +48,8 @@ class ReidModels:
     num_classes: int
 
 
-def _part_heads(feature_map, model_cfg: ModelConfig, num_classes: int):
+def _part_heads(feature_map: keras.KerasTensor, model_cfg: ModelConfig,
+                num_classes: int) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """PCB's stripe branches: ``(N, parts * part_dim)`` neck features and ``(N, parts, C)``
     logits; every stripe has its own bottleneck and classifier weights (an einsum over parts).
     """
