@@ -108,6 +108,11 @@ class ModelConfig:
                                 "to settle; 0.9 is PyTorch's default).", min=0.0, max=0.9999)
     freeze_backbone_epochs: int = _field(0, "Train only the heads for this many first epochs.",
                                          min=0)
+    neck_feat: str = _field("after", "Which side of the BNNeck the retrieval embedding comes "
+                            "from: after (the classifier's input, joined with the stripe necks "
+                            "when model.parts > 0) or before (the global feature the triplet loss "
+                            "trains; stripes then serve training only).",
+                            choices=("after", "before"))
     parts: int = _field(0, "Horizontal stripes pooled on their own, each with a bottleneck, "
                         "BNNeck and classifier (PCB); the embedding joins them to the global "
                         "feature (0 = off).", min=0, max=32)

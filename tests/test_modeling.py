@@ -529,3 +529,28 @@ def test_more_parts_than_feature_rows_is_a_config_error():
     # 64x32 input, last stride 1: a 4-row map.
     with pytest.raises(ModelError, match="model.parts: 5 stripes need a feature map at least 5"):
         build_reid_model(small_cfg(parts=5), SHAPE, NUM_CLASSES)
+
+
+@pytest.mark.parametrize("parts", [0, 3])
+def test_neck_feat_before_embeds_the_triplet_feature(parts):
+    keras.utils.set_random_seed(3)
+    models = build_reid_model(small_cfg(parts=parts, part_dim=16, neck_feat="before"), SHAPE,
+                              NUM_CLASSES)
+    x = images(4, seed=7)
+    out = models.training_model(x, training=False)
+    features = out[FEATURES].numpy()
+    want = features / np.linalg.norm(features, axis=1, keepdims=True)
+    np.testing.assert_allclose(out[EMBEDDING].numpy(), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(models.embedding_model(x, training=False).numpy(), want,
+                               rtol=1e-5, atol=1e-6)
+    # The heads are the same either way: the stripes still have their classifiers.
+    assert tuple(out[LOGITS].shape) == ((4, NUM_CLASSES) if parts == 0
+                                        else (4, 1 + parts, NUM_CLASSES))
+    # With the default, the stripe necks join the global neck.
+    after = build_reid_model(small_cfg(parts=parts, part_dim=16), SHAPE, NUM_CLASSES)
+    assert after.embedding_model.output_shape[1] == 1280 + parts * 16
+
+
+def test_neck_feat_must_be_before_or_after():
+    with pytest.raises(ModelError, match="model.neck_feat: expected after or before, got 'mid'"):
+        build_reid_model(small_cfg(neck_feat="mid"), SHAPE, NUM_CLASSES)

@@ -172,3 +172,27 @@ def test_resume_with_another_config_is_refused(tmp_path):
     wider = tiny_config(tmp_path, model__alpha=0.5)
     with pytest.raises(TrainingError, match=r"model\.alpha changed"):
         prepare_run_dir(run, wider, resume=True)
+
+
+def test_finished_run_resumed_with_neck_feat_before_re_exports_the_same_weights(tiny_data,
+                                                                                tmp_path):
+    # model.neck_feat takes no part in training, so a finished run can be re-exported with the
+    # other side of the neck without training again (how bench/accuracy.py re-scores a run).
+    cfg = tiny_config(tiny_data, train__epochs=1, model__parts=2, model__part_dim=8)
+    dataset = load_dataset(cfg.data)
+    run = prepare_run_dir(tmp_path / "run", cfg, resume=False)
+    first = Trainer(cfg, dataset, run, progress=False).fit()
+    joined_dim = Embedder.load(first.model_dir).embedding_dim
+    before_cfg = tiny_config(tiny_data, train__epochs=1, model__parts=2, model__part_dim=8,
+                             model__neck_feat="before")
+    trainer = Trainer(before_cfg, dataset, prepare_run_dir(run, before_cfg, resume=True),
+                      progress=False)
+    result = trainer.fit(resume=True)
+    assert result.epochs == 1 and len(result.history) == 1  # nothing trained again
+
+    images = np.random.default_rng(0).uniform(-1, 1, (3, 64, 32, 3)).astype(np.float32)
+    features = trainer.models.training_model(images, training=False)["features"].numpy()
+    want = features / np.linalg.norm(features, axis=1, keepdims=True)
+    np.testing.assert_allclose(Embedder.load(result.model_dir).embed(images), want,
+                               rtol=1e-4, atol=1e-5)
+    assert joined_dim == features.shape[1] + 2 * 8  # the first export joined the stripes

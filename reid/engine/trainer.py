@@ -86,8 +86,9 @@ def prepare_run_dir(run_dir: str | pathlib.Path, cfg: Config, resume: bool) -> p
     return run_dir
 
 
-# Keys a resumed run may change: how long to train and how often to validate.
-RESUMABLE_CHANGES = {"train.epochs", "train.eval_every"}
+# Keys a resumed run may change: how long to train, how often to validate, and which feature
+# the exported embedding is (it takes no part in training, so the weights are the same).
+RESUMABLE_CHANGES = {"train.epochs", "train.eval_every", "model.neck_feat"}
 
 
 def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -3,7 +3,12 @@
 This is the "strong baseline" head (Luo et al., 2019): the triplet loss works on the feature
 before batch norm, the identity classifier on the feature after it, and the neck's BN has no
 shift (``center=False``) so the classifier sees features centred on the origin, where its
-bias-free softmax separates identities by angle. Retrieval uses the L2-normalised neck output.
+bias-free softmax separates identities by angle. Retrieval uses the L2-normalised neck output
+(``model.neck_feat: after``, the strong baseline's default) or the feature before the neck
+(``before``, its other option). The two can rank very differently: the classifier is free to
+learn each identity as one cluster per camera, while the triplet loss's batch-hard positive is
+usually the other camera's image, so the feature before the neck is the one trained to join
+cameras (on CUHK03, docs/BENCHMARKS.md, it beat the neck by 0.06 to 0.1 mAP).
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ class ReidModels:
     ``training_model(images)`` returns a dict: ``"features"`` (pre-BN feature, ``(N, D)``, for
     the triplet/center losses), ``"logits"`` (``(N, num_classes)``, for the cross-entropy) and
     ``"embedding"`` (L2-normalised neck output, ``(N, D)``). With ``model.parts`` P > 0 the
-    logits are ``(N, 1 + P, num_classes)`` (global head first) and the embedding joins the
-    global neck to the P stripe necks before normalising. ``embedding_model(images)``
+    logits are ``(N, 1 + P, num_classes)`` (global head first) and, with ``neck_feat:
+    after``, the embedding joins the global neck to the P stripe necks before normalising;
+    with ``neck_feat: before`` it is the normalised ``"features"``. ``embedding_model(images)``
     returns only the embedding. ``backbone`` is the nested MobileNetV2, so training can set
     ``backbone.trainable = False`` for the first ``freeze_backbone_epochs`` (recompile or
     retrace afterwards; in Keras 3 a frozen backbone's batch norms also run in inference mode).
@@ -115,7 +121,13 @@ def build_reid_model(model_cfg: ModelConfig, input_shape: tuple[int, int, int],
         logits = keras.layers.Concatenate(axis=1, name="all_logits")(
             [keras.layers.Reshape((1, num_classes), name="global_logits")(logits), part_logits])
         neck = keras.layers.Concatenate(name="joined_neck")([neck, part_neck])
-    embedding = L2Normalize(name=EMBEDDING_LAYER)(neck)
+    if model_cfg.neck_feat == "before":
+        retrieval = features
+    elif model_cfg.neck_feat == "after":
+        retrieval = neck
+    else:
+        raise ModelError(f"model.neck_feat: expected after or before, got {model_cfg.neck_feat!r}")
+    embedding = L2Normalize(name=EMBEDDING_LAYER)(retrieval)
 
     training_model = keras.Model(inputs, {FEATURES: features, LOGITS: logits,
                                           EMBEDDING: embedding}, name="reid_train")
