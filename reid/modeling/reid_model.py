@@ -7,8 +7,8 @@ bias-free softmax separates identities by angle. Retrieval uses the L2-normalise
 (``model.neck_feat: after``, the strong baseline's default) or the feature before the neck
 (``before``, its other option). The two can rank very differently: the classifier is free to
 learn each identity as one cluster per camera, while the triplet loss's batch-hard positive is
-usually the other camera's image, so the feature before the neck is the one trained to join
-cameras (on CUHK03, docs/BENCHMARKS.md, it beat the neck by 0.06 to 0.1 mAP).
+likely the other camera's image, so the feature before the neck is the one trained to join
+cameras (on CUHK03 it beat the neck on every model measured: docs/BENCHMARKS.md, recipe 8).
 """
 
 from __future__ import annotations
