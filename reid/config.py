@@ -114,8 +114,8 @@ class ModelConfig:
                             "trains; stripes then serve training only).",
                             choices=("after", "before"))
     parts: int = _field(0, "Horizontal stripes pooled on their own, each with a bottleneck, "
-                        "BNNeck and classifier (PCB); the embedding joins them to the global "
-                        "feature (0 = off).", min=0, max=32)
+                        "BNNeck and classifier (PCB); with neck_feat: after the embedding joins "
+                        "them to the global feature (0 = off).", min=0, max=32)
     part_dim: int = _field(256, "Size of each stripe's bottleneck feature.", min=1, max=4096)
     rescale_kernels: bool = _field(False, "Rescale each backbone convolution's output channels to "
                                    "He-normal size, adjusting the batch norm after it so the "
