@@ -8,7 +8,8 @@ bias-free softmax separates identities by angle. Retrieval uses the L2-normalise
 (``before``, its other option). The two can rank very differently: the classifier is free to
 learn each identity as one cluster per camera, while the triplet loss's batch-hard positive is
 likely the other camera's image, so the feature before the neck is the one trained to join
-cameras (on CUHK03 it beat the neck on every model measured: docs/BENCHMARKS.md, recipe 8).
+cameras. On CUHK03 it beat the neck for every ImageNet-started model measured, but not
+from random weights (docs/BENCHMARKS.md, recipe 8): bench/neck_feature.py checks a run.
 """
 
 from __future__ import annotations
