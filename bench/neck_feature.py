@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         if checkpoint is None:
             raise ValueError(f"{args.run}/checkpoints: no checkpoint to score")
         groups, state = load_checkpoint(checkpoint)
+        if "model" not in groups:
+            raise ValueError(f"{checkpoint}: no model.npz")
         dataset = load_dataset(cfg.data)
         eval_cfg = dataclasses.replace(cfg.eval, rerank=False, query_expansion=0)
         train_q, train_g = training_identity_split(dataset.train)
