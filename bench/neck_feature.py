@@ -26,7 +26,6 @@ from collections.abc import Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODES = ("after", "before")
 
 
@@ -50,11 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    import numpy as np
-
     from reid.data import load_dataset
     from reid.engine.checkpoint import assign_group, latest_checkpoint, load_checkpoint
-    from reid.engine.evaluator import (Features, embed_records, extract_features, format_metrics,
+    from reid.engine.evaluator import (extract_features, features_of_records, format_metrics,
                                        score_features)
     from reid.engine.trainer import load_run_config
     from reid.modeling import Embedder, build_reid_model
@@ -73,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
         eval_cfg = dataclasses.replace(cfg.eval, rerank=False, query_expansion=0)
         train_q, train_g = training_identity_split(dataset.train)
 
-        def ids(records, field):
-            return np.array([getattr(r, field) for r in records], dtype=np.int64)
-
         rows = {}
         for mode in MODES:
             # weights=None: the checkpoint replaces every weight, so the file is not read.
@@ -87,12 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             embedder = Embedder(models.embedding_model)
             rows[f"{mode}, test"] = score_features(
                 extract_features(embedder, dataset, eval_cfg, progress), eval_cfg)
-            train = Features(*(embed_records(embedder, split, eval_cfg.batch_size,
-                                             eval_cfg.flip, progress)
-                               for split in (train_q, train_g)),
-                             ids(train_q, "pid"), ids(train_g, "pid"),
-                             ids(train_q, "camid"), ids(train_g, "camid"))
-            rows[f"{mode}, training ids"] = score_features(train, eval_cfg)
+            rows[f"{mode}, training ids"] = score_features(
+                features_of_records(embedder, train_q, train_g, eval_cfg, progress), eval_cfg)
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -66,14 +66,19 @@ def embed_records(embedder, records: Sequence[ImageRecord], batch_size: int, fli
 
 def extract_features(embedder, dataset: ReidDataset, cfg: EvalConfig,
                      progress: bool = True) -> Features:
-    query = embed_records(embedder, dataset.query, cfg.batch_size, cfg.flip, progress)
-    gallery = embed_records(embedder, dataset.gallery, cfg.batch_size, cfg.flip, progress)
+    return features_of_records(embedder, dataset.query, dataset.gallery, cfg, progress)
 
+
+def features_of_records(embedder, query: Sequence[ImageRecord], gallery: Sequence[ImageRecord],
+                        cfg: EvalConfig, progress: bool = True) -> Features:
+    """Embeddings and labels of any query/gallery pair of record lists, not only a dataset's."""
     def ids(records, field):
         return np.array([getattr(r, field) for r in records], dtype=np.int64)
 
-    return Features(query, gallery, ids(dataset.query, "pid"), ids(dataset.gallery, "pid"),
-                    ids(dataset.query, "camid"), ids(dataset.gallery, "camid"))
+    return Features(embed_records(embedder, query, cfg.batch_size, cfg.flip, progress),
+                    embed_records(embedder, gallery, cfg.batch_size, cfg.flip, progress),
+                    ids(query, "pid"), ids(gallery, "pid"), ids(query, "camid"),
+                    ids(gallery, "camid"))
 
 
 def _summary(result: dict[str, Any]) -> dict[str, float]:
