@@ -14,7 +14,8 @@ from reid.config import config_from_dict
 from reid.data import load_dataset
 from reid.data.records import DatasetError, ImageRecord, make_dataset
 from reid.data.synthetic import generate_dataset
-from reid.engine.trainer import Trainer, TrainingError, prepare_run_dir
+from reid.engine.trainer import (Trainer, TrainingError, format_duration, prepare_run_dir,
+                                 time_left)
 from reid.modeling import Embedder, ModelError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -196,3 +197,17 @@ def test_finished_run_resumed_with_neck_feat_before_re_exports_the_same_weights(
     np.testing.assert_allclose(Embedder.load(result.model_dir).embed(images), want,
                                rtol=1e-4, atol=1e-5)
     assert joined_dim == features.shape[1] + 2 * 8  # the first export joined the stripes
+
+
+def test_time_left_leaves_out_the_tracing_epoch_once_another_is_timed():
+    assert time_left([], 5) is None
+    assert time_left([30.0], 4) == 120.0  # only the first epoch is known: use it
+    assert time_left([30.0, 10.0, 12.0], 3) == 33.0  # 3 x mean(10, 12)
+    assert time_left([30.0, 10.0], 0) == 0.0
+
+
+def test_format_duration_by_hand():
+    assert format_duration(0.4) == "0 s"
+    assert format_duration(59.6) == "1 min 0 s"
+    assert format_duration(75) == "1 min 15 s"
+    assert format_duration(3 * 3600 + 125) == "3 h 2 min"

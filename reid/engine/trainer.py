@@ -13,7 +13,7 @@ import dataclasses
 import json
 import pathlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -104,6 +104,30 @@ def load_run_config(run_dir: str | pathlib.Path, overrides=()) -> Config:
     if not path.exists():
         raise ConfigError(f"{path}: not found; is {run_dir} a training run folder?")
     return load_config(path, overrides)
+
+
+def time_left(durations: Sequence[float], epochs_left: int) -> float | None:
+    """Seconds the remaining epochs will take, from the epochs timed so far (None before one).
+
+    The first epoch of a process also traces the step, so once a later epoch is timed it is
+    left out: it would inflate the estimate of every remaining epoch.
+    """
+    timed = list(durations[1:]) if len(durations) > 1 else list(durations)
+    if not timed:
+        return None
+    return epochs_left * sum(timed) / len(timed)
+
+
+def format_duration(seconds: float) -> str:
+    """``75 -> '1 min 15 s'``: the precision a person waiting for a run wants."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
 
 
 class Trainer:
@@ -242,8 +266,12 @@ class Trainer:
         evaluate = bool(self.dataset.query) and bool(self.dataset.gallery)
         done = 0
         best_dir = self.run_dir / BEST_MODEL_DIR if (self.run_dir / BEST_MODEL_DIR).exists() else None
+        durations: list[float] = []  # this process's epochs, validation and checkpoint included
         while self.epoch < cfg.train.epochs and (stop_after is None or done < stop_after):
-            self.log(f"epoch {self.epoch + 1}/{cfg.train.epochs}")
+            left = time_left(durations, cfg.train.epochs - self.epoch)
+            shown = "" if left is None else f" (about {format_duration(left)} left)"
+            self.log(f"epoch {self.epoch + 1}/{cfg.train.epochs}{shown}")
+            epoch_start = time.perf_counter()
             record: dict[str, Any] = {"epoch": self.epoch + 1, **self.train_epoch(writer)}
             last = self.epoch == cfg.train.epochs
             every = cfg.train.eval_every
@@ -259,6 +287,7 @@ class Trainer:
             self.save()
             writer.flush()
             done += 1
+            durations.append(time.perf_counter() - epoch_start)
         model_dir = None
         if self.epoch >= cfg.train.epochs:
             model_dir = self.run_dir / MODEL_DIR
