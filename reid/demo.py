@@ -72,7 +72,8 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
 
     log(f"== 3. training {config_path} -> {paths.run}")
     resume = (paths.run / "checkpoints" / "latest").exists()
-    trainer = Trainer(cfg, dataset, prepare_run_dir(paths.run, cfg, resume), progress=progress)
+    trainer = Trainer(cfg, dataset, prepare_run_dir(paths.run, cfg, resume), progress=progress,
+                      log=log)
     t0 = time.perf_counter()
     result = trainer.fit(resume=resume)
     train_seconds = time.perf_counter() - t0

@@ -1,7 +1,8 @@
-"""`make demo` end to end: the demo configuration learns what it promises, and runs twice.
+"""`make demo`'s wiring, end to end, with tiny overrides: every step, the picture, the summary,
+and a second run that reuses the dataset and the finished training run.
 
-This is the whole demo (dataset, untrained and trained evaluation, training, index, queries,
-pictures) with the shipped configs/synthetic.yaml, in a temporary folder: minutes, not seconds.
+What the shipped configs/synthetic.yaml learns (the demo's accuracy promise) takes minutes of
+training and is measured by bench/demo.py (`make bench-demo`), not here.
 """
 
 from __future__ import annotations
@@ -12,38 +13,92 @@ import pathlib
 import cv2
 import pytest
 
+from reid.data.synthetic import SPLIT_DIRS
 from reid.demo import DemoPaths, run_demo
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "synthetic.yaml"
+TINY = ("data.height=64", "data.width=32", "model.alpha=0.35", "data.ids_per_batch=4",
+        "data.images_per_id=2", "train.epochs=1", "train.steps_per_epoch=2",
+        "eval.batch_size=64")
+STEPS = ("== 1. synthetic pedestrians", "== 2. untrained model", "== 3. training",
+         "== 4. trained model", "== 5. gallery index", "== 6. querying", "== summary")
+
+
+def snapshot(folder: pathlib.Path) -> dict[str, int]:
+    """Modification time (ns) of every file under ``folder``: what a rewrite would change."""
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def headers_in_order(lines: list[str]) -> list[str]:
+    return [step for step in STEPS for line in lines if line.startswith(step)]
 
 
 @pytest.mark.slow
-def test_demo_learns_far_beyond_the_untrained_model_and_runs_twice(tmp_path):
+def test_demo_runs_every_step_and_a_second_run_reuses_what_is_there(tmp_path):
     paths = DemoPaths(data=tmp_path / "data", run=tmp_path / "run",
                       index=tmp_path / "run" / "gallery_index",
                       pictures=tmp_path / "run" / "queries")
-    config = ROOT / "configs" / "synthetic.yaml"
     first: list[str] = []
-    metrics = run_demo(config, paths, progress=False, log=first.append)
+    metrics = run_demo(CONFIG, paths, TINY, synthetic_ids=12, synthetic_test_ids=4,
+                       progress=False, log=first.append)
     print("\n".join(first))
+    lines = "\n".join(first).splitlines()
+    assert headers_in_order(lines) == list(STEPS)
+    order = [next(i for i, line in enumerate(lines) if line.startswith(s)) for s in STEPS]
+    assert order == sorted(order)
 
-    # What issue 6 promises of the demo configuration on the synthetic test split.
-    assert metrics["untrained"]["mAP"] <= 0.30
-    assert metrics["trained"]["mAP"] >= 0.80
+    # The dataset has what was asked: 8 training and 4 test identities, every split written.
+    for split in SPLIT_DIRS:
+        assert list((paths.data / split).glob("*.jpg")), split
+    train_pids = {p.name.split("_")[0] for p in (paths.data / "bounding_box_train").glob("*.jpg")}
+    test_pids = {p.name.split("_")[0] for p in (paths.data / "query").glob("*.jpg")}
+    assert len(train_pids) == 8 and len(test_pids) == 4 and not train_pids & test_pids
 
-    picture = cv2.imread(str(paths.pictures / "ranked_lists.png"))
-    assert picture is not None and picture.shape[0] >= 3 * 128  # three query rows
+    # Untrained and trained rows, with and without re-ranking, are in the summary table.
+    summary = "\n".join(lines[lines.index("== summary"):])
+    rows = {"untrained": metrics["untrained"], "trained": metrics["trained"],
+            "untrained + re-ranking": metrics["untrained"]["rerank"],
+            "trained + re-ranking": metrics["trained"]["rerank"]}
+    for name, row in rows.items():
+        (shown,) = [line.split() for line in lines[lines.index("== summary"):]
+                    if line.startswith(name.ljust(24))]
+        assert shown[-5:] == [f"{row[k]:.4f}" for k in ("mAP", "rank1", "rank5", "rank10",
+                                                          "mINP")], name
+    for key in ("untrained", "trained"):
+        assert 0.0 <= metrics[key]["mAP"] <= 1.0 and "rerank" in metrics[key]
+        assert metrics[key]["num_query"] == len(list((paths.data / "query").glob("*.jpg")))
+    for expected in ("python tools/make_synthetic.py", "python tools/train.py",
+                     "python tools/evaluate.py", "python tools/build_index.py",
+                     "python tools/query.py", str(paths.index), "tensorboard --logdir"):
+        assert expected in summary, expected
+
+    # Training ran its one epoch, exported the model and logged to TensorBoard.
+    assert any(line.startswith("epoch 1/1") for line in lines)
     assert (paths.run / "model" / "spec.json").is_file()
+    assert list((paths.run / "logs").glob("events.out.tfevents.*"))
+    gallery_size = len(list((paths.data / "bounding_box_test").glob("*.jpg")))
+    assert f"index:    {paths.index} ({gallery_size} images)" in summary
+
+    # Three query rows, each the query and its top 10 (at most 4 x 20 gallery crops here).
+    picture = cv2.imread(str(paths.pictures / "ranked_lists.png"))
+    assert picture is not None and picture.shape[0] >= 3 * 128 and picture.shape[1] >= 11 * 64
     saved = json.loads((paths.run / "demo_metrics.json").read_text())
     assert saved["trained"]["mAP"] == pytest.approx(metrics["trained"]["mAP"])
-    summary = "\n".join(first[first.index("== summary"):])
-    for expected in ("python tools/train.py", "python tools/query.py", str(paths.index)):
-        assert expected in summary
 
-    # A second run reuses the dataset and the finished training run, and ends the same way.
+    # A second run redraws nothing, trains nothing, and ends with the same figures.
+    data_files, checkpoints = snapshot(paths.data), snapshot(paths.run / "checkpoints")
     second: list[str] = []
-    again = run_demo(config, paths, progress=False, log=second.append)
-    assert any("skipped" in line for line in second)
-    assert again["train_seconds"] < 0.2 * metrics["train_seconds"]
+    again = run_demo(CONFIG, paths, TINY, synthetic_ids=12, synthetic_test_ids=4,
+                     progress=False, log=second.append)
+    lines = "\n".join(second).splitlines()
+    assert headers_in_order(lines) == list(STEPS)
+    assert any("already complete with the same parameters; skipped" in line for line in lines)
+    assert any(line.startswith("resumed ") and "after epoch 1" in line for line in lines)
+    assert not any(line.startswith("epoch 1/1") for line in lines)
+    assert snapshot(paths.data) == data_files
+    assert snapshot(paths.run / "checkpoints") == checkpoints
     assert again["trained"]["mAP"] == pytest.approx(metrics["trained"]["mAP"], abs=1e-6)
+    assert again["untrained"]["mAP"] == pytest.approx(metrics["untrained"]["mAP"], abs=1e-6)
     assert (paths.pictures / "ranked_lists.png").is_file()
