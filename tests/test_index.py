@@ -24,9 +24,11 @@ from reid.evaluation import evaluate_rank, pairwise_distance
 from reid.index import (CorruptIndexError, GalleryError, GalleryIndex, IndexMismatchError,
                         IndexTrainingError, ModelInfo)
 from reid.index import gallery as gallery_mod
+from reid.index import versioned_folder
 from reid.index.grid import (BACKGROUND, FRAME, GAP, GREEN, RED, SEPARATOR, GridItem, GridRow,
                              render_grid)
 from reid.index.projector import export_projector, sprite_layout
+from reid.utils import io as io_mod
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DIM = 64
@@ -313,9 +315,14 @@ def _fail_midway(real):
     return step
 
 
-@pytest.mark.parametrize("step", ["_write_faiss", "_write_vectors", "_write_metadata",
-                                  "_write_manifest", "_publish", "_swap_pointer"])
-def test_failed_save_keeps_previous_index(step, tmp_path, monkeypatch):
+_SAVE_STEPS = [(gallery_mod, "_write_faiss"), (gallery_mod, "_write_vectors"),
+               (gallery_mod, "_write_metadata"), (gallery_mod, "_write_manifest"),
+               (io_mod, "_rename_into_place"),  # publishing the staged version
+               (versioned_folder, "_swap_pointer")]
+
+
+@pytest.mark.parametrize("module, step", _SAVE_STEPS, ids=[name for _, name in _SAVE_STEPS])
+def test_failed_save_keeps_previous_index(module, step, tmp_path, monkeypatch):
     folder = tmp_path / "g"
     g, x, _, _, _ = make_gallery("flat", num_ids=20, per_id=5)
     g.save(folder)
@@ -325,7 +332,7 @@ def test_failed_save_keeps_previous_index(step, tmp_path, monkeypatch):
 
     g.remove(pids=[0, 1])
     g.add([f"/new/{i}.jpg" for i in range(5)], x[:5] + 0.3)
-    monkeypatch.setattr(gallery_mod, step, _fail_midway(getattr(gallery_mod, step)))
+    monkeypatch.setattr(module, step, _fail_midway(getattr(module, step)))
     with pytest.raises(KeyboardInterrupt):
         g.save(folder)
     monkeypatch.undo()
@@ -423,7 +430,7 @@ def test_files_that_disagree_are_caught(saved):
         conn.execute("DELETE FROM images WHERE id = 3")
     conn.close()
     manifest = json.loads((version / "manifest.json").read_text())
-    manifest["files"]["metadata.sqlite"] = gallery_mod._file_record(db)
+    manifest["files"]["metadata.sqlite"] = versioned_folder.file_record(db)
     (version / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CorruptIndexError, match="entry counts disagree.*metadata.sqlite 39"):
         GalleryIndex.load(folder)

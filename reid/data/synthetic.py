@@ -14,28 +14,27 @@ licences, yet not trivial: if identity were readable from the mean colour of a c
 
 Every image is drawn from its own random stream ``default_rng([seed, pid, index])`` and JPEG
 encoded at a fixed quality, so the same arguments give byte-identical files however many worker
-processes draw them. The dataset is written into a temporary sibling folder and renamed into
-place with its manifest, so an interrupted run never leaves something that looks complete.
+processes draw them. The dataset is written into a temporary sibling folder, fsynced and
+renamed into place with its manifest, so an interrupted run never leaves something that looks
+complete.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import multiprocessing
 import os
 import pathlib
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
 
 from reid.data.records import DatasetError
+from reid.utils.io import staged_dir
 
 MANIFEST_NAME = "synthetic.json"
 # Bump whenever drawing changes, so an existing dataset drawn by older code is regenerated.
@@ -1008,28 +1007,6 @@ def _render_all(jobs: Sequence[_Job], workers: int) -> None:
             pass
 
 
-@contextlib.contextmanager
-def _staging_dir(out: pathlib.Path) -> Iterator[pathlib.Path]:
-    """A temporary sibling of ``out`` that is removed unless it was renamed into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _swap_into_place(tmp: pathlib.Path, out: pathlib.Path) -> None:
-    """Rename the finished folder to ``out``; an old ``out`` is moved aside first, then deleted."""
-    old = None
-    if out.exists():
-        old = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / "data")
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def generate_dataset(out_dir: str | os.PathLike, ids: int = 200, cameras: int = 4,
                      images_per_id: int = 20, seed: int = 0, height: int = 128, width: int = 64,
                      workers: int | None = None, force: bool = False,
@@ -1054,7 +1031,8 @@ def generate_dataset(out_dir: str | os.PathLike, ids: int = 200, cameras: int = 
                                 time.perf_counter() - start, skipped=True)
     _check_replaceable(out)
     replaced = out.exists() and any(out.iterdir())
-    with _staging_dir(out) as tmp:
+    # An old ``out`` (checked above to be one of ours) is moved aside, then deleted.
+    with staged_dir(out, replace=True) as tmp:
         for split in SPLIT_DIRS:
             (tmp / split).mkdir()
         jobs: list[_Job] = [
@@ -1066,6 +1044,5 @@ def generate_dataset(out_dir: str | os.PathLike, ids: int = 200, cameras: int = 
         # The manifest goes in last: its presence is what marks the folder complete.
         (tmp / MANIFEST_NAME).write_text(json.dumps(_manifest(plan), indent=2) + "\n",
                                          encoding="utf-8")
-        _swap_into_place(tmp, out)
     return SyntheticSummary(str(out), params, _split_counts(plan),
                             time.perf_counter() - start, skipped=False, replaced=replaced)

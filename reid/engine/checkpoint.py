@@ -1,8 +1,10 @@
-"""Per-epoch training checkpoints that a kill at any moment cannot corrupt.
+"""Per-epoch training checkpoints that a kill or a power loss at any moment cannot corrupt.
 
-Each checkpoint is a folder ``checkpoints/epoch-NNNN`` written under a temporary name and renamed
-into place when complete; the pointer file ``checkpoints/latest`` is then replaced atomically.
-Until that replace, ``latest`` names the previous, complete checkpoint.
+Each checkpoint is a folder ``checkpoints/epoch-NNNN`` written under a temporary name, fsynced
+and renamed into place when complete (:func:`reid.utils.io.staged_dir`); the pointer file
+``checkpoints/latest`` is then replaced atomically and durably. Until that replace, ``latest``
+names the previous, complete checkpoint. An ``epoch-NNNN`` that exists already (say, from a run
+killed before it moved ``latest``) is replaced.
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from reid.utils.io import atomic_write_text
+from reid.utils.io import atomic_write_text, staged_dir
 
 LATEST = "latest"
+_TMP_PREFIX = ".tmp-"  # staging folders; what a killed save leaves is removed by _prune
 
 
 class CheckpointError(RuntimeError):
@@ -38,20 +40,12 @@ def save_checkpoint(
     optimizer, so the order is the same, and the shapes are checked on load.
     """
     checkpoint_dir = pathlib.Path(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoint_dir / f"epoch-{epoch:04d}"
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=".tmp-", dir=checkpoint_dir))
-    try:
+    with staged_dir(final, replace=True, prefix=_TMP_PREFIX) as tmp:
         for group, values in variables.items():
             arrays = {f"v{i:05d}": np.asarray(v) for i, v in enumerate(values)}
             np.savez(tmp / f"{group}.npz", **arrays)
         (tmp / "state.json").write_text(json.dumps({"epoch": epoch, **state}, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     atomic_write_text(checkpoint_dir / LATEST, final.name + "\n")
     _prune(checkpoint_dir, keep, final.name)
     return final
@@ -62,7 +56,7 @@ def _prune(checkpoint_dir: pathlib.Path, keep: int, newest: str) -> None:
     for old in epochs[:-keep] if keep > 0 else []:
         if old.name != newest:
             shutil.rmtree(old, ignore_errors=True)
-    for tmp in checkpoint_dir.glob(".tmp-*"):  # leftovers of a run killed mid-save
+    for tmp in checkpoint_dir.glob(f"{_TMP_PREFIX}*"):  # leftovers of a run killed mid-save
         shutil.rmtree(tmp, ignore_errors=True)
 
 

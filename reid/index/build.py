@@ -22,8 +22,8 @@ from reid.config import IndexConfig
 from reid.data.market1501 import parse_market_name
 from reid.index import faiss_index as fi
 from reid.index.errors import GalleryError
-from reid.index.gallery import (GalleryIndex, ModelInfo, check_writable_folder, is_gallery_index,
-                                normalize_path)
+from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index, normalize_path
+from reid.index.versioned_folder import check_writable_folder
 
 
 def _folder_files(folder: str) -> list[str]:

@@ -11,14 +11,12 @@ Folder layout::
         vectors.npy        the raw float32 embeddings, one row per id in ascending id order
         metadata.sqlite    table ``images``: id, path, pid, camid, source, captured_at, added_at
 
-Saving is atomic: a version folder is never changed once written. :meth:`GalleryIndex.save`
-writes a complete new version under a temporary name, renames it into place, and only then
-swaps ``CURRENT`` (itself written to a temporary file and renamed). A crash or kill at any
-moment before that last rename leaves ``CURRENT`` naming the previous version, whose files are
-untouched; after it, the new version is complete. Older versions are deleted after the swap.
-Loading verifies every file against the manifest (size, SHA-256) and against each other
-(counts, ids), so a damaged file is reported by name instead of serving wrong results.
-One writer at a time: concurrent saves to one folder are not coordinated.
+The folder is a versioned folder (:mod:`reid.index.versioned_folder`), which also explains the
+saving protocol: a saved version is never changed, :meth:`GalleryIndex.save` writes a new one
+and swaps ``CURRENT`` to it, so a crash or kill at any moment leaves a complete index.
+This module writes and reads the files of one version. Loading verifies every file against the
+manifest (size, SHA-256) and against each other (counts, ids), so a damaged file is reported by
+name instead of serving wrong results.
 
 The raw vectors are kept beside the FAISS index although the flat index holds them too: HNSW
 graphs cannot drop nodes and are rebuilt from them on removal, IVF-PQ scores are re-scored
@@ -29,16 +27,11 @@ them unless it needs them.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import pathlib
-import re
-import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,20 +40,17 @@ import numpy as np
 
 from reid.config import IndexConfig
 from reid.index import faiss_index as fi
+from reid.index import versioned_folder as vf
 from reid.index.errors import CorruptIndexError, GalleryError, IndexMismatchError
 from reid.index.metadata import ImageEntry, MetadataStore
-from reid.utils.io import atomic_write_text
 
 FORMAT = "reid-gallery-index"
 FORMAT_VERSION = 1
-CURRENT_FILE = "CURRENT"
 MANIFEST_FILE = "manifest.json"
 FAISS_FILE = "index.faiss"
 VECTORS_FILE = "vectors.npy"
 METADATA_FILE = "metadata.sqlite"
 DATA_FILES = (FAISS_FILE, VECTORS_FILE, METADATA_FILE)
-_VERSION = re.compile(r"^v(\d{6,})$")
-_TMP_PREFIX = ".tmp-"
 #: Spec keys that decide how an image must be prepared for the model.
 PREPROCESSING_KEYS = ("input_height", "input_width", "color_order", "resize", "normalization",
                       "normalization_formula")
@@ -143,7 +133,7 @@ def _unit_rows(name: str, vectors: np.ndarray) -> np.ndarray:
 
 class GalleryIndex:
     """Embeddings and metadata of a gallery; search, add, remove, save, load. See the module
-    docstring for the layout and the saving protocol."""
+    docstring for the layout, :mod:`reid.index.versioned_folder` for the saving protocol."""
 
     def __init__(self, model: ModelInfo, config: IndexConfig | None = None) -> None:
         config = config or IndexConfig()
@@ -160,7 +150,6 @@ class GalleryIndex:
         self._next_id = 0
         self._created_at = _now()
         self._updated_at = self._created_at
-        self._loaded_from: str | None = None
 
     # --- properties ------------------------------------------------------------------------
 
@@ -199,11 +188,6 @@ class GalleryIndex:
         view = self._vectors.view()
         view.flags.writeable = False
         return view
-
-    @property
-    def loaded_from(self) -> str | None:
-        """``folder/version`` this index was loaded from, if it was."""
-        return self._loaded_from
 
     def entries(self, ids: Sequence[int] | None = None) -> list[ImageEntry]:
         """Metadata of the given ids (in that order; unknown ids are an error), or of all."""
@@ -400,43 +384,22 @@ class GalleryIndex:
 
     def save(self, folder: str | os.PathLike) -> pathlib.Path:
         """Write a new version of the index into ``folder`` atomically; return its path."""
-        folder = pathlib.Path(folder)
-        check_writable_folder(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        return vf.publish(pathlib.Path(folder), self._write_version)
+
+    def _write_version(self, staging: pathlib.Path, version: str) -> None:
         if self._faiss is None:
             # An empty IVF-PQ has nothing to train on; an untrained index still round-trips.
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
         else:
             index = self._faiss
-        version = _next_version(folder)
-        # mkdir, unlike mkdtemp, honours the umask, so others can read the index as usual.
-        staging = folder / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
-        staging.mkdir()
-        final = folder / version
-        renamed = False
-        try:
-            _write_faiss(index, staging / FAISS_FILE)
-            _write_vectors(self._vectors, staging / VECTORS_FILE)
-            _write_metadata(self._meta, staging / METADATA_FILE)
-            manifest = self.manifest()
-            manifest["version"] = version
-            manifest["trained"] = self._faiss is not None
-            manifest["files"] = {name: _file_record(staging / name) for name in DATA_FILES}
-            _write_manifest(manifest, staging / MANIFEST_FILE)
-            _fsync_dir(staging)
-            _publish(staging, final)
-            renamed = True
-            _fsync_dir(folder)
-            _swap_pointer(folder, version)  # the commit point
-            _fsync_dir(folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            if renamed and _read_pointer_text(folder) != version:
-                shutil.rmtree(final, ignore_errors=True)
-            raise
-        _remove_stale(folder, keep=version)
-        self._loaded_from = str(final)
-        return final
+        _write_faiss(index, staging / FAISS_FILE)
+        _write_vectors(self._vectors, staging / VECTORS_FILE)
+        _write_metadata(self._meta, staging / METADATA_FILE)
+        manifest = self.manifest()
+        manifest["version"] = version
+        manifest["trained"] = self._faiss is not None
+        manifest["files"] = {name: vf.file_record(staging / name) for name in DATA_FILES}
+        _write_manifest(manifest, staging / MANIFEST_FILE)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, verify: bool = True) -> GalleryIndex:
@@ -444,29 +407,10 @@ class GalleryIndex:
 
         ``verify`` checks each file's SHA-256 against the manifest (reads every byte once).
         """
-        folder = pathlib.Path(folder)
-        if not folder.exists():
-            raise GalleryError(f"{folder}: gallery index folder not found")
-        if not folder.is_dir():
-            raise GalleryError(f"{folder}: not a folder (expected a gallery index folder)")
-        attempts = 3
-        for attempt in range(attempts):
-            version = _read_pointer(folder)
-            try:
-                return cls._load_version(folder, version, verify)
-            except CorruptIndexError:
-                # A writer may have committed a new version and deleted this one meanwhile.
-                if attempt + 1 < attempts and _read_pointer_text(folder) != version:
-                    continue
-                raise
-        raise AssertionError("unreachable")
+        return vf.load_live(pathlib.Path(folder), lambda vdir: cls._load_version(vdir, verify))
 
     @classmethod
-    def _load_version(cls, folder: pathlib.Path, version: str, verify: bool) -> GalleryIndex:
-        vdir = folder / version
-        if not vdir.is_dir():
-            raise CorruptIndexError(f"{vdir}: version folder named by {folder / CURRENT_FILE} "
-                                    f"is missing")
+    def _load_version(cls, vdir: pathlib.Path, verify: bool) -> GalleryIndex:
         manifest_path = vdir / MANIFEST_FILE
         manifest = _read_manifest(manifest_path)
         where = str(manifest_path)
@@ -495,7 +439,7 @@ class GalleryIndex:
         if not isinstance(files, Mapping) or set(files) != set(DATA_FILES):
             raise CorruptIndexError(f"{where}: 'files' must list exactly {', '.join(DATA_FILES)}")
         for name in DATA_FILES:
-            _check_file(vdir / name, files[name], verify)
+            vf.check_file(vdir / name, files[name], verify, manifest_path)
 
         index = fi.read_index(vdir / FAISS_FILE)
         vectors = _read_vectors(vdir / VECTORS_FILE)
@@ -517,127 +461,27 @@ class GalleryIndex:
         gallery._next_id = next_id
         gallery._created_at = str(manifest.get("created_at", ""))
         gallery._updated_at = str(manifest.get("updated_at", ""))
-        gallery._loaded_from = str(vdir)
         return gallery
 
 
-# --- the saving protocol, one step per function (tests make each one fail) -------------------
-
-def _fsync_file(path: pathlib.Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: pathlib.Path) -> None:
-    with contextlib.suppress(OSError):  # not every file system lets a folder be fsynced
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
+# --- the files of a version, one writer per function (tests make each one fail) -------------
+# They only write: publishing fsyncs every file of the version before it becomes visible.
 
 def _write_faiss(index: faiss.Index, path: pathlib.Path) -> None:
     fi.write_index(index, path)
-    _fsync_file(path)
 
 
 def _write_vectors(vectors: np.ndarray, path: pathlib.Path) -> None:
     with open(path, "wb") as f:
         np.save(f, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _write_metadata(meta: MetadataStore, path: pathlib.Path) -> None:
     meta.save(path)
-    _fsync_file(path)
 
 
 def _write_manifest(manifest: Mapping[str, Any], path: pathlib.Path) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _publish(staging: pathlib.Path, final: pathlib.Path) -> None:
-    os.rename(staging, final)
-
-
-def _swap_pointer(folder: pathlib.Path, version: str) -> None:
-    atomic_write_text(folder / CURRENT_FILE, version + "\n")
-
-
-def _sha256(path: pathlib.Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _file_record(path: pathlib.Path) -> dict[str, Any]:
-    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-
-
-def _is_index_entry(name: str) -> bool:
-    return (name == CURRENT_FILE or _VERSION.match(name) is not None
-            or name.startswith(_TMP_PREFIX) or name.startswith(f".{CURRENT_FILE}."))
-
-
-def check_writable_folder(folder: pathlib.Path) -> None:
-    """Refuse to write an index into a file, or into a folder holding anything else (a typo
-    such as ``--index photos/`` must not litter or later clean up someone's folder)."""
-    if folder.exists() and not folder.is_dir():
-        raise GalleryError(f"{folder}: exists and is not a folder")
-    if folder.is_dir():
-        others = sorted(p.name for p in folder.iterdir() if not _is_index_entry(p.name))
-        if others:
-            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-            raise GalleryError(f"{folder}: folder is not a gallery index and is not empty "
-                               f"(holds {shown})")
-
-
-def _versions(folder: pathlib.Path) -> list[str]:
-    return [p.name for p in folder.iterdir() if _VERSION.match(p.name)]
-
-
-def _next_version(folder: pathlib.Path) -> str:
-    numbers = [int(_VERSION.match(name).group(1)) for name in _versions(folder)]
-    current = _read_pointer_text(folder)
-    if current and _VERSION.match(current):
-        numbers.append(int(_VERSION.match(current).group(1)))
-    return f"v{max(numbers, default=0) + 1:06d}"
-
-
-def _remove_stale(folder: pathlib.Path, keep: str) -> None:
-    """Delete superseded versions and leftovers of interrupted saves (best effort)."""
-    for path in folder.iterdir():
-        if path.name == keep:
-            continue
-        if _VERSION.match(path.name) or path.name.startswith(_TMP_PREFIX):
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-        elif path.name.startswith(f".{CURRENT_FILE}."):
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-
-def _read_pointer_text(folder: pathlib.Path) -> str | None:
-    try:
-        return (folder / CURRENT_FILE).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def _read_pointer(folder: pathlib.Path) -> str:
-    pointer = folder / CURRENT_FILE
-    if not pointer.exists():
-        raise GalleryError(f"{folder}: not a gallery index ({CURRENT_FILE} file missing; build "
-                           f"one with tools/build_index.py)")
-    text = _read_pointer_text(folder)
-    if text is None or not _VERSION.match(text):
-        raise CorruptIndexError(f"{pointer}: expected a version name such as v000001, "
-                                f"got {text!r}")
-    return text
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _read_manifest(path: pathlib.Path) -> dict[str, Any]:
@@ -659,22 +503,6 @@ def _read_manifest(path: pathlib.Path) -> dict[str, Any]:
         raise CorruptIndexError(f"{path}: format version {version!r}, this code reads "
                                 f"{FORMAT_VERSION}{hint}")
     return manifest
-
-
-def _check_file(path: pathlib.Path, record: Any, verify: bool) -> None:
-    if not path.is_file():
-        raise CorruptIndexError(f"{path}: file missing")
-    try:
-        size, digest = int(record["bytes"]), str(record["sha256"])
-    except (KeyError, TypeError, ValueError):
-        raise CorruptIndexError(f"{path.parent / MANIFEST_FILE}: bad record for {path.name}") \
-            from None
-    actual = path.stat().st_size
-    if actual != size:
-        raise CorruptIndexError(f"{path}: {actual} bytes, the manifest says {size} "
-                                f"(truncated or replaced)")
-    if verify and _sha256(path) != digest:
-        raise CorruptIndexError(f"{path}: contents do not match the manifest's SHA-256 (corrupt)")
 
 
 def _read_vectors(path: pathlib.Path) -> np.ndarray:
@@ -708,4 +536,4 @@ def _check_consistent(vdir: pathlib.Path, count: int, dim: int, next_id: int,
 
 def is_gallery_index(folder: str | os.PathLike) -> bool:
     """True when ``folder`` holds a saved index (it may still be damaged)."""
-    return (pathlib.Path(folder) / CURRENT_FILE).is_file()
+    return vf.is_versioned_folder(folder)

@@ -2,7 +2,7 @@
 
 The table lives in an in-memory database while the index is open and is copied whole (SQLite's
 online backup) into each saved version, so a saved file is never modified in place: saving a
-new version cannot damage the one readers are using (see :mod:`reid.index.gallery`).
+new version cannot damage the one readers are using (see :mod:`reid.index.versioned_folder`).
 SQLite rather than a JSON or CSV file because removal and filtering by person or camera are
 queries, and any SQLite client can inspect a gallery.
 """

@@ -1,0 +1,191 @@
+"""A folder of immutable versions and a pointer to the live one: how a gallery index is stored.
+
+Layout::
+
+    FOLDER/
+      CURRENT              names the live version, e.g. "v000003"
+      v000003/             one complete version: the caller's files, and a manifest of the
+                           caller's in which each file has a record of its size and SHA-256
+                           (:func:`file_record`, checked by :func:`check_file`)
+
+Saving is atomic: a version folder is never changed once written. :func:`publish` writes a
+complete new version into a staging folder (``.tmp-<random>``), fsyncs it and renames it into
+place under a new version name (:func:`reid.utils.io.staged_dir`), and only then swaps
+``CURRENT`` (itself written to a temporary file, fsynced and renamed). A crash or kill at any
+moment before that last rename leaves ``CURRENT`` naming the previous version, whose files are
+untouched; after it, the new version is complete. Older versions and the leftovers of
+interrupted saves are deleted after the swap. :func:`load_live` reads the version ``CURRENT``
+names and tries again if a writer committed a newer one and deleted it meanwhile. One writer
+at a time: concurrent saves to one folder are not coordinated.
+
+The gallery index (:mod:`reid.index.gallery`) is the one thing stored this way, so the messages
+speak of a gallery index; what the files in a version are and how they agree with each other
+is the gallery's business, not this module's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pathlib
+import re
+import shutil
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from reid.index.errors import CorruptIndexError, GalleryError
+from reid.utils.io import atomic_write_text, staged_dir
+
+CURRENT_FILE = "CURRENT"
+_VERSION = re.compile(r"^v(\d{6,})$")
+_TMP_PREFIX = ".tmp-"
+_POINTER_TMP_PREFIX = f".{CURRENT_FILE}."  # what atomic_write_text leaves of a killed swap
+_LOAD_ATTEMPTS = 3
+
+T = TypeVar("T")
+
+
+def is_versioned_folder(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` has a ``CURRENT`` pointer (its versions may still be damaged)."""
+    return (pathlib.Path(folder) / CURRENT_FILE).is_file()
+
+
+def check_writable_folder(folder: pathlib.Path) -> None:
+    """Refuse to write an index into a file, or into a folder holding anything else (a typo
+    such as ``--index photos/`` must not litter or later clean up someone's folder)."""
+    if folder.exists() and not folder.is_dir():
+        raise GalleryError(f"{folder}: exists and is not a folder")
+    if folder.is_dir():
+        others = sorted(p.name for p in folder.iterdir() if not _is_entry(p.name))
+        if others:
+            shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+            raise GalleryError(f"{folder}: folder is not a gallery index and is not empty "
+                               f"(holds {shown})")
+
+
+def publish(folder: pathlib.Path, write: Callable[[pathlib.Path, str], None]) -> pathlib.Path:
+    """Make a new version the live one: ``write(staging, version)`` fills an empty staging
+    folder with the files of version ``version``; returns the version's folder."""
+    check_writable_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    version = _next_version(folder)
+    final = folder / version
+    with staged_dir(final, prefix=_TMP_PREFIX) as staging:
+        write(staging, version)
+    try:
+        _swap_pointer(folder, version)  # the commit point
+    except BaseException:
+        if _read_pointer_text(folder) != version:
+            shutil.rmtree(final, ignore_errors=True)
+        raise
+    _remove_stale(folder, keep=version)
+    return final
+
+
+def load_live(folder: pathlib.Path, read: Callable[[pathlib.Path], T]) -> T:
+    """``read(version_folder)`` of the live version; errors name the folder or the pointer.
+
+    ``read`` raises CorruptIndexError for a damaged version; when ``CURRENT`` has moved on
+    meanwhile (a writer committed and deleted the version being read) it is called again.
+    """
+    if not folder.exists():
+        raise GalleryError(f"{folder}: gallery index folder not found")
+    if not folder.is_dir():
+        raise GalleryError(f"{folder}: not a folder (expected a gallery index folder)")
+    for attempt in range(_LOAD_ATTEMPTS):
+        version = _read_pointer(folder)
+        vdir = folder / version
+        try:
+            if not vdir.is_dir():
+                raise CorruptIndexError(f"{vdir}: version folder named by "
+                                        f"{folder / CURRENT_FILE} is missing")
+            return read(vdir)
+        except CorruptIndexError:
+            if attempt + 1 < _LOAD_ATTEMPTS and _read_pointer_text(folder) != version:
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
+def file_record(path: pathlib.Path) -> dict[str, Any]:
+    """What a manifest records of a file of a version, for :func:`check_file`."""
+    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def check_file(path: pathlib.Path, record: Any, verify: bool, manifest: pathlib.Path) -> None:
+    """Raise CorruptIndexError unless ``path`` matches its ``record`` in ``manifest``: the size
+    always (cheap, catches truncation), the SHA-256 when ``verify`` (reads every byte)."""
+    if not path.is_file():
+        raise CorruptIndexError(f"{path}: file missing")
+    try:
+        size, digest = int(record["bytes"]), str(record["sha256"])
+    except (KeyError, TypeError, ValueError):
+        raise CorruptIndexError(f"{manifest}: bad record for {path.name}") from None
+    actual = path.stat().st_size
+    if actual != size:
+        raise CorruptIndexError(f"{path}: {actual} bytes, the manifest says {size} "
+                                f"(truncated or replaced)")
+    if verify and _sha256(path) != digest:
+        raise CorruptIndexError(f"{path}: contents do not match the manifest's SHA-256 (corrupt)")
+
+
+def _swap_pointer(folder: pathlib.Path, version: str) -> None:
+    """The commit point, a step of its own so that tests can make it fail. Durable when it
+    returns (atomic_write_text fsyncs the folder), so that :func:`_remove_stale` never deletes
+    a version the pointer could still name after a power loss."""
+    atomic_write_text(folder / CURRENT_FILE, version + "\n")
+
+
+def _sha256(path: pathlib.Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _is_entry(name: str) -> bool:
+    return (name == CURRENT_FILE or _VERSION.match(name) is not None
+            or name.startswith(_TMP_PREFIX) or name.startswith(_POINTER_TMP_PREFIX))
+
+
+def _versions(folder: pathlib.Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if _VERSION.match(p.name)]
+
+
+def _next_version(folder: pathlib.Path) -> str:
+    numbers = [int(_VERSION.match(name).group(1)) for name in _versions(folder)]
+    current = _read_pointer_text(folder)
+    if current and _VERSION.match(current):
+        numbers.append(int(_VERSION.match(current).group(1)))
+    return f"v{max(numbers, default=0) + 1:06d}"
+
+
+def _remove_stale(folder: pathlib.Path, keep: str) -> None:
+    """Delete superseded versions and leftovers of interrupted saves (best effort)."""
+    for path in folder.iterdir():
+        if path.name == keep:
+            continue
+        if _VERSION.match(path.name) or path.name.startswith(_TMP_PREFIX):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(_POINTER_TMP_PREFIX):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _read_pointer_text(folder: pathlib.Path) -> str | None:
+    try:
+        return (folder / CURRENT_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _read_pointer(folder: pathlib.Path) -> str:
+    pointer = folder / CURRENT_FILE
+    if not pointer.exists():
+        raise GalleryError(f"{folder}: not a gallery index ({CURRENT_FILE} file missing; build "
+                           f"one with tools/build_index.py)")
+    text = _read_pointer_text(folder)
+    if text is None or not _VERSION.match(text):
+        raise CorruptIndexError(f"{pointer}: expected a version name such as v000001, "
+                                f"got {text!r}")
+    return text
