@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from reid.config import load_config
     from reid.engine.cli import run_evaluation, run_training
     from reid.engine.evaluator import format_metrics
+    from reid.run_layout import RunLayout
 
     weights = "null" if args.weights.lower() in ("null", "none", "random") else args.weights
     overrides = [f"data.root={args.data_root}", f"model.weights={weights}", *args.set]
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, overrides)
         init = "random" if cfg.model.weights is None else "imagenet"
         output = args.output or ROOT / "runs" / f"bench-{cfg.name}-{init}"
-        resume = (output / "checkpoints" / "latest").exists()
+        resume = RunLayout(output).has_checkpoints
         result = run_training(args.config, output, overrides, resume, progress=progress)
         # Summed per epoch from the run's history, so a resumed run counts its earlier part.
         train_minutes = sum(r.get("seconds", 0.0) for r in result.history) / 60

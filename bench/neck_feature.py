@@ -55,14 +55,16 @@ def main(argv: list[str] | None = None) -> int:
                                        score_features)
     from reid.engine.trainer import load_run_config
     from reid.modeling import Embedder, build_reid_model
+    from reid.run_layout import RunLayout
 
     progress = not args.no_progress
     try:
         overrides = [f"data.root={args.data_root}"] if args.data_root else []
         cfg = load_run_config(args.run, overrides)
-        checkpoint = latest_checkpoint(args.run / "checkpoints")
+        checkpoints = RunLayout(args.run).checkpoints
+        checkpoint = latest_checkpoint(checkpoints)
         if checkpoint is None:
-            raise ValueError(f"{args.run}/checkpoints: no checkpoint to score")
+            raise ValueError(f"{checkpoints}: no checkpoint to score")
         groups, state = load_checkpoint(checkpoint)
         if "model" not in groups:
             raise ValueError(f"{checkpoint}: no model.npz")

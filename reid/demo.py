@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reid.config import Config, load_config
+from reid.run_layout import RunLayout
 
 DEMO_CONFIG = pathlib.Path("configs/synthetic.yaml")
 
@@ -54,6 +55,7 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     from reid.modeling import Embedder
 
     paths = paths or DemoPaths()
+    run = RunLayout(paths.run)
     started = time.perf_counter()
     cfg = load_config(config_path, [f"data.root={paths.data}", *overrides])
     cfg.eval.rerank = True
@@ -71,7 +73,7 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     log(format_metrics({"untrained": untrained}))
 
     log(f"== 3. training {config_path} -> {paths.run}")
-    resume = (paths.run / "checkpoints" / "latest").exists()
+    resume = run.has_checkpoints
     trainer = Trainer(cfg, dataset, prepare_run_dir(paths.run, cfg, resume), progress=progress,
                       log=log)
     t0 = time.perf_counter()
@@ -95,7 +97,7 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     log("== summary")
     log(table)
     log(f"dataset:  {paths.data}")
-    log(f"model:    {result.model_dir}  (TensorBoard logs: {paths.run / 'logs'})")
+    log(f"model:    {result.model_dir}  (TensorBoard logs: {run.logs})")
     for line in search:
         log(line)
     log(f"time:     {metrics['total_seconds']:.0f} s in all, training {train_seconds:.0f} s")
@@ -109,7 +111,7 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
         f"--images {paths.data}/bounding_box_test --index {paths.index}")
     log(f"  python tools/query.py --index {paths.index} --image {paths.data}/query/<file>.jpg "
         f"--top-k 10 --save-grid query.png")
-    log(f"  tensorboard --logdir {paths.run / 'logs'}")
+    log(f"  tensorboard --logdir {run.logs}")
     return metrics
 
 

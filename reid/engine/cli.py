@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from reid.config import ConfigError, load_config
 from reid.engine.trainer import TrainResult, Trainer, load_run_config, prepare_run_dir
+from reid.run_layout import RunLayout
 
 
 def run_training(config_path: pathlib.Path | None, output: pathlib.Path | None,
@@ -49,10 +50,9 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
     cfg = Config()
     run_config = None
     if model is not None:
-        for folder in (model, model.parent):
-            if (folder / "config.yaml").is_file():
-                run_config = folder / "config.yaml"
-                break
+        # ``model`` is a run folder or one of its exports (``model/``, ``model_best/``).
+        saved = (RunLayout(folder).config for folder in (model, model.parent))
+        run_config = next((path for path in saved if path.is_file()), None)
     if run_config is not None:
         cfg = load_config(run_config, overrides)
     elif overrides:

@@ -30,11 +30,8 @@ from reid.engine.schedule import WarmupSchedule
 from reid.losses import ReidLoss
 from reid.modeling import Embedder, build_reid_model, export_embedder
 from reid.modeling.reid_model import FEATURES, LOGITS, ReidModels
+from reid.run_layout import RunLayout
 from reid.utils.io import atomic_write_text
-
-CONFIG_FILE = "config.yaml"
-MODEL_DIR = "model"
-BEST_MODEL_DIR = "model_best"
 
 
 class TrainingError(RuntimeError):
@@ -70,13 +67,14 @@ def check_trainable(dataset: ReidDataset, cfg: Config) -> None:
 
 def prepare_run_dir(run_dir: str | pathlib.Path, cfg: Config, resume: bool) -> pathlib.Path:
     """Create the run folder, refusing to overwrite a run that already has checkpoints."""
-    run_dir = pathlib.Path(run_dir)
-    has_checkpoints = (run_dir / "checkpoints" / "latest").exists()
+    layout = RunLayout(run_dir)
+    run_dir = layout.root
+    has_checkpoints = layout.has_checkpoints
     if has_checkpoints and not resume:
         raise TrainingError(f"{run_dir}: already holds a training run; pass --resume to "
                             f"continue it or choose another --output")
     run_dir.mkdir(parents=True, exist_ok=True)
-    saved = run_dir / CONFIG_FILE
+    saved = layout.config
     if resume and has_checkpoints and saved.exists():
         changed = _changed_keys(load_config(saved).to_dict(), cfg.to_dict())
         if changed:
@@ -100,7 +98,7 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def load_run_config(run_dir: str | pathlib.Path, overrides=()) -> Config:
     """The resolved config a run was started with (``--resume`` continues with it)."""
-    path = pathlib.Path(run_dir) / CONFIG_FILE
+    path = RunLayout(run_dir).config
     if not path.exists():
         raise ConfigError(f"{path}: not found; is {run_dir} a training run folder?")
     return load_config(path, overrides)
@@ -138,7 +136,8 @@ class Trainer:
         check_trainable(dataset, cfg)
         self.cfg = cfg
         self.dataset = dataset
-        self.run_dir = pathlib.Path(run_dir)
+        self.layout = RunLayout(run_dir)
+        self.run_dir = self.layout.root
         self.progress = progress
         self.log = log
         keras.utils.set_random_seed(cfg.train.seed)
@@ -170,11 +169,11 @@ class Trainer:
 
     def save(self) -> None:
         state = {"history": self.history, "best_map": self.best_map}
-        save_checkpoint(self.run_dir / "checkpoints", self.epoch, self._variable_groups(), state)
+        save_checkpoint(self.layout.checkpoints, self.epoch, self._variable_groups(), state)
 
     def restore(self) -> bool:
         """Load the latest checkpoint of the run folder, if any; True when one was loaded."""
-        path = latest_checkpoint(self.run_dir / "checkpoints")
+        path = latest_checkpoint(self.layout.checkpoints)
         if path is None:
             return False
         groups, state = load_checkpoint(path)
@@ -262,10 +261,10 @@ class Trainer:
         cfg = self.cfg
         if resume and self.restore():
             self.log(f"resumed {self.run_dir} after epoch {self.epoch}")
-        writer = tf.summary.create_file_writer(str(self.run_dir / "logs"))
+        writer = tf.summary.create_file_writer(str(self.layout.logs))
         evaluate = bool(self.dataset.query) and bool(self.dataset.gallery)
         done = 0
-        best_dir = self.run_dir / BEST_MODEL_DIR if (self.run_dir / BEST_MODEL_DIR).exists() else None
+        best_dir = self.layout.best_model if self.layout.best_model.exists() else None
         durations: list[float] = []  # this process's epochs, validation and checkpoint included
         while self.epoch < cfg.train.epochs and (stop_after is None or done < stop_after):
             left = time_left(durations, cfg.train.epochs - self.epoch)
@@ -281,7 +280,7 @@ class Trainer:
                 self.log(f"  validation mAP {metrics['mAP']:.4f} rank-1 {metrics['rank1']:.4f}")
                 if metrics["mAP"] > self.best_map:
                     self.best_map = metrics["mAP"]
-                    best_dir = self.run_dir / BEST_MODEL_DIR
+                    best_dir = self.layout.best_model
                     export_embedder(self.models.embedding_model, best_dir, self._spec())
             self.history.append(record)
             self.save()
@@ -290,7 +289,7 @@ class Trainer:
             durations.append(time.perf_counter() - epoch_start)
         model_dir = None
         if self.epoch >= cfg.train.epochs:
-            model_dir = self.run_dir / MODEL_DIR
+            model_dir = self.layout.model
             export_embedder(self.models.embedding_model, model_dir, self._spec())
-            atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
+            atomic_write_text(self.layout.history, json.dumps(self.history, indent=1))
         return TrainResult(self.run_dir, self.epoch, self.history, model_dir, best_dir)

@@ -24,6 +24,7 @@ from reid.index import faiss_index as fi
 from reid.index.errors import GalleryError
 from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index, normalize_path
 from reid.index.versioned_folder import check_writable_folder
+from reid.run_layout import RunLayout
 
 
 def _folder_files(folder: str) -> list[str]:
@@ -110,12 +111,13 @@ def load_model(model: str | os.PathLike) -> tuple[object, pathlib.Path, str]:
     """(embedder, exported model folder, a line saying which export was used)."""
     from reid.modeling import Embedder, resolve_model_dir
 
-    given = pathlib.Path(model)
+    run = RunLayout(model)
+    given = run.root
     model_dir = resolve_model_dir(given)
     embedder = Embedder.load(model_dir)
     note = f"model {model_dir}"
-    if model_dir.name == "model_best" and model_dir != given:
-        note += f" ({given}/model not found; using the best-validation export)"
+    if model_dir == run.best_model:
+        note += f" ({run.model} not found; using the best-validation export)"
     elif model_dir != given:
         note += f" (the final export of run folder {given})"
     note += f", fingerprint {embedder.fingerprint[:12]}, {embedder.embedding_dim}-d"

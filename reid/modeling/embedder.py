@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from reid.modeling import layers as _layers  # noqa: F401 - registers the custom layers
 from reid.modeling.backbone import ModelError
+from reid.run_layout import RunLayout
 from reid.utils.io import atomic_path, atomic_write_text
 
 MODEL_FILE = "embedder.keras"
@@ -246,11 +247,11 @@ def resolve_model_dir(path: str | pathlib.Path) -> pathlib.Path:
     A run folder holds ``model/`` (the final epoch) and, when validation ran, ``model_best/``;
     the final model is preferred because it is what the run was configured to produce.
     """
-    path = pathlib.Path(path)
-    for candidate in (path, path / "model", path / "model_best"):
+    run = RunLayout(path)
+    for candidate in (run.root, run.model, run.best_model):
         if (candidate / SPEC_FILE).is_file():
             return candidate
-    if not path.exists():
-        raise ModelError(f"{path}: model folder not found")
-    raise ModelError(f"{path}: no exported model here (expected {SPEC_FILE} in it or in its "
-                     f"model/ folder; did training finish?)")
+    if not run.root.exists():
+        raise ModelError(f"{run.root}: model folder not found")
+    raise ModelError(f"{run.root}: no exported model here (expected {SPEC_FILE} in it or in its "
+                     f"{run.model.name}/ folder; did training finish?)")
