@@ -1,7 +1,8 @@
 """The re-id network, its custom layers, the backbone's weights and the exported embedder.
 
 Networks are tiny (alpha 0.35, 64x32 inputs, random weights) so the whole file runs in seconds;
-the offline ImageNet weights in ../shared/weights are used only where a real file is needed.
+weights files are written here with random values, and the offline ImageNet file in
+../shared/weights is read as well where it is present.
 """
 
 from __future__ import annotations
@@ -27,8 +28,27 @@ SHAPE = (64, 32, 3)
 NUM_CLASSES = 7
 SHARED_WEIGHTS = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "weights"
                   / "mobilenet_v2_1.0_imagenet_no_top.weights.h5")
-needs_shared_weights = pytest.mark.skipif(not SHARED_WEIGHTS.is_file(),
-                                          reason=f"{SHARED_WEIGHTS} not present")
+
+
+@pytest.fixture(scope="module")
+def random_weights_file(tmp_path_factory) -> pathlib.Path:
+    """A MobileNetV2 alpha 0.35 ``.weights.h5`` with random values, as Keras writes one."""
+    keras.utils.set_random_seed(5)
+    network = keras.applications.MobileNetV2(input_shape=(128, 64, 3), alpha=0.35,
+                                             include_top=False, weights=None)
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_0.35_random.weights.h5"
+    network.save_weights(path)
+    return path
+
+
+@pytest.fixture(params=["random", "shared"])
+def weights_file(request, random_weights_file) -> tuple[pathlib.Path, float]:
+    """(file, its alpha): the random file always, the shared ImageNet file when present."""
+    if request.param == "random":
+        return random_weights_file, 0.35
+    if not SHARED_WEIGHTS.is_file():
+        pytest.skip(f"real weights not present at {SHARED_WEIGHTS}")
+    return SHARED_WEIGHTS, 1.0
 
 
 def small_cfg(**changes) -> ModelConfig:
@@ -229,27 +249,29 @@ def test_weights_of_another_network_are_refused(tmp_path):
     assert "\n" not in str(err.value)
 
 
-@needs_shared_weights
-def test_weights_for_another_alpha_are_refused():
+def test_weights_for_another_alpha_are_refused(weights_file):
+    path, alpha = weights_file
+    other = 0.5 if alpha != 0.5 else 0.75
     with pytest.raises(ModelError) as err:
-        build_backbone(small_cfg(alpha=0.5, weights=str(SHARED_WEIGHTS)), SHAPE)
+        build_backbone(small_cfg(alpha=other, weights=str(path)), SHAPE)
     message = str(err.value)
-    assert str(SHARED_WEIGHTS) in message and "alpha=0.5" in message
+    assert str(path) in message and f"alpha={other}" in message
     assert "shape" in message and "\n" not in message and len(message) < 400
 
 
-@needs_shared_weights
 @pytest.mark.parametrize("last_stride", [1, 2])
-def test_weights_file_is_loaded(last_stride):
-    backbone = build_backbone(ModelConfig(alpha=1.0, weights=str(SHARED_WEIGHTS),
+def test_weights_file_is_loaded(weights_file, last_stride):
+    path, alpha = weights_file
+    backbone = build_backbone(ModelConfig(alpha=alpha, weights=str(path),
                                           last_stride=last_stride), (128, 64, 3))
     # Every array of the file, and nothing else, ends up in the backbone (compared by content,
     # since the file names arrays by layer type and count, not by layer name).
-    with h5py.File(SHARED_WEIGHTS, "r") as f:
+    with h5py.File(path, "r") as f:
         in_file = []
         f.visititems(lambda _n, o: in_file.append(hashlib.sha256(o[()].tobytes()).hexdigest())
                      if isinstance(o, h5py.Dataset) else None)
     in_model = [hashlib.sha256(w.tobytes()).hexdigest() for w in backbone.get_weights()]
+    assert len(in_file) == len(in_model) > 100
     assert sorted(in_file) == sorted(in_model)
     assert backbone.output.shape[1:3] == ((8, 4) if last_stride == 1 else (4, 2))
 
