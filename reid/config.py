@@ -3,6 +3,10 @@
 Every key has a type, a default, a range or a set of choices and a help line in its field
 metadata. The loader rejects unknown keys, wrong types and out-of-range values before anything
 runs, naming the file and the key, and the help lines generate the config reference in the docs.
+
+Sections are frozen, so what was validated is what runs: code that needs other values makes a
+changed copy (``dataclasses.replace``) or passes an override. The two list keys stay lists, as
+YAML writes them; nothing changes them in place.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def _field(default: Any, help: str, *, min: float | None = None, max: float | No
     return dataclasses.field(default=default, metadata=meta)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
     dataset: str = _field("market1501", "Dataset layout: market1501 and dukemtmc (Market-1501 "
                           "file names), manifest (train/query/gallery.csv with path,pid,camid), "
@@ -87,7 +91,7 @@ class DataConfig:
                               f"got {self.erasing_area}")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
     backbone: str = _field("mobilenet_v2", "Backbone network from keras.applications.",
                            choices=("mobilenet_v2",))
@@ -124,7 +128,7 @@ class ModelConfig:
                                    "into its kernels (no gain measured on CUHK03).")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class LossConfig:
     ce_weight: float = _field(1.0, "Weight of the identity cross-entropy.", min=0.0)
     label_smoothing: float = _field(0.1, "Label smoothing of the cross-entropy.", min=0.0, max=0.99)
@@ -144,7 +148,7 @@ class LossConfig:
     contrastive_margin: float = _field(0.5, "Margin of the contrastive loss.", min=0.0)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     epochs: int = _field(60, "Training epochs.", min=1, max=100000)
     steps_per_epoch: int = _field(0, "Batches per epoch; 0 = training images / batch size.", min=0)
@@ -163,7 +167,7 @@ class TrainConfig:
                              min=0)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = _field(128, "Images per inference batch.", min=1, max=4096)
     distance: str = _field("cosine", "Query-gallery distance: cosine or euclidean.",
@@ -180,7 +184,7 @@ class EvalConfig:
     qe_alpha: float = _field(3.0, "Exponent of alpha-QE weights.", min=0.0)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class IndexConfig:
     type: str = _field("flat", "FAISS index: flat (exact inner product), hnsw or ivfpq.",
                        choices=("flat", "hnsw", "ivfpq"))
@@ -195,7 +199,7 @@ class IndexConfig:
     batch_size: int = _field(64, "Images per embedding batch while indexing.", min=1, max=4096)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)

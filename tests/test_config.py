@@ -123,6 +123,16 @@ def test_saved_config_round_trips(tmp_path):
     assert list(out.parent.iterdir()) == [out]  # no temporary file left behind
 
 
+def test_a_validated_config_cannot_be_changed_only_copied():
+    cfg = config_from_dict({}, overrides=["eval.rerank=false"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.eval.rerank = True  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.eval = dataclasses.replace(cfg.eval, rerank=True)  # type: ignore[misc]
+    copy = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, rerank=True))
+    assert copy.eval.rerank is True and cfg.eval.rerank is False
+
+
 def test_reference_lists_every_key():
     reference = config_reference()
     for section, values in Config().to_dict().items():

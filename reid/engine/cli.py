@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from collections.abc import Sequence
 
@@ -47,6 +48,8 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
     from reid.config import Config, config_from_dict
     from reid.engine.evaluator import Features, extract_features, score_features
 
+    if rerank:
+        overrides = [*overrides, "eval.rerank=true"]
     cfg = Config()
     run_config = None
     if model is not None:
@@ -57,8 +60,6 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
         cfg = load_config(run_config, overrides)
     elif overrides:
         cfg = config_from_dict({}, "<defaults>", overrides)
-    if rerank:
-        cfg.eval.rerank = True
     if features_path is not None:
         features = Features.load(features_path)
     else:
@@ -68,10 +69,9 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
 
         if model is None or data_root is None:
             raise ConfigError("evaluation needs --model and --data-root, or --features")
-        cfg.data.root = str(data_root)
-        if dataset_layout:
-            cfg.data.dataset = dataset_layout
-        dataset = load_dataset(cfg.data)
+        data = dataclasses.replace(cfg.data, root=str(data_root),
+                                   dataset=dataset_layout or cfg.data.dataset)
+        dataset = load_dataset(data)
         check_images([r.path for r in dataset.query + dataset.gallery])
         embedder = Embedder.load(resolve_model_dir(model))
         features = extract_features(embedder, dataset, cfg.eval, progress)
