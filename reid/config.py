@@ -21,6 +21,12 @@ from typing import Any
 
 import yaml
 
+from reid.data import DATASET_LAYOUTS
+from reid.evaluation.distance import METRICS as EVAL_DISTANCES
+from reid.index.index_types import INDEX_TYPES
+from reid.losses.choices import CONFIG_METRICS as LOSS_DISTANCES
+from reid.losses.choices import MINERS
+
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names the source and key."""
@@ -60,7 +66,7 @@ class DataConfig:
     dataset: str = _field("market1501", "Dataset layout: market1501 and dukemtmc (Market-1501 "
                           "file names), manifest (train/query/gallery.csv with path,pid,camid), "
                           "folders (root/<split>/<pid>/*.jpg).",
-                          choices=("market1501", "dukemtmc", "manifest", "folders"))
+                          choices=DATASET_LAYOUTS)
     root: str = _field("data/synthetic", "Dataset folder (relative paths are from the working "
                        "directory).")
     height: int = _field(256, "Input height in pixels.", min=32, max=1024)
@@ -136,9 +142,9 @@ class LossConfig:
     triplet_margin: float = _field(0.3, "Triplet margin (unused by soft_margin).", min=0.0)
     triplet_miner: str = _field("batch_hard", "Triplet mining: batch_hard, batch_all, semi_hard "
                                 "or soft_margin.",
-                                choices=("batch_hard", "batch_all", "semi_hard", "soft_margin"))
+                                choices=MINERS)
     triplet_distance: str = _field("euclidean", "Distance the triplet loss uses.",
-                                   choices=("euclidean", "cosine"))
+                                   choices=LOSS_DISTANCES)
     center_weight: float = _field(0.0, "Weight of the center loss, the batch mean of "
                                   "0.5*||x - c||^2 (0 = off; 0.001 here equals the strong "
                                   "baseline's 0.0005 on its unhalved loss).", min=0.0)
@@ -171,7 +177,7 @@ class TrainConfig:
 class EvalConfig:
     batch_size: int = _field(128, "Images per inference batch.", min=1, max=4096)
     distance: str = _field("cosine", "Query-gallery distance: cosine or euclidean.",
-                           choices=("cosine", "euclidean"))
+                           choices=EVAL_DISTANCES)
     max_rank: int = _field(50, "Length of the CMC curve.", min=1)
     rerank: bool = _field(False, "Also report k-reciprocal re-ranking.")
     rerank_k1: int = _field(20, "Re-ranking k1.", min=1)
@@ -187,7 +193,7 @@ class EvalConfig:
 @dataclasses.dataclass(frozen=True)
 class IndexConfig:
     type: str = _field("flat", "FAISS index: flat (exact inner product), hnsw or ivfpq.",
-                       choices=("flat", "hnsw", "ivfpq"))
+                       choices=INDEX_TYPES)
     hnsw_m: int = _field(32, "HNSW neighbours per node.", min=4, max=256)
     hnsw_ef_construction: int = _field(200, "HNSW build-time search depth.", min=8)
     hnsw_ef_search: int = _field(128, "HNSW query-time search depth.", min=8)

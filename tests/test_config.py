@@ -2,6 +2,8 @@
 
 import dataclasses
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -158,3 +160,28 @@ def test_docs_config_reference_is_current():
     docs = pathlib.Path(__file__).resolve().parents[1] / "docs" / "CONFIG.md"
     assert docs.read_text() == config_reference_document(), (
         "docs/CONFIG.md is stale: run python tools/config_reference.py --write")
+
+
+def test_choices_are_what_the_implementations_offer():
+    """Every choice the config accepts reaches an implementation that runs it."""
+    from reid.data import READERS
+    from reid.evaluation.distance import METRICS as EVAL_METRICS
+    from reid.index.index_types import INDEX_TYPES
+    from reid.losses.choices import METRICS as LOSS_METRICS
+    from reid.losses.choices import MINERS
+
+    def choices(section, key):
+        return {f.name: f for f in dataclasses.fields(section)}[key].metadata["choices"]
+
+    cfg = Config()
+    assert set(choices(type(cfg.data), "dataset")) == set(READERS)
+    assert set(choices(type(cfg.eval), "distance")) == set(EVAL_METRICS)
+    assert choices(type(cfg.index), "type") == INDEX_TYPES
+    assert choices(type(cfg.loss), "triplet_miner") == MINERS
+    assert set(choices(type(cfg.loss), "triplet_distance")) <= set(LOSS_METRICS)
+
+
+def test_importing_the_config_loads_neither_tensorflow_nor_faiss():
+    code = "import sys, reid.config; print('tensorflow' in sys.modules, 'faiss' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -19,6 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
+    from reid.index.index_types import INDEX_TYPES
+
     parser = argparse.ArgumentParser(description="Build or extend a gallery index.")
     parser.add_argument("--model", type=pathlib.Path,
                         help="run folder (uses its model/ export, else model_best/) or exported "
@@ -32,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--overwrite", action="store_true",
                       help="replace an existing index (the old one stays until the new one is "
                            "written)")
-    parser.add_argument("--type", choices=["flat", "hnsw", "ivfpq"],
+    parser.add_argument("--type", choices=INDEX_TYPES,
                         help="index type of a new index (default: the config's, else flat)")
     parser.add_argument("--config", type=pathlib.Path,
                         help="YAML config whose 'index' section sets the index parameters")

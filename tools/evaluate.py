@@ -17,11 +17,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
+    from reid.data import DATASET_LAYOUTS
+
     parser = argparse.ArgumentParser(description="Evaluate mAP, CMC rank-1/5/10 and mINP.")
     parser.add_argument("--model", type=pathlib.Path, help="run folder or exported model folder")
     parser.add_argument("--data-root", type=pathlib.Path,
                         help="dataset folder holding the query and gallery splits")
-    parser.add_argument("--dataset", choices=["market1501", "dukemtmc", "manifest", "folders"],
+    parser.add_argument("--dataset", choices=DATASET_LAYOUTS,
                         help="dataset layout (default: the run's config, else market1501)")
     parser.add_argument("--features", type=pathlib.Path,
                         help="score saved features instead: .npz with query, gallery, q_pids, "

@@ -30,6 +30,8 @@ READERS: Mapping[str, Callable[[str | os.PathLike], ReidDataset]] = {
     "manifest": read_manifest,
     "folders": read_folders,
 }
+#: The ``data.dataset`` choices.
+DATASET_LAYOUTS: tuple[str, ...] = tuple(READERS)
 
 
 def load_dataset(config: DataConfig) -> ReidDataset:
@@ -42,6 +44,7 @@ def load_dataset(config: DataConfig) -> ReidDataset:
 
 
 __all__ = [
+    "DATASET_LAYOUTS",
     "IMAGE_EXTENSIONS",
     "READERS",
     "DatasetError",

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-METRICS = ("euclidean", "sqeuclidean", "cosine")
-MINERS = ("batch_hard", "batch_all", "semi_hard", "soft_margin")
+from reid.losses.choices import METRICS, MINERS
 
 # Floor under squared distances before the square root: d/dx sqrt(x) is infinite at 0, and the
 # diagonal (and any two identical embeddings) sit exactly there. Below the floor the gradient is
@@ -138,7 +137,6 @@ def triplet_loss(labels: tf.Tensor, embeddings: tf.Tensor, margin: float = 0.3,
     """
     if miner not in MINERS:
         raise ValueError(f"triplet miner: expected one of {', '.join(MINERS)}, got {miner!r}")
-    _check_metric(metric)
     if isinstance(margin, (int, float)) and margin < 0:  # tensors: caller-checked
         raise ValueError(f"triplet margin: expected a value >= 0, got {margin!r}")
     dist = pairwise_distances(embeddings, metric)
