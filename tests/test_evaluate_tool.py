@@ -15,6 +15,7 @@ from reid.config import ModelConfig
 from reid.data.synthetic import generate_dataset
 from reid.modeling import build_reid_model, export_embedder
 from reference import brute_force_map_rank1
+from tool_runner import tool_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -27,6 +28,9 @@ def model_and_data(tmp_path_factory):
     models = build_reid_model(ModelConfig(alpha=0.35, weights=None), (64, 32, 3), num_classes=4)
     export_embedder(models.embedding_model, base / "model")
     return base / "model", data
+
+
+evaluate = tool_main("evaluate")
 
 
 def run(*args):
@@ -55,20 +59,20 @@ def test_evaluate_tool_end_to_end(model_and_data, tmp_path):
     assert metrics["mAP"] == pytest.approx(want_map, abs=1e-6)
     assert metrics["rank1"] == pytest.approx(want_rank1, abs=1e-6)
 
-    # The same features scored from the .npz give the same numbers.
-    again = run("--features", str(feats), "--json", str(tmp_path / "again.json"))
-    assert again.returncode == 0, again.stderr
+    # The same features scored from the .npz give the same numbers (in-process from here on).
+    assert evaluate(["--features", str(feats), "--json", str(tmp_path / "again.json")]) == 0
     assert json.loads((tmp_path / "again.json").read_text())["mAP"] == pytest.approx(metrics["mAP"])
 
 
-def test_evaluate_tool_errors_are_one_line(tmp_path):
-    result = run("--features", str(tmp_path / "missing.npz"))
-    assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
-    assert "missing.npz" in result.stderr
+def test_evaluate_tool_errors_are_one_line(tmp_path, capsys):
+    def error_of(*args) -> str:
+        assert evaluate(list(args)) == 1
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ")
+        return lines[0]
+
+    assert "missing.npz" in error_of("--features", str(tmp_path / "missing.npz"))
     bad = tmp_path / "bad.npz"
     np.savez(bad, query=np.zeros((2, 3)))
-    result = run("--features", str(bad))
-    assert result.returncode != 0 and "missing arrays gallery" in result.stderr
-    result = run("--model", str(tmp_path))
-    assert result.returncode != 0 and "--data-root" in result.stderr
+    assert "missing arrays gallery" in error_of("--features", str(bad))
+    assert "--data-root" in error_of("--model", str(tmp_path))

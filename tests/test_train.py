@@ -17,6 +17,7 @@ from reid.data.synthetic import generate_dataset
 from reid.engine.trainer import (Trainer, TrainingError, format_duration, prepare_run_dir,
                                  time_left)
 from reid.modeling import Embedder, ModelError
+from tool_runner import tool_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -83,17 +84,19 @@ def run_tool(*args):
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
 
 
-def test_cli_errors_are_one_line(tmp_path):
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    # One run in a fresh process (the real command), the rest in-process.
     missing = tmp_path / "no-such-dataset"
     result = run_tool("--config", str(ROOT / "configs" / "synthetic.yaml"), "--output",
                       str(tmp_path / "run"), "--set", f"data.root={missing}")
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and str(missing) in last
-    result = run_tool("--config", str(ROOT / "configs" / "synthetic.yaml"), "--set",
-                      "train.epochs=0")
-    assert result.returncode != 0
-    assert "train.epochs: expected a value >= 1" in result.stderr
+    code = tool_main("train")(["--config", str(ROOT / "configs" / "synthetic.yaml"), "--output",
+                               str(tmp_path / "run"), "--set", "train.epochs=0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert err[0].startswith("error: ") and "train.epochs: expected a value >= 1" in err[0]
     assert not (tmp_path / "run").exists()
 
 

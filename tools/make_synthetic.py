@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         summary = generate_dataset(args.out, ids=args.ids, cameras=args.cameras,
@@ -49,9 +49,11 @@ def main(argv: list[str] | None = None) -> None:
                                    height=args.height, width=args.width, workers=args.workers,
                                    force=args.force, test_ids=args.test_ids)
     except (DatasetError, OSError) as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(summary.text())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
