@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from reid.config import load_config
-    from reid.engine.cli import run_evaluation, run_training
+    from reid.engine.commands import run_evaluation, run_training
     from reid.engine.evaluator import format_metrics
     from reid.run_layout import RunLayout
 

@@ -168,7 +168,8 @@ class TrainConfig:
     lr_steps: list[int] = _field([40, 70], "Epochs at which the step schedule multiplies the rate "
                                  "by lr_gamma.", min=0)
     lr_gamma: float = _field(0.1, "Step schedule factor.", min=0.0, max=1.0)
-    seed: int = _field(0, "Seed for weights initialisation and data order.", min=0)
+    seed: int = _field(0, "Seed for weight initialisation and dropout (data order and "
+                       "augmentation follow data.seed).", min=0)
     eval_every: int = _field(0, "Evaluate on query/gallery every N epochs (0 = only at the end).",
                              min=0)
 

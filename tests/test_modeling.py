@@ -74,7 +74,7 @@ def gem_models():
 def test_output_shapes_and_head_arithmetic(pooling, dim):
     models = build_reid_model(small_cfg(pooling=pooling, embedding_dim=dim), SHAPE, NUM_CLASSES)
     expected_dim = 1280 if dim == 0 else dim  # MobileNetV2 keeps 1280 channels for alpha <= 1
-    assert models.embedding_dim == expected_dim and models.num_classes == NUM_CLASSES
+    assert models.feature_dim == expected_dim and models.num_classes == NUM_CLASSES
     out = models.training_model(images(5), training=False)
     assert set(out) == {FEATURES, LOGITS, EMBEDDING}
     assert out[FEATURES].shape == (5, expected_dim)
@@ -527,7 +527,7 @@ def test_part_model_heads_embedding_and_export(tmp_path):
     out = models.training_model(x, training=False)
     assert tuple(out[LOGITS].shape) == (4, 1 + parts, NUM_CLASSES)
     global_dim = out[FEATURES].shape[1]
-    assert models.embedding_dim == global_dim  # the triplet and center losses stay global
+    assert models.feature_dim == global_dim  # the triplet and center losses stay global
     assert tuple(out[EMBEDDING].shape) == (4, global_dim + parts * part_dim)
     np.testing.assert_allclose(np.linalg.norm(out[EMBEDDING].numpy(), axis=1), 1.0, atol=1e-5)
     # Each stripe has its own bottleneck and classifier.

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
-    from reid.engine.cli import run_evaluation
+    from reid.engine.commands import run_evaluation
     from reid.engine.evaluator import format_metrics
     from reid.utils.io import atomic_write_text
 

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
-    from reid.engine.cli import run_training
+    from reid.engine.commands import run_training
 
     try:
         result = run_training(args.config, args.output, args.set, args.resume,

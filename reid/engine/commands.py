@@ -1,4 +1,5 @@
-"""What the command-line tools do, as functions: tools/*.py only parse arguments and call these."""
+"""Training and evaluation as commands: tools/train.py, tools/evaluate.py and the benchmarks
+parse their arguments and call these."""
 
 from __future__ import annotations
 

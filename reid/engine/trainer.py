@@ -47,7 +47,7 @@ class TrainResult:
     best_model_dir: pathlib.Path | None
 
 
-def check_trainable(dataset: ReidDataset, cfg: Config) -> None:
+def check_dataset_fills_pk_batches(dataset: ReidDataset, cfg: Config) -> None:
     """Refuse, before any work, a dataset the P x K sampler cannot serve."""
     data = cfg.data
     if dataset.num_train_pids < 2:
@@ -133,7 +133,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, dataset: ReidDataset, run_dir: str | pathlib.Path,
                  progress: bool = True, log: Callable[[str], None] = print) -> None:
-        check_trainable(dataset, cfg)
+        check_dataset_fills_pk_batches(dataset, cfg)
         self.cfg = cfg
         self.dataset = dataset
         self.layout = RunLayout(run_dir)
@@ -146,7 +146,7 @@ class Trainer:
         shape = (cfg.data.height, cfg.data.width, 3)
         self.models: ReidModels = build_reid_model(cfg.model, shape, dataset.num_train_pids)
         self.loss = ReidLoss(cfg.loss, num_classes=dataset.num_train_pids,
-                             feature_dim=self.models.embedding_dim)
+                             feature_dim=self.models.feature_dim)
         self.schedule = WarmupSchedule(cfg.train, self.input.batches_per_epoch)
         self.optimizer = keras.optimizers.AdamW(learning_rate=self.schedule,
                                                 weight_decay=cfg.train.weight_decay)

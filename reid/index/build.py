@@ -208,8 +208,8 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
     already = gallery.contains(paths)
     todo = [p for p in paths if p not in already]
     duplicates = repeats + [p for p in paths if p in already]
-    if not gallery.trained and todo:
-        fi.check_trainable(gallery.config, len(todo))  # fail before spending time embedding
+    if not gallery.trained and todo:  # fail before spending time embedding
+        fi.check_ivfpq_training_size(gallery.config, len(todo))
 
     good, vectors, bad = read_and_embed(embedder, todo, batch_size, progress)
     pids, camids = market_labels(good)

@@ -83,7 +83,7 @@ def min_train_size(config: IndexConfig, num_vectors: int) -> int:
     return max(resolve_nlist(config, num_vectors), 2 ** config.pq_nbits)
 
 
-def check_trainable(config: IndexConfig, num_vectors: int) -> None:
+def check_ivfpq_training_size(config: IndexConfig, num_vectors: int) -> None:
     """Raise IndexTrainingError when IVF-PQ cannot be trained on ``num_vectors`` vectors."""
     if config.type != "ivfpq":
         return
@@ -134,7 +134,7 @@ def new_index(config: IndexConfig, dim: int, train_vectors: np.ndarray | None = 
         base.hnsw.efSearch = config.hnsw_ef_search
     else:
         n = 0 if train_vectors is None else len(train_vectors)
-        check_trainable(config, n)
+        check_ivfpq_training_size(config, n)
         nlist = resolve_nlist(config, n)
         quantizer = faiss.IndexFlatIP(dim)
         base = faiss.IndexIVFPQ(quantizer, dim, nlist, config.pq_m, config.pq_nbits,

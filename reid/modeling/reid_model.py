@@ -46,12 +46,14 @@ class ReidModels:
     returns only the embedding. ``backbone`` is the nested MobileNetV2, so training can set
     ``backbone.trainable = False`` for the first ``freeze_backbone_epochs`` (recompile or
     retrace afterwards; in Keras 3 a frozen backbone's batch norms also run in inference mode).
+    ``feature_dim`` is D of ``"features"``, the size the triplet and center losses work in; the
+    exported embedding can be larger (stripe necks joined to it).
     """
 
     training_model: keras.Model
     embedding_model: keras.Model
     backbone: keras.Model
-    embedding_dim: int
+    feature_dim: int
     num_classes: int
 
 
@@ -134,5 +136,5 @@ def build_reid_model(model_cfg: ModelConfig, input_shape: tuple[int, int, int],
                                           EMBEDDING: embedding}, name="reid_train")
     embedding_model = keras.Model(inputs, embedding, name="reid_embedder")
     return ReidModels(training_model=training_model, embedding_model=embedding_model,
-                      backbone=backbone, embedding_dim=int(features.shape[-1]),
+                      backbone=backbone, feature_dim=int(features.shape[-1]),
                       num_classes=num_classes)
