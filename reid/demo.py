@@ -15,6 +15,7 @@ from typing import Any
 
 from reid.config import Config, load_config
 from reid.run_layout import RunLayout
+from reid.utils.io import atomic_write_text
 
 DEMO_CONFIG = pathlib.Path("configs/synthetic.yaml")
 
@@ -38,6 +39,13 @@ def untrained_embedder(cfg: Config, num_classes: int):
     return Embedder(models.embedding_model, {"config_name": cfg.name, "epoch": 0})
 
 
+def training_speed(history: list[dict[str, Any]]) -> float:
+    """Training images per second over every epoch of a run's history (0 when empty)."""
+    seconds = sum(h["seconds"] for h in history)
+    images = sum(h["images_per_second"] * h["seconds"] for h in history)
+    return images / seconds if seconds > 0 else 0.0
+
+
 #: The demo's synthetic dataset: many training identities (what a network needs to learn
 #: features that transfer to people it has never seen) and 100 test identities.
 DEMO_IDS, DEMO_TEST_IDS = 700, 100
@@ -57,6 +65,13 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     paths = paths or DemoPaths()
     run = RunLayout(paths.run)
     started = time.perf_counter()
+    seconds: dict[str, float] = {}  # each step's wall time, for the summary and bench/demo.py
+    lap = [started]
+
+    def step_done(name: str) -> None:
+        now = time.perf_counter()
+        seconds[name] = now - lap[0]
+        lap[0] = now
     # Re-ranking is always shown: the summary has a row for it.
     cfg = load_config(config_path, [f"data.root={paths.data}", *overrides, "eval.rerank=true"])
 
@@ -66,19 +81,20 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     summary = generate_dataset(paths.data, ids=synthetic_ids, test_ids=synthetic_test_ids, seed=0)
     log(summary.text())
     dataset = load_dataset(cfg.data)
+    step_done("data")
 
     log("== 2. untrained model (the starting point)")
     untrained = evaluate_embedder(untrained_embedder(cfg, dataset.num_train_pids), dataset,
                                   cfg.eval, progress=progress)
     log(format_metrics({"untrained": untrained}))
+    step_done("untrained")
 
     log(f"== 3. training {config_path} -> {paths.run}")
     resume = run.has_checkpoints
     trainer = Trainer(cfg, dataset, prepare_run_dir(paths.run, cfg, resume), progress=progress,
                       log=log)
-    t0 = time.perf_counter()
     result = trainer.fit(resume=resume)
-    train_seconds = time.perf_counter() - t0
+    step_done("training")
 
     log("== 4. trained model")
     embedder = Embedder.load(result.model_dir)
@@ -87,12 +103,16 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
             "trained": trained, "trained + re-ranking": trained["rerank"]}
     table = format_metrics(rows)
     log(table)
+    step_done("trained")
 
     search = _index_and_query(result.model_dir, dataset, paths, log, progress)
+    step_done("index_and_query")
+    seconds["total"] = time.perf_counter() - started
 
-    metrics = {"untrained": untrained, "trained": trained,
-               "train_seconds": train_seconds, "total_seconds": time.perf_counter() - started}
-    (paths.run / "demo_metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+    metrics = {"untrained": untrained, "trained": trained, "seconds": seconds,
+               "train_images_per_second": training_speed(result.history)}
+    atomic_write_text(paths.run / "demo_metrics.json",
+                      json.dumps(metrics, indent=1, default=float))
     log("")
     log("== summary")
     log(table)
@@ -100,7 +120,8 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     log(f"model:    {result.model_dir}  (TensorBoard logs: {run.logs})")
     for line in search:
         log(line)
-    log(f"time:     {metrics['total_seconds']:.0f} s in all, training {train_seconds:.0f} s")
+    log(f"time:     {seconds['total']:.0f} s in all, training {seconds['training']:.0f} s "
+        f"(this run; {metrics['train_images_per_second']:.0f} training images/s)")
     log("")
     log("each step by hand:")
     log(f"  python tools/make_synthetic.py --out {paths.data} --ids {synthetic_ids} "

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 from reid.config import config_from_dict
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", ROOT / "bench" / "accuracy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tool_runner import load_bench
 
 METRICS = {"mAP": 0.5123, "rank1": 0.6, "rank5": 0.8, "rank10": 0.9, "mINP": 0.2,
            "rerank": {"mAP": 0.61, "rank1": 0.65, "rank5": 0.8, "rank10": 0.9, "mINP": 0.3}}
 
 
 def test_rows_are_appended_to_the_table_and_nothing_else_moves(tmp_path):
-    bench = load_bench()
+    bench = load_bench("accuracy")
     record = tmp_path / "BENCHMARKS.md"
     record.write_text("# Benchmarks\n\nintro\n\n## Other\n\ntext\n")
     cfg = config_from_dict({"data": {"height": 128, "width": 64}, "model": {"weights": None},

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import re
 
 import numpy as np
@@ -17,20 +15,10 @@ from reid.data.synthetic import generate_dataset
 from reid.engine.trainer import Trainer, prepare_run_dir
 from reid.modeling.reid_model import FEATURES, NECK_LAYER
 from reference import brute_force_map_rank1
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_neck_feature",
-                                                  ROOT / "bench" / "neck_feature.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tool_runner import load_bench
 
 def test_training_identity_split_takes_the_first_image_of_each_identity_and_camera():
-    bench = load_bench()
+    bench = load_bench("neck_feature")
     recs = [ImageRecord(p, pid, cam) for p, pid, cam in [
         ("b/0001_c1_2.jpg", 0, 1), ("a/0001_c1_1.jpg", 0, 1), ("a/0001_c2_1.jpg", 0, 2),
         ("c/0002_c1_1.jpg", 1, 1), ("a/0002_c2_9.jpg", 1, 2), ("b/0002_c2_3.jpg", 1, 2)]]
@@ -61,7 +49,7 @@ def numpy_embeddings(models, records, cfg):
 
 
 def test_a_run_is_scored_after_and_before_the_neck(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("neck_feature")
     generate_dataset(tmp_path / "data", ids=10, cameras=2, images_per_id=6, seed=2, height=64,
                      width=32)
     cfg = config_from_dict({
@@ -110,7 +98,7 @@ def test_a_run_is_scored_after_and_before_the_neck(tmp_path, capsys):
 
 
 def test_a_folder_without_checkpoints_is_a_one_line_error(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_bench("neck_feature")
     cfg = config_from_dict({"data": {"root": str(tmp_path)}}, name="empty")
     run = prepare_run_dir(tmp_path / "run", cfg, resume=False)
     assert bench.main(["--run", str(run)]) == 1

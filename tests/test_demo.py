@@ -102,3 +102,12 @@ def test_demo_runs_every_step_and_a_second_run_reuses_what_is_there(tmp_path):
     assert again["trained"]["mAP"] == pytest.approx(metrics["trained"]["mAP"], abs=1e-6)
     assert again["untrained"]["mAP"] == pytest.approx(metrics["untrained"]["mAP"], abs=1e-6)
     assert (paths.pictures / "ranked_lists.png").is_file()
+
+
+def test_training_speed_weighs_each_epoch_by_its_time():
+    from reid.demo import training_speed
+
+    history = [{"seconds": 10.0, "images_per_second": 100.0},
+               {"seconds": 30.0, "images_per_second": 200.0}]
+    assert training_speed(history) == (1000 + 6000) / 40
+    assert training_speed([]) == 0.0

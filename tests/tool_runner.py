@@ -1,16 +1,26 @@
-"""The tools' ``main(argv)``, loaded from tools/*.py, so tests run a command in-process."""
+"""The project's scripts as modules: tools' ``main(argv)`` run in-process, benches' functions."""
 
 from __future__ import annotations
 
 import importlib.util
 import pathlib
 from collections.abc import Callable
+from types import ModuleType
 
-TOOLS = pathlib.Path(__file__).resolve().parents[1] / "tools"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_script(folder: str, name: str) -> ModuleType:
+    """``folder/name.py`` of the repository, imported afresh under a name of its own."""
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", ROOT / folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tool_main(name: str) -> Callable[[list[str] | None], int]:
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("tools", name).main
+
+
+def load_bench(name: str) -> ModuleType:
+    return load_script("bench", name)

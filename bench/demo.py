@@ -1,0 +1,101 @@
+"""What `make demo` promises, measured: the shipped demo end to end, in a folder of its own.
+
+    .venv/bin/python bench/demo.py [--output runs/bench-demo] [--no-progress]   # make bench-demo
+
+Runs ``reid.demo.run_demo`` with configs/synthetic.yaml (synthetic dataset, untrained
+evaluation, training, trained evaluation, index, queries), then prints each step's time, the
+training images/s, the figures and a row for docs/BENCHMARKS.md. Exits 1 unless the untrained
+mAP is at most 0.10 and the trained mAP at least 0.60 (no re-ranking) on the synthetic test
+split: the demo's promise, which tests/test_demo.py does not train long enough to check.
+
+An interrupted run resumes from ``--output``; a finished one is scored again without training,
+and its training time then comes from the run's history (the step times say what this process
+did).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+UNTRAINED_MAX_MAP, TRAINED_MIN_MAP = 0.10, 0.60
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return out + ("+changes" if dirty else "")
+
+
+def promise_failures(metrics: dict) -> list[str]:
+    """What of the demo's promise does not hold (empty when all of it does)."""
+    failures = []
+    if metrics["untrained"]["mAP"] > UNTRAINED_MAX_MAP:
+        failures.append(f"untrained mAP {metrics['untrained']['mAP']:.4f} > {UNTRAINED_MAX_MAP}")
+    if metrics["trained"]["mAP"] < TRAINED_MIN_MAP:
+        failures.append(f"trained mAP {metrics['trained']['mAP']:.4f} < {TRAINED_MIN_MAP}")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=pathlib.Path, default=ROOT / "runs" / "bench-demo",
+                        help="folder for the dataset, the run and the index (resumed if there)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+
+    import tensorflow as tf
+
+    from reid.demo import DEMO_CONFIG, DemoPaths, run_demo, training_speed
+    from reid.run_layout import RunLayout
+
+    paths = DemoPaths(data=args.output / "data", run=args.output / "run",
+                      index=args.output / "run" / "gallery_index",
+                      pictures=args.output / "run" / "queries")
+    try:
+        metrics = run_demo(ROOT / DEMO_CONFIG, paths, progress=not args.no_progress)
+        history = json.loads(RunLayout(paths.run).history.read_text())
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    train_seconds = sum(h["seconds"] for h in history)
+    seconds = metrics["seconds"]
+    untrained, trained = metrics["untrained"], metrics["trained"]
+    print()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}; "
+          f"commit {commit()}")
+    print("step seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
+    print(f"training: {len(history)} epochs, {train_seconds:.0f} s of steps, "
+          f"{training_speed(history):.0f} images/s")
+    print(f"untrained mAP {untrained['mAP']:.4f}, trained mAP {trained['mAP']:.4f} "
+          f"(rank-1 {trained['rank1']:.4f}; re-ranked {trained['rerank']['mAP']:.4f})")
+    print("row: | " + " | ".join([
+        datetime.date.today().isoformat(), commit(), f"{training_speed(history):.0f}",
+        f"{seconds['data']:.0f}", f"{train_seconds:.0f}", f"{seconds['total']:.0f}",
+        f"{untrained['mAP']:.3f}", f"{trained['mAP']:.3f}", f"{trained['rank1']:.3f}",
+        f"{trained['rerank']['mAP']:.3f}"]) + " |")
+    failures = promise_failures(metrics)
+    if failures:
+        print("the demo's promise does not hold: " + "; ".join(failures))
+        return 1
+    print(f"the demo's promise holds: untrained mAP <= {UNTRAINED_MAX_MAP}, trained mAP >= "
+          f"{TRAINED_MIN_MAP}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
