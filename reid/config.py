@@ -12,6 +12,7 @@ YAML writes them; nothing changes them in place.
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import re
 import types
@@ -127,11 +128,6 @@ class ModelConfig:
                         "BNNeck and classifier (PCB); with neck_feat: after the embedding joins "
                         "them to the global feature (0 = off).", min=0, max=32)
     part_dim: int = _field(256, "Size of each stripe's bottleneck feature.", min=1, max=4096)
-    rescale_kernels: bool = _field(False, "Rescale each backbone convolution's output channels to "
-                                   "He-normal size, adjusting the batch norm after it so the "
-                                   "network computes the same function; evens out Adam's relative "
-                                   "step across layers of a weights file with batch norm folded "
-                                   "into its kernels (no gain measured on CUHK03).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +227,11 @@ class Config:
 SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name]
                              for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
 
+#: Removed keys -> the value that did what the code now always does. Run folders saved before
+#: the removal hold the key in their config.yaml and must still resume and evaluate, so it is
+#: accepted (and dropped) at that value; any other value asks for code that is gone.
+RETIRED_KEYS: dict[tuple[str, str], Any] = {("model", "rescale_kernels"): False}
+
 
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
@@ -295,6 +296,12 @@ def _build_section(cls: type, values: Mapping[str, Any], source: str, section: s
     kwargs = {}
     for key, value in values.items():
         where = f"{source}: {section}.{key}"
+        if (section, key) in RETIRED_KEYS:
+            kept = RETIRED_KEYS[(section, key)]
+            if value != kept:
+                raise ConfigError(f"{where}: this key was removed; only {json.dumps(kept)}, what "
+                                  f"the code now always does, is accepted")
+            continue
         if key not in fields:
             known = ", ".join(fields)
             raise ConfigError(f"{where}: unknown key (known keys of '{section}': {known})")

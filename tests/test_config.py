@@ -185,3 +185,13 @@ def test_importing_the_config_loads_neither_tensorflow_nor_faiss():
     code = "import sys, reid.config; print('tensorflow' in sys.modules, 'faiss' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_removed_key_still_loads_from_an_old_run_folder_at_its_old_default(tmp_path):
+    """Run folders saved before model.rescale_kernels was removed hold it as false."""
+    old = write(tmp_path, "model:\n  alpha: 0.5\n  rescale_kernels: false\n", "config.yaml")
+    cfg = load_config(old)
+    assert cfg.model.alpha == 0.5 and "rescale_kernels" not in cfg.to_dict()["model"]
+    with pytest.raises(ConfigError, match=r"model.rescale_kernels: this key was removed; only "
+                                          r"false"):
+        load_config(old, ["model.rescale_kernels=true"])

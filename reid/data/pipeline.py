@@ -158,12 +158,6 @@ class TrainInput:
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def train_dataset(records: Sequence[ImageRecord], config: DataConfig, epoch: int,
-                  check: bool = False) -> tf.data.Dataset:
-    """One epoch of training batches; see :class:`TrainInput` (prefer it across epochs)."""
-    return TrainInput(records, config, check=check).epoch(epoch)
-
-
 def eval_dataset(paths: Sequence[str], height: int, width: int, batch_size: int,
                  flip: bool = False) -> tf.data.Dataset:
     """Normalised float32 (n, H, W, 3) batches of ``paths`` in order; mirrored when ``flip``.
@@ -198,5 +192,4 @@ __all__ = [
     "decode_resize",
     "eval_dataset",
     "load_image",
-    "train_dataset",
 ]

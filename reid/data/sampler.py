@@ -62,14 +62,11 @@ class PKSampler:
                                f"the training set has {self.num_ids}")
         K = self.images_per_id
         if not self.with_replacement:
-            kept = [(i, g) for i, g in zip(ids, groups) if g.size >= K]
-            if len(kept) < self.ids_per_batch:
+            groups = [g for g in groups if g.size >= K]
+            if len(groups) < self.ids_per_batch:
                 raise SamplerError(
-                    f"only {len(kept)} of {self.num_ids} identities have at least K={K} images, "
+                    f"only {len(groups)} of {self.num_ids} identities have at least K={K} images, "
                     f"need P={self.ids_per_batch}; allow sampling with replacement or lower P/K")
-            ids = np.array([i for i, _ in kept], dtype=ids.dtype)
-            groups = [g for _, g in kept]
-        self.ids: np.ndarray = ids
         self._groups: list[np.ndarray] = groups
         self.num_chunks = int(sum(max(g.size, K) // K for g in groups))
         default = max(1, self.num_chunks // self.ids_per_batch)
@@ -84,11 +81,6 @@ class PKSampler:
     @property
     def batches_per_epoch(self) -> int:
         return self._num_batches
-
-    @property
-    def num_used_ids(self) -> int:
-        """Identities that can appear in a batch (all of them unless some were left out)."""
-        return int(self.ids.size)
 
     def _round(self, rng: np.random.Generator) -> list[np.ndarray]:
         """One RandomIdentitySampler pass: chunk every identity, draw P identities at a time."""

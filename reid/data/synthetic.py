@@ -866,13 +866,6 @@ def plan_dataset(params: SyntheticParams) -> DatasetPlan:
                        cameras=cameras, images=tuple(images))
 
 
-def render_planned(plan: DatasetPlan, image: PlannedImage) -> np.ndarray:
-    """The pixels of one planned image; depends only on (seed, pid, index), never on order."""
-    rng = np.random.default_rng([plan.params.seed, image.pid, image.index])
-    return render_person(plan.identities[image.pid], plan.cameras[image.camid], rng,
-                         plan.params.height, plan.params.width)
-
-
 def encode_jpeg(img: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:

@@ -15,7 +15,6 @@ import warnings
 from typing import Any
 
 import keras
-import numpy as np
 
 from reid.config import ModelConfig
 
@@ -173,63 +172,6 @@ def rebuild_backbone(model: keras.Model, last_stride: int, name: str = "backbone
     return rebuilt
 
 
-def _conv_batch_norm_pairs(model: keras.Model) -> list[tuple[keras.layers.Layer,
-                                                              keras.layers.BatchNormalization]]:
-    """Each convolution whose output feeds a batch norm directly, with that batch norm."""
-    producer = {id(layer.output): layer for layer in model.layers
-                if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))}
-    return [(producer[id(layer.input)], layer) for layer in model.layers
-            if isinstance(layer, keras.layers.BatchNormalization) and id(layer.input) in producer]
-
-
-def rescale_conv_kernels(model: keras.Model) -> int:
-    """Give every output channel of each conv -> batch-norm pair a He-normal RMS, in place.
-
-    A batch norm makes the channel before it blind to the scale of its kernel slice, but Adam's
-    step is about the same size whatever that scale is, so the scale decides how fast the slice
-    turns. In a file with batch norm folded into the kernels (as the shared ImageNet file is)
-    the expand kernels are 4-8x smaller than He's sqrt(2 / fan_in) and the project kernels
-    2-8x larger, so one learning rate moves some layers far faster than others; this evens
-    that out (on CUHK03 it learned no better: docs/BENCHMARKS.md).
-    Multiplying channel j by ``c`` and the batch norm's moving mean by ``c``, its moving
-    variance by ``c**2`` and its gamma by ``sqrt(c**2 var + eps) / (c sqrt(var + eps))``
-    leaves the network's inference output unchanged. Batch statistics scale with the channel,
-    so training-mode output changes only through ``eps``, which is felt in channels whose
-    variance is near ``eps``. Channels whose kernel is all zero are left alone. Returns the
-    number of convolutions rescaled.
-    """
-    pairs = _conv_batch_norm_pairs(model)
-    for conv, norm in pairs:
-        weights = conv.get_weights()
-        kernel = weights[0]
-        depthwise = isinstance(conv, keras.layers.DepthwiseConv2D)
-        # A depthwise kernel is (kh, kw, in, multiplier); output channel i * multiplier + m.
-        per_channel = kernel.reshape(-1, kernel.shape[2] * kernel.shape[3]) if depthwise \
-            else kernel.reshape(-1, kernel.shape[3])
-        fan_in = kernel.shape[0] * kernel.shape[1] * (1 if depthwise else kernel.shape[2])
-        rms = np.sqrt(np.mean(np.square(per_channel, dtype=np.float64), axis=0))
-        scale = np.where(rms > 0, np.sqrt(2.0 / fan_in) / np.where(rms > 0, rms, 1.0), 1.0)
-        weights[0] = (per_channel * scale).reshape(kernel.shape).astype(kernel.dtype)
-        if len(weights) > 1:  # a bias is part of the channel's value
-            weights[1] = (weights[1] * scale).astype(weights[1].dtype)
-        conv.set_weights(weights)
-
-        values = dict(zip((v.path.rsplit("/", 1)[-1] for v in norm.weights), norm.get_weights()))
-        mean, var = values["moving_mean"], values["moving_variance"]
-        eps = norm.epsilon
-        new_var = var * scale ** 2
-        if "gamma" in values:
-            values["gamma"] = values["gamma"] * np.sqrt(new_var + eps) / (
-                scale * np.sqrt(var + eps))
-        elif not np.allclose(scale, 1.0):
-            raise ModelError(f"model.rescale_kernels: batch norm {norm.name} has no scale "
-                             f"(gamma) to keep its output unchanged")
-        values["moving_mean"], values["moving_variance"] = mean * scale, new_var
-        norm.set_weights([values[v.path.rsplit("/", 1)[-1]].astype(v.dtype)
-                          for v in norm.weights])
-    return len(pairs)
-
-
 def build_backbone(model_cfg: ModelConfig, input_shape: tuple[int, int, int]) -> keras.Model:
     """The initialised MobileNetV2 feature extractor (no top), named ``backbone``.
 
@@ -244,6 +186,4 @@ def build_backbone(model_cfg: ModelConfig, input_shape: tuple[int, int, int]) ->
     base = _keras_mobilenet_v2(model_cfg.alpha, input_shape, imagenet=weights == "imagenet")
     if isinstance(weights, pathlib.Path):
         load_weights_file(base, weights, f"MobileNetV2 alpha={model_cfg.alpha}")
-    if model_cfg.rescale_kernels:
-        rescale_conv_kernels(base)
     return rebuild_backbone(base, model_cfg.last_stride, bn_momentum=model_cfg.bn_momentum)
