@@ -24,6 +24,8 @@ import pathlib
 import subprocess
 import sys
 
+from reid.utils.cli import run_tool
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -85,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", type=pathlib.Path, default=ROOT / "docs" / "BENCHMARKS.md")
     parser.add_argument("--label", default=None, help="what the row calls the run")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    return run_tool(train_evaluate_record, parser.parse_args(argv))
 
+
+def train_evaluate_record(args: argparse.Namespace) -> None:
     from reid.config import load_config
     from reid.engine.commands import run_evaluation, run_training
     from reid.engine.evaluator import format_metrics
@@ -95,26 +99,21 @@ def main(argv: list[str] | None = None) -> int:
     weights = "null" if args.weights.lower() in ("null", "none", "random") else args.weights
     overrides = [f"data.root={args.data_root}", f"model.weights={weights}", *args.set]
     progress = not args.no_progress
-    try:
-        cfg = load_config(args.config, overrides)
-        init = "random" if cfg.model.weights is None else "imagenet"
-        output = args.output or ROOT / "runs" / f"bench-{cfg.name}-{init}"
-        resume = RunLayout(output).has_checkpoints
-        result = run_training(args.config, output, overrides, resume, progress=progress)
-        # Summed per epoch from the run's history, so a resumed run counts its earlier part.
-        train_minutes = sum(r.get("seconds", 0.0) for r in result.history) / 60
-        metrics = run_evaluation(result.model_dir, pathlib.Path(args.data_root), rerank=True,
-                                 progress=progress)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    cfg = load_config(args.config, overrides)
+    init = "random" if cfg.model.weights is None else "imagenet"
+    output = args.output or ROOT / "runs" / f"bench-{cfg.name}-{init}"
+    resume = RunLayout(output).has_checkpoints
+    result = run_training(args.config, output, overrides, resume, progress=progress)
+    # Summed per epoch from the run's history, so a resumed run counts its earlier part.
+    train_minutes = sum(r.get("seconds", 0.0) for r in result.history) / 60
+    metrics = run_evaluation(result.model_dir, pathlib.Path(args.data_root), rerank=True,
+                             progress=progress)
     print(format_metrics({"trained": metrics, "trained + re-ranking": metrics["rerank"]}))
     label = args.label or f"{args.config.stem}" + (f" ({' '.join(args.set)})" if args.set else "")
     row = format_row(label, cfg, args.data_root if not os.path.isabs(args.data_root)
                      else os.path.relpath(args.data_root, ROOT), train_minutes, metrics)
     append_row(args.record, row)
     print(f"training {train_minutes:.1f} min; row added to {args.record}:\n{row}")
-    return 0
 
 
 if __name__ == "__main__":

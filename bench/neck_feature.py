@@ -24,6 +24,8 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
+from reid.utils.cli import run_tool
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODES = ("after", "before")
@@ -47,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None,
                         help="dataset folder, if not the run's data.root")
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    return run_tool(score_both_sides, parser.parse_args(argv))
 
+
+def score_both_sides(args: argparse.Namespace) -> None:
     from reid.data import load_dataset
     from reid.engine.checkpoint import assign_group, latest_checkpoint, load_checkpoint
     from reid.engine.evaluator import (extract_features, features_of_records, format_metrics,
@@ -58,40 +62,35 @@ def main(argv: list[str] | None = None) -> int:
     from reid.run_layout import RunLayout
 
     progress = not args.no_progress
-    try:
-        overrides = [f"data.root={args.data_root}"] if args.data_root else []
-        cfg = load_run_config(args.run, overrides)
-        checkpoints = RunLayout(args.run).checkpoints
-        checkpoint = latest_checkpoint(checkpoints)
-        if checkpoint is None:
-            raise ValueError(f"{checkpoints}: no checkpoint to score")
-        groups, state = load_checkpoint(checkpoint)
-        if "model" not in groups:
-            raise ValueError(f"{checkpoint}: no model.npz")
-        dataset = load_dataset(cfg.data)
-        eval_cfg = dataclasses.replace(cfg.eval, rerank=False, query_expansion=0)
-        train_q, train_g = training_identity_split(dataset.train)
+    overrides = [f"data.root={args.data_root}"] if args.data_root else []
+    cfg = load_run_config(args.run, overrides)
+    checkpoints = RunLayout(args.run).checkpoints
+    checkpoint = latest_checkpoint(checkpoints)
+    if checkpoint is None:
+        raise ValueError(f"{checkpoints}: no checkpoint to score")
+    groups, state = load_checkpoint(checkpoint)
+    if "model" not in groups:
+        raise ValueError(f"{checkpoint}: no model.npz")
+    dataset = load_dataset(cfg.data)
+    eval_cfg = dataclasses.replace(cfg.eval, rerank=False, query_expansion=0)
+    train_q, train_g = training_identity_split(dataset.train)
 
-        rows = {}
-        for mode in MODES:
-            # weights=None: the checkpoint replaces every weight, so the file is not read.
-            model_cfg = dataclasses.replace(cfg.model, neck_feat=mode, weights=None)
-            models = build_reid_model(model_cfg, (cfg.data.height, cfg.data.width, 3),
-                                      dataset.num_train_pids)
-            assign_group(models.training_model.weights, groups["model"],
-                         f"{checkpoint}/model.npz")
-            embedder = Embedder(models.embedding_model)
-            rows[f"{mode}, test"] = score_features(
-                extract_features(embedder, dataset, eval_cfg, progress), eval_cfg)
-            rows[f"{mode}, training ids"] = score_features(
-                features_of_records(embedder, train_q, train_g, eval_cfg, progress), eval_cfg)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    rows = {}
+    for mode in MODES:
+        # weights=None: the checkpoint replaces every weight, so the file is not read.
+        model_cfg = dataclasses.replace(cfg.model, neck_feat=mode, weights=None)
+        models = build_reid_model(model_cfg, (cfg.data.height, cfg.data.width, 3),
+                                  dataset.num_train_pids)
+        assign_group(models.training_model.weights, groups["model"],
+                     f"{checkpoint}/model.npz")
+        embedder = Embedder(models.embedding_model)
+        rows[f"{mode}, test"] = score_features(
+            extract_features(embedder, dataset, eval_cfg, progress), eval_cfg)
+        rows[f"{mode}, training ids"] = score_features(
+            features_of_records(embedder, train_q, train_g, eval_cfg, progress), eval_cfg)
     print(f"{args.run} after epoch {state['epoch']}; flip {eval_cfg.flip}; "
           f"{len(train_q)} training queries, {len(train_g)} training gallery images")
     print(format_metrics(rows))
-    return 0
 
 
 if __name__ == "__main__":

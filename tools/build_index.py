@@ -14,6 +14,8 @@ import os
 import pathlib
 import sys
 
+from reid.utils.cli import add_no_progress_option, add_overrides_option, run_tool
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
@@ -38,50 +40,47 @@ def build_parser() -> argparse.ArgumentParser:
                         help="index type of a new index (default: the config's, else flat)")
     parser.add_argument("--config", type=pathlib.Path,
                         help="YAML config whose 'index' section sets the index parameters")
-    parser.add_argument("--set", nargs="*", default=[], metavar="index.KEY=VALUE",
-                        help="override index settings, e.g. index.hnsw_m=16")
+    add_overrides_option(parser, "override index settings, e.g. index.hnsw_m=16",
+                         metavar="index.KEY=VALUE")
     parser.add_argument("--batch-size", type=int, help="images per embedding batch")
     parser.add_argument("--source", help="record this source (camera site, video) for the images")
     parser.add_argument("--projector", type=pathlib.Path,
                         help="also write TensorBoard Embedding Projector files to this folder")
     parser.add_argument("--threads", type=int, help="FAISS threads (default: all cores)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress_option(parser, "no progress bar")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_tool(build, build_parser().parse_args(argv))
 
+
+def build(args: argparse.Namespace) -> None:
     from reid.config import config_from_dict, load_config
     from reid.index import GalleryIndex
     from reid.index.build import build_gallery
     from reid.index.faiss_index import set_threads
     from reid.index.projector import export_projector
 
-    try:
-        if args.batch_size is not None and args.batch_size < 1:
-            raise ValueError(f"--batch-size: expected a positive number, got {args.batch_size}")
-        set_threads(args.threads)
-        config = None
-        if args.config is not None:
-            config = load_config(args.config, args.set).index
-        elif args.set:
-            config = config_from_dict({}, "<defaults>", args.set).index
-        report = build_gallery(args.images, args.index, args.model, append=args.append,
-                               overwrite=args.overwrite, config=config, index_type=args.type,
-                               batch_size=args.batch_size, source=args.source,
-                               progress=not args.no_progress)
-        print(report.format())
-        if report.created and not report.saved:
-            raise ValueError(f"{args.index}: no readable new images; index not written")
-        if args.projector is not None:
-            export = export_projector(GalleryIndex.load(args.index), args.projector)
-            print(f"projector: {export.num_points} of {export.gallery_size} embeddings in "
-                  f"{export.out_dir} (view with: tensorboard --logdir {export.out_dir})")
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size: expected a positive number, got {args.batch_size}")
+    set_threads(args.threads)
+    config = None
+    if args.config is not None:
+        config = load_config(args.config, args.set).index
+    elif args.set:
+        config = config_from_dict({}, "<defaults>", args.set).index
+    report = build_gallery(args.images, args.index, args.model, append=args.append,
+                           overwrite=args.overwrite, config=config, index_type=args.type,
+                           batch_size=args.batch_size, source=args.source,
+                           progress=not args.no_progress)
+    print(report.format())
+    if report.created and not report.saved:
+        raise ValueError(f"{args.index}: no readable new images; index not written")
+    if args.projector is not None:
+        export = export_projector(GalleryIndex.load(args.index), args.projector)
+        print(f"projector: {export.num_points} of {export.gallery_size} embeddings in "
+              f"{export.out_dir} (view with: tensorboard --logdir {export.out_dir})")
 
 
 if __name__ == "__main__":

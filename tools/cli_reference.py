@@ -6,33 +6,24 @@ import argparse
 import pathlib
 import sys
 
+from reid.utils.cli import print_or_write, reference_parser, run_tool
+
 TOOLS_DIR = pathlib.Path(__file__).resolve().parent
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", type=pathlib.Path, nargs="?", const=pathlib.Path("docs/CLI.md"),
-                        help="write the reference to this file (default docs/CLI.md)")
-    return parser
+    return reference_parser(__doc__, pathlib.Path("docs/CLI.md"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_tool(write_reference, build_parser().parse_args(argv))
 
+
+def write_reference(args: argparse.Namespace) -> None:
     from reid.utils.cli_reference import cli_reference_document
-    from reid.utils.io import atomic_write_text
 
-    try:
-        text = cli_reference_document(TOOLS_DIR)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if args.write:
-        atomic_write_text(args.write, text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    print_or_write(cli_reference_document(TOOLS_DIR), args.write)
 
 
 if __name__ == "__main__":

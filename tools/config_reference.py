@@ -6,27 +6,22 @@ import argparse
 import pathlib
 import sys
 
+from reid.utils.cli import print_or_write, reference_parser, run_tool
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--write", type=pathlib.Path, nargs="?", const=pathlib.Path("docs/CONFIG.md"),
-                        help="write the reference to this file (default docs/CONFIG.md)")
-    return parser
+    return reference_parser(__doc__, pathlib.Path("docs/CONFIG.md"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_tool(write_reference, build_parser().parse_args(argv))
 
+
+def write_reference(args: argparse.Namespace) -> None:
     from reid.config import config_reference_document
-    from reid.utils.io import atomic_write_text
 
-    text = config_reference_document()
-    if args.write:
-        atomic_write_text(args.write, text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    print_or_write(config_reference_document(), args.write)
 
 
 if __name__ == "__main__":

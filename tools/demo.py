@@ -7,6 +7,8 @@ import os
 import pathlib
 import sys
 
+from reid.utils.cli import add_no_progress_option, add_overrides_option, run_tool
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
@@ -22,25 +24,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the synthetic dataset is written (reused when complete)")
     parser.add_argument("--output", type=pathlib.Path, default=defaults.run,
                         help="training run folder (resumed when it exists)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                        help="config overrides, e.g. train.epochs=2")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_overrides_option(parser, "config overrides, e.g. train.epochs=2")
+    add_no_progress_option(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_tool(demo, build_parser().parse_args(argv))
 
+
+def demo(args: argparse.Namespace) -> None:
     from reid.demo import DemoPaths, run_demo
 
     paths = DemoPaths(data=args.data, run=args.output, index=args.output / "gallery_index",
                       pictures=args.output / "queries")
-    try:
-        run_demo(args.config, paths, tuple(args.set), progress=not args.no_progress)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    run_demo(args.config, paths, tuple(args.set), progress=not args.no_progress)
 
 
 if __name__ == "__main__":

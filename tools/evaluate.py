@@ -12,6 +12,8 @@ import os
 import pathlib
 import sys
 
+from reid.utils.cli import add_no_progress_option, add_overrides_option, run_tool
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
@@ -32,40 +34,37 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write the features to this .npz")
     parser.add_argument("--rerank", action="store_true", help="add a k-reciprocal re-ranking row")
     parser.add_argument("--json", type=pathlib.Path, help="write the metrics to this JSON file")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override eval settings, e.g. eval.flip=true eval.distance=euclidean")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_overrides_option(parser, "override eval settings, e.g. eval.flip=true "
+                                 "eval.distance=euclidean")
+    add_no_progress_option(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_tool(evaluate, build_parser().parse_args(argv))
 
+
+def evaluate(args: argparse.Namespace) -> None:
     from reid.engine.commands import run_evaluation
     from reid.engine.evaluator import format_metrics
     from reid.utils.io import atomic_write_text
 
-    try:
-        metrics = run_evaluation(args.model, args.data_root, args.dataset, args.features,
-                                 args.rerank, args.set, args.save_features,
-                                 progress=not args.no_progress)
-        rows = {"original": metrics}
+    metrics = run_evaluation(args.model, args.data_root, args.dataset, args.features,
+                             args.rerank, args.set, args.save_features,
+                             progress=not args.no_progress)
+    rows = {"original": metrics}
+    if "rerank" in metrics:
+        rows["re-ranked"] = metrics["rerank"]
+    print(f"queries {metrics['num_query']}, gallery {metrics['num_gallery']}, "
+          f"valid queries {metrics['num_valid_queries']}")
+    print(format_metrics(rows))
+    if args.json:
+        keys = ("mAP", "rank1", "rank5", "rank10", "mINP", "num_query", "num_gallery")
+        out = {k: metrics[k] for k in keys}
         if "rerank" in metrics:
-            rows["re-ranked"] = metrics["rerank"]
-        print(f"queries {metrics['num_query']}, gallery {metrics['num_gallery']}, "
-              f"valid queries {metrics['num_valid_queries']}")
-        print(format_metrics(rows))
-        if args.json:
-            keys = ("mAP", "rank1", "rank5", "rank10", "mINP", "num_query", "num_gallery")
-            out = {k: metrics[k] for k in keys}
-            if "rerank" in metrics:
-                out["rerank"] = {k: metrics["rerank"][k]
-                                 for k in ("mAP", "rank1", "rank5", "rank10", "mINP")}
-            atomic_write_text(args.json, json.dumps(out, indent=2) + "\n")
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+            out["rerank"] = {k: metrics["rerank"][k]
+                             for k in ("mAP", "rank1", "rank5", "rank10", "mINP")}
+        atomic_write_text(args.json, json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import os
 import pathlib
 import sys
 
+from reid.utils.cli import run_tool
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
@@ -29,21 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_tool(export_gallery, build_parser().parse_args(argv))
 
+
+def export_gallery(args: argparse.Namespace) -> None:
     from reid.index import GalleryIndex
     from reid.index.projector import export_projector
 
-    try:
-        export = export_projector(GalleryIndex.load(args.index), args.out, args.max_points,
-                                  args.thumb_height, args.seed)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    export = export_projector(GalleryIndex.load(args.index), args.out, args.max_points,
+                              args.thumb_height, args.seed)
     print(f"wrote {export.num_points} of {export.gallery_size} embeddings, sprite "
           f"{export.sprite_shape[1]}x{export.sprite_shape[0]} px, to {export.out_dir}")
     print(f"view with: tensorboard --logdir {export.out_dir}")
-    return 0
 
 
 if __name__ == "__main__":

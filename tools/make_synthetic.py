@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reid.data.records import DatasetError
 from reid.data.synthetic import SyntheticParams, generate_dataset
+from reid.utils.cli import run_tool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,17 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        summary = generate_dataset(args.out, ids=args.ids, cameras=args.cameras,
-                                   images_per_id=args.images_per_id, seed=args.seed,
-                                   height=args.height, width=args.width, workers=args.workers,
-                                   force=args.force, test_ids=args.test_ids)
-    except (DatasetError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_tool(generate, build_parser().parse_args(argv))
+
+
+def generate(args: argparse.Namespace) -> None:
+    summary = generate_dataset(args.out, ids=args.ids, cameras=args.cameras,
+                               images_per_id=args.images_per_id, seed=args.seed,
+                               height=args.height, width=args.width, workers=args.workers,
+                               force=args.force, test_ids=args.test_ids)
     print(summary.text())
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import os
 import pathlib
 import sys
 
+from reid.utils.cli import run_tool
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
@@ -43,30 +45,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_tool(query, build_parser().parse_args(argv))
 
+
+def query(args: argparse.Namespace) -> None:
     from reid.index.faiss_index import set_threads
     from reid.index.query import (format_results, open_gallery, query_gallery, results_json,
                                   save_results_grid)
 
-    try:
-        if args.top_k < 1:
-            raise ValueError(f"--top-k: expected a positive number, got {args.top_k}")
-        set_threads(args.threads)
-        gallery, embedder, _ = open_gallery(args.index, args.model)
-        results = query_gallery(gallery, embedder, args.image, args.top_k,
-                                args.exclude_same_camera)
-        if args.json:
-            print(json.dumps(results_json(results), indent=2))
-        else:
-            print(format_results(results, gallery.count))
-        if args.save_grid is not None:
-            save_results_grid(results, args.save_grid, args.grid_height)
-            print(f"picture: {args.save_grid}", file=sys.stderr if args.json else sys.stdout)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    if args.top_k < 1:
+        raise ValueError(f"--top-k: expected a positive number, got {args.top_k}")
+    set_threads(args.threads)
+    gallery, embedder, _ = open_gallery(args.index, args.model)
+    results = query_gallery(gallery, embedder, args.image, args.top_k,
+                            args.exclude_same_camera)
+    if args.json:
+        print(json.dumps(results_json(results), indent=2))
+    else:
+        print(format_results(results, gallery.count))
+    if args.save_grid is not None:
+        save_results_grid(results, args.save_grid, args.grid_height)
+        print(f"picture: {args.save_grid}", file=sys.stderr if args.json else sys.stdout)
 
 
 if __name__ == "__main__":

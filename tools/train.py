@@ -7,6 +7,8 @@ import os
 import pathlib
 import sys
 
+from reid.utils.cli import add_no_progress_option, add_overrides_option, run_tool
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
@@ -19,27 +21,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run folder (default runs/<config name>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --output where it stopped")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override config values, e.g. train.epochs=3 model.alpha=0.5")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_overrides_option(parser, "override config values, e.g. train.epochs=3 model.alpha=0.5")
+    add_no_progress_option(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_tool(train, build_parser().parse_args(argv))
 
+
+def train(args: argparse.Namespace) -> None:
     from reid.engine.commands import run_training
 
-    try:
-        result = run_training(args.config, args.output, args.set, args.resume,
-                              progress=not args.no_progress)
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    result = run_training(args.config, args.output, args.set, args.resume,
+                          progress=not args.no_progress)
     print(f"run folder: {result.run_dir}")
     if result.model_dir:
         print(f"exported embedding model: {result.model_dir}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""The conventions every ``tools/*.py`` follows, written once (docs/CLI.md states them).
+
+A tool that fails for a reason its user can fix prints one line ``error: ...`` on stderr and
+exits with status 1; ``--set`` takes config overrides and ``--no-progress`` silences progress
+bars; the two reference tools print a generated document or write it with ``--write``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+from reid.utils.io import atomic_write_text
+
+#: What a user can cause and fix: every error the project raises on purpose (bad config, missing
+#: or unreadable files, refused data, a damaged index) is a ValueError or RuntimeError, and the
+#: disk's are OSErrors. Anything else is a bug, and keeps its traceback.
+EXPECTED_ERRORS = (ValueError, RuntimeError, OSError)
+
+ToolArgs = TypeVar("ToolArgs")
+
+
+def run_tool(work: Callable[[ToolArgs], object], args: ToolArgs) -> int:
+    """``work(args)``, as a tool's exit status: 0, or 1 after the one-line error."""
+    try:
+        work(args)
+    except EXPECTED_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_overrides_option(parser: argparse.ArgumentParser, help: str,
+                         metavar: str = "SECTION.KEY=VALUE") -> None:
+    """``--set``: config overrides, any number, read by :func:`reid.config.load_config`."""
+    parser.add_argument("--set", nargs="*", default=[], metavar=metavar, help=help)
+
+
+def add_no_progress_option(parser: argparse.ArgumentParser, help: str = "no progress bars"
+                           ) -> None:
+    parser.add_argument("--no-progress", action="store_true", help=help)
+
+
+def reference_parser(description: str, default: pathlib.Path) -> argparse.ArgumentParser:
+    """The command line of a tool that generates a reference document (docs/CLI.md, ...)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--write", type=pathlib.Path, nargs="?", const=default,
+                        help=f"write the reference to this file (default {default})")
+    return parser
+
+
+def print_or_write(text: str, path: pathlib.Path | None) -> None:
+    """A generated document to stdout, or atomically to ``path``."""
+    if path is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(path, text)
