@@ -26,7 +26,6 @@ import sys
 
 from reid.utils.cli import run_tool
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SECTION = "## Accuracy on real data (`bench/accuracy.py`)"
@@ -87,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", type=pathlib.Path, default=ROOT / "docs" / "BENCHMARKS.md")
     parser.add_argument("--label", default=None, help="what the row calls the run")
     parser.add_argument("--no-progress", action="store_true")
-    return run_tool(train_evaluate_record, parser.parse_args(argv))
+    return run_tool(train_evaluate_record, parser.parse_args(argv), tensorflow=True)
 
 
 def train_evaluate_record(args: argparse.Namespace) -> None:

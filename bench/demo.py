@@ -24,7 +24,7 @@ import platform
 import subprocess
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from reid.utils.cli import add_no_progress_option, run_tool
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 UNTRAINED_MAX_MAP, TRAINED_MIN_MAP = 0.10, 0.60
@@ -55,9 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=pathlib.Path, default=ROOT / "runs" / "bench-demo",
                         help="folder for the dataset, the run and the index (resumed if there)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
+    add_no_progress_option(parser)
+    return run_tool(measure_demo, parser.parse_args(argv), tensorflow=True)
 
+
+def measure_demo(args: argparse.Namespace) -> None:
     import tensorflow as tf
 
     from reid.demo import DEMO_CONFIG, DemoPaths, run_demo, training_speed
@@ -66,12 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = DemoPaths(data=args.output / "data", run=args.output / "run",
                       index=args.output / "run" / "gallery_index",
                       pictures=args.output / "run" / "queries")
-    try:
-        metrics = run_demo(ROOT / DEMO_CONFIG, paths, progress=not args.no_progress)
-        history = json.loads(RunLayout(paths.run).history.read_text())
-    except (ValueError, RuntimeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    metrics = run_demo(ROOT / DEMO_CONFIG, paths, progress=not args.no_progress)
+    history = json.loads(RunLayout(paths.run).history.read_text())
     train_seconds = sum(h["seconds"] for h in history)
     seconds = metrics["seconds"]
     untrained, trained = metrics["untrained"], metrics["trained"]
@@ -90,11 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{trained['rerank']['mAP']:.3f}"]) + " |")
     failures = promise_failures(metrics)
     if failures:
-        print("the demo's promise does not hold: " + "; ".join(failures))
-        return 1
+        raise RuntimeError("the demo's promise does not hold: " + "; ".join(failures))
     print(f"the demo's promise holds: untrained mAP <= {UNTRAINED_MAX_MAP}, trained mAP >= "
           f"{TRAINED_MIN_MAP}")
-    return 0
 
 
 if __name__ == "__main__":

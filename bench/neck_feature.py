@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import pathlib
 import sys
 from collections.abc import Sequence
 
 from reid.utils.cli import run_tool
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODES = ("after", "before")
 
@@ -49,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None,
                         help="dataset folder, if not the run's data.root")
     parser.add_argument("--no-progress", action="store_true")
-    return run_tool(score_both_sides, parser.parse_args(argv))
+    return run_tool(score_both_sides, parser.parse_args(argv), tensorflow=True)
 
 
 def score_both_sides(args: argparse.Namespace) -> None:

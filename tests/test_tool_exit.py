@@ -1,6 +1,11 @@
-"""The tools' shared exit: an expected error is one stderr line and status 1; a bug is not hidden."""
+"""The tools' shared exit (an expected error is one stderr line and status 1; a bug is not hidden)
+and their quiet TensorFlow start."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -30,3 +35,18 @@ def test_a_bug_keeps_its_traceback():
 
     with pytest.raises(KeyError):
         run_tool(bug, None)
+
+
+def test_tensorflow_starts_without_chatter_and_stderr_comes_back():
+    code = ("import sys\n"
+            "from reid.utils.cli import start_tensorflow_quietly\n"
+            "start_tensorflow_quietly()\n"
+            "import tensorflow as tf\n"
+            "print(int(tf.reduce_sum(tf.ones(3))))\n"
+            "print('after', file=sys.stderr)\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "3\n"
+    assert done.stderr == "after\n"  # TensorFlow's start-up lines are gone, ours are not

@@ -7,13 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 
 from reid.utils.cli import run_tool
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_tool(export_gallery, build_parser().parse_args(argv))
+    return run_tool(export_gallery, build_parser().parse_args(argv), tensorflow=True)
 
 
 def export_gallery(args: argparse.Namespace) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 
 from reid.utils.cli import add_no_progress_option, add_overrides_option, run_tool
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_tool(train, build_parser().parse_args(argv))
+    return run_tool(train, build_parser().parse_args(argv), tensorflow=True)
 
 
 def train(args: argparse.Namespace) -> None:

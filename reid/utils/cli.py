@@ -8,6 +8,7 @@ bars; the two reference tools print a generated document or write it with ``--wr
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 from collections.abc import Callable
@@ -23,14 +24,44 @@ EXPECTED_ERRORS = (ValueError, RuntimeError, OSError)
 ToolArgs = TypeVar("ToolArgs")
 
 
-def run_tool(work: Callable[[ToolArgs], object], args: ToolArgs) -> int:
-    """``work(args)``, as a tool's exit status: 0, or 1 after the one-line error."""
+def run_tool(work: Callable[[ToolArgs], object], args: ToolArgs, *,
+             tensorflow: bool = False) -> int:
+    """``work(args)``, as a tool's exit status: 0, or 1 after the one-line error.
+
+    ``tensorflow``: the work uses TensorFlow, which is started first, quietly.
+    """
     try:
+        if tensorflow:
+            start_tensorflow_quietly()
         work(args)
     except EXPECTED_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def start_tensorflow_quietly() -> None:
+    """Import TensorFlow and let it look for GPUs with this process's stderr sent to /dev/null.
+
+    TensorFlow 2.21 writes its start-up lines (oneDNN notices, "Could not find cuda drivers",
+    a "CUDA error" from cuInit on a machine without a GPU) through absl before absl's logging is
+    initialised, where TF_CPP_MIN_LOG_LEVEL does not reach them; none is something a user of a
+    tool can act on. Only the file descriptor is redirected, for the import and the device
+    probe: an exception still propagates and is printed once stderr is back.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the C++ INFO and WARNING lines later
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def add_overrides_option(parser: argparse.ArgumentParser, help: str,
