@@ -21,10 +21,10 @@ import argparse
 import datetime
 import os
 import pathlib
-import subprocess
 import sys
 
 from reid.utils.cli import run_tool
+from reid.utils.provenance import source_commit
 
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -34,22 +34,11 @@ HEADER = ("| date | commit | config | data | init | input | epochs | training mi
           "|" + "---|" * 16)
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-                             capture_output=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, text=True, capture_output=True).stdout.strip()
-        return out + ("+changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def format_row(label: str, cfg, data_root: str, train_minutes: float, metrics: dict) -> str:
     """One Markdown table row; figures as the evaluation printed them, to 3 decimals."""
     init = cfg.model.weights if cfg.model.weights in (None, "imagenet") else "imagenet (file)"
     rr = metrics.get("rerank", {})
-    cells = [datetime.date.today().isoformat(), _commit(), label, data_root,
+    cells = [datetime.date.today().isoformat(), source_commit(ROOT), label, data_root,
              "random" if init is None else init, f"{cfg.data.height}x{cfg.data.width}",
              str(cfg.train.epochs), f"{train_minutes:.0f}"]
     cells += [f"{metrics[k]:.3f}" for k in ("mAP", "rank1", "rank5", "rank10", "mINP")]

@@ -21,24 +21,13 @@ import json
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 
 from reid.utils.cli import add_no_progress_option, run_tool
+from reid.utils.provenance import source_commit
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 UNTRAINED_MAX_MAP, TRAINED_MIN_MAP = 0.10, 0.60
-
-
-def commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
-    return out + ("+changes" if dirty else "")
 
 
 def promise_failures(metrics: dict) -> list[str]:
@@ -62,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 def measure_demo(args: argparse.Namespace) -> None:
     import tensorflow as tf
 
-    from reid.demo import DEMO_CONFIG, DemoPaths, run_demo, training_speed
+    from reid.demo import DEMO_CONFIG, DemoPaths, run_demo
     from reid.run_layout import RunLayout
 
     paths = DemoPaths(data=args.output / "data", run=args.output / "run",
@@ -70,19 +59,20 @@ def measure_demo(args: argparse.Namespace) -> None:
                       pictures=args.output / "run" / "queries")
     metrics = run_demo(ROOT / DEMO_CONFIG, paths, progress=not args.no_progress)
     history = json.loads(RunLayout(paths.run).history.read_text())
-    train_seconds = sum(h["seconds"] for h in history)
-    seconds = metrics["seconds"]
+    train_seconds = sum(h["seconds"] for h in history)  # of the whole run, resumed or not
+    seconds, speed = metrics["seconds"], metrics["train_images_per_second"]
+    commit = source_commit(ROOT)
     untrained, trained = metrics["untrained"], metrics["trained"]
     print()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}; "
-          f"commit {commit()}")
+          f"commit {commit}")
     print("step seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
     print(f"training: {len(history)} epochs, {train_seconds:.0f} s of steps, "
-          f"{training_speed(history):.0f} images/s")
+          f"{speed:.0f} images/s")
     print(f"untrained mAP {untrained['mAP']:.4f}, trained mAP {trained['mAP']:.4f} "
           f"(rank-1 {trained['rank1']:.4f}; re-ranked {trained['rerank']['mAP']:.4f})")
     print("row: | " + " | ".join([
-        datetime.date.today().isoformat(), commit(), f"{training_speed(history):.0f}",
+        datetime.date.today().isoformat(), commit, f"{speed:.0f}",
         f"{seconds['data']:.0f}", f"{train_seconds:.0f}", f"{seconds['total']:.0f}",
         f"{untrained['mAP']:.3f}", f"{trained['mAP']:.3f}", f"{trained['rank1']:.3f}",
         f"{trained['rerank']['mAP']:.3f}"]) + " |")

@@ -300,7 +300,7 @@ def _build_section(cls: type, values: Mapping[str, Any], source: str, section: s
             kept = RETIRED_KEYS[(section, key)]
             if value != kept:
                 raise ConfigError(f"{where}: this key was removed; only {json.dumps(kept)}, what "
-                                  f"the code now always does, is accepted")
+                                  f"the code now always does, is accepted, got {value!r}")
             continue
         if key not in fields:
             known = ", ".join(fields)

@@ -50,3 +50,18 @@ def test_tensorflow_starts_without_chatter_and_stderr_comes_back():
     assert done.returncode == 0, done.stderr
     assert done.stdout == "3\n"
     assert done.stderr == "after\n"  # TensorFlow's start-up lines are gone, ours are not
+
+
+def test_what_tensorflow_wrote_is_shown_when_its_start_fails(monkeypatch, capfd):
+    import tensorflow as tf
+
+    from reid.utils.cli import start_tensorflow_quietly
+
+    def probe_fails():
+        os.write(2, b"native: why the probe failed\n")
+        raise RuntimeError("no devices")
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", probe_fails)
+    with pytest.raises(RuntimeError, match="no devices"):
+        start_tensorflow_quietly()
+    assert "native: why the probe failed" in capfd.readouterr().err

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_tool(export_gallery, build_parser().parse_args(argv), tensorflow=True)
+    return run_tool(export_gallery, build_parser().parse_args(argv))
 
 
 def export_gallery(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ import argparse
 import os
 import pathlib
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -41,27 +42,32 @@ def run_tool(work: Callable[[ToolArgs], object], args: ToolArgs, *,
 
 
 def start_tensorflow_quietly() -> None:
-    """Import TensorFlow and let it look for GPUs with this process's stderr sent to /dev/null.
+    """Import TensorFlow and let it look for GPUs with this process's stderr held back.
 
     TensorFlow 2.21 writes its start-up lines (oneDNN notices, "Could not find cuda drivers",
     a "CUDA error" from cuInit on a machine without a GPU) through absl before absl's logging is
     initialised, where TF_CPP_MIN_LOG_LEVEL does not reach them; none is something a user of a
-    tool can act on. Only the file descriptor is redirected, for the import and the device
-    probe: an exception still propagates and is printed once stderr is back.
+    tool can act on. Only the file descriptor is redirected, to a temporary file, for the import
+    and the device probe. If either fails, what was held back is written out before the error
+    propagates; a native crash in them (which kills the process) would go unexplained.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the C++ INFO and WARNING lines later
     sys.stderr.flush()
     saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
+    with tempfile.TemporaryFile() as held:
+        try:
+            os.dup2(held.fileno(), 2)
+            import tensorflow as tf
 
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def add_overrides_option(parser: argparse.ArgumentParser, help: str,
