@@ -54,9 +54,7 @@ def measure_demo(args: argparse.Namespace) -> None:
     from reid.demo import DEMO_CONFIG, DemoPaths, run_demo
     from reid.run_layout import RunLayout
 
-    paths = DemoPaths(data=args.output / "data", run=args.output / "run",
-                      index=args.output / "run" / "gallery_index",
-                      pictures=args.output / "run" / "queries")
+    paths = DemoPaths(data=args.output / "data", run=args.output / "run")
     metrics = run_demo(ROOT / DEMO_CONFIG, paths, progress=not args.no_progress)
     history = json.loads(RunLayout(paths.run).history.read_text())
     train_seconds = sum(h["seconds"] for h in history)  # of the whole run, resumed or not

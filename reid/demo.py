@@ -20,12 +20,21 @@ from reid.utils.io import atomic_write_text
 DEMO_CONFIG = pathlib.Path("configs/synthetic.yaml")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class DemoPaths:
+    """Where the demo writes: the dataset, and the run folder, which also holds the gallery
+    index and the ranked-list pictures so that one folder is the whole result."""
+
     data: pathlib.Path = pathlib.Path("data/synthetic")
     run: pathlib.Path = pathlib.Path("runs/synthetic")
-    index: pathlib.Path = pathlib.Path("runs/synthetic/gallery_index")
-    pictures: pathlib.Path = pathlib.Path("runs/synthetic/queries")
+
+    @property
+    def index(self) -> pathlib.Path:
+        return self.run / "gallery_index"
+
+    @property
+    def pictures(self) -> pathlib.Path:
+        return self.run / "queries"
 
 
 def untrained_embedder(cfg: Config, num_classes: int):

@@ -9,10 +9,9 @@ import sys
 from reid.utils.cli import add_no_progress_option, add_overrides_option, run_tool
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
-    from reid.demo import DEMO_CONFIG, DemoPaths
+    from reid.demo import DEMO_CONFIG, DEMO_IDS, DEMO_TEST_IDS, DemoPaths
 
     defaults = DemoPaths()
     parser = argparse.ArgumentParser(description=__doc__)
@@ -22,6 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the synthetic dataset is written (reused when complete)")
     parser.add_argument("--output", type=pathlib.Path, default=defaults.run,
                         help="training run folder (resumed when it exists)")
+    parser.add_argument("--ids", type=int, default=DEMO_IDS,
+                        help="synthetic identities in all (default %(default)s)")
+    parser.add_argument("--test-ids", type=int, default=DEMO_TEST_IDS,
+                        help="how many of them form the query/gallery split "
+                             "(default %(default)s)")
     add_overrides_option(parser, "config overrides, e.g. train.epochs=2")
     add_no_progress_option(parser)
     return parser
@@ -34,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
 def demo(args: argparse.Namespace) -> None:
     from reid.demo import DemoPaths, run_demo
 
-    paths = DemoPaths(data=args.data, run=args.output, index=args.output / "gallery_index",
-                      pictures=args.output / "queries")
-    run_demo(args.config, paths, tuple(args.set), progress=not args.no_progress)
+    run_demo(args.config, DemoPaths(data=args.data, run=args.output), tuple(args.set),
+             synthetic_ids=args.ids, synthetic_test_ids=args.test_ids,
+             progress=not args.no_progress)
 
 
 if __name__ == "__main__":
