@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import keras
 import numpy as np
 import pytest
 
@@ -13,7 +14,7 @@ from reid.data.records import ImageRecord
 from reid.data.pipeline import eval_dataset
 from reid.data.synthetic import generate_dataset
 from reid.engine.trainer import Trainer, prepare_run_dir
-from reid.modeling.reid_model import FEATURES, NECK_LAYER
+from reid.modeling.reid_model import NECK_LAYER, PART_NECK_LAYER
 from reference import brute_force_map_rank1
 from tool_runner import load_bench
 
@@ -28,34 +29,58 @@ def test_training_identity_split_takes_the_first_image_of_each_identity_and_came
     assert sorted(r.path for r in gallery) == ["b/0001_c1_2.jpg", "b/0002_c2_3.jpg"]
 
 
-def pre_neck_features(models, records, cfg) -> np.ndarray:
+def neck_inputs(models, records, cfg) -> list[np.ndarray]:
+    """What the global neck (and the stripes' neck, when there are stripes) normalise, at
+    inference, on ``records``: read off the network, the rest is done by hand below."""
     paths = [r.path for r in records]
     images = np.concatenate(list(eval_dataset(paths, cfg.data.height, cfg.data.width, 64)
                                  .as_numpy_iterator()))
-    return models.training_model(images, training=False)[FEATURES].numpy().astype(np.float64)
+    model = models.training_model
+    necks = [NECK_LAYER] + ([PART_NECK_LAYER] if cfg.model.parts else [])
+    probe = keras.Model(model.input, [model.get_layer(n).input for n in necks])
+    outputs = probe(images, training=False)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return [np.asarray(o, np.float64) for o in outputs]
+
+
+def neck_by_hand(neck, x: np.ndarray) -> np.ndarray:
+    """A BNNeck's inference formula (no shift: ``center=False``)."""
+    mean, var, gamma = (np.asarray(w, np.float64)
+                        for w in (neck.moving_mean, neck.moving_variance, neck.gamma))
+    beta = 0.0 if neck.beta is None else np.asarray(neck.beta, np.float64)
+    return (x - mean) / np.sqrt(var + neck.epsilon) * gamma + beta
 
 
 def numpy_embeddings(models, records, cfg):
-    """Both sides of the neck, computed here: the pre-neck features, and those features put
-    through the BNNeck's inference formula by hand, each L2-normalised."""
-    features = pre_neck_features(models, records, cfg)
-    neck = models.training_model.get_layer(NECK_LAYER)
-    mean, var, gamma = (np.asarray(w, np.float64)
-                        for w in (neck.moving_mean, neck.moving_variance, neck.gamma))
-    beta = 0.0 if neck.beta is None else np.asarray(neck.beta, np.float64)  # no shift: BNNeck
-    after = (features - mean) / np.sqrt(var + neck.epsilon) * gamma + beta
+    """Both sides of the neck, computed here: the global pre-neck feature, and that feature put
+    through the BNNeck by hand, joined with the stripes' necks when there are stripes (what
+    ``neck_feat: after`` retrieves with), each L2-normalised."""
+    features = neck_inputs(models, records, cfg)
+    model = models.training_model
+    after = [neck_by_hand(model.get_layer(NECK_LAYER), features[0])]
+    if cfg.model.parts:
+        after.append(neck_by_hand(model.get_layer(PART_NECK_LAYER), features[1]))
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
-    return {"before": unit(features), "after": unit(after)}
+    return {"before": unit(features[0]), "after": unit(np.concatenate(after, axis=1))}
 
 
-def test_a_run_is_scored_after_and_before_the_neck(tmp_path, capsys):
+def standardise_neck(neck, raw: np.ndarray, rng: np.random.Generator) -> None:
+    """Give a neck the statistics a trained one would have, with some spread of scales."""
+    neck.moving_mean.assign(raw.mean(axis=0).astype(np.float32))
+    neck.moving_variance.assign((raw.var(axis=0) * rng.uniform(0.5, 2.0, raw.shape[1]))
+                                .astype(np.float32))
+    neck.gamma.assign(rng.uniform(0.5, 2.0, raw.shape[1]).astype(np.float32))
+
+
+@pytest.mark.parametrize("parts", [0, 2])
+def test_a_run_is_scored_after_and_before_the_neck(tmp_path, capsys, parts):
     bench = load_bench("neck_feature")
     generate_dataset(tmp_path / "data", ids=10, cameras=2, images_per_id=6, seed=2, height=64,
                      width=32)
     cfg = config_from_dict({
         "data": {"root": str(tmp_path / "data"), "height": 64, "width": 32, "ids_per_batch": 4,
                  "images_per_id": 2, "pad": 2},
-        "model": {"alpha": 0.35, "weights": None},
+        "model": {"alpha": 0.35, "weights": None, "parts": parts, "part_dim": 8},
         "train": {"epochs": 1, "seed": 1},
         "eval": {"batch_size": 32}}, name="tiny")
     run = prepare_run_dir(tmp_path / "run", cfg, resume=False)
@@ -63,15 +88,14 @@ def test_a_run_is_scored_after_and_before_the_neck(tmp_path, capsys):
     trainer = Trainer(cfg, dataset, run, progress=False)
     # A few training steps collapse a tiny network's inference features (its batch norms'
     # moving statistics have barely moved), which makes every ranking a tie. Untrained weights
-    # with a neck that standardises the features, as a trained neck does, give two embeddings
+    # with necks that standardise their features, as trained necks do, give two embeddings
     # that rank differently, which is all this test needs.
-    neck = trainer.models.training_model.get_layer(NECK_LAYER)
-    raw = pre_neck_features(trainer.models, dataset.train, cfg)
+    model = trainer.models.training_model
+    raw = neck_inputs(trainer.models, dataset.train, cfg)
     rng = np.random.default_rng(0)
-    neck.moving_mean.assign(raw.mean(axis=0).astype(np.float32))
-    neck.moving_variance.assign((raw.var(axis=0) * rng.uniform(0.5, 2.0, raw.shape[1]))
-                                .astype(np.float32))
-    neck.gamma.assign(rng.uniform(0.5, 2.0, raw.shape[1]).astype(np.float32))
+    standardise_neck(model.get_layer(NECK_LAYER), raw[0], rng)
+    if parts:
+        standardise_neck(model.get_layer(PART_NECK_LAYER), raw[1], rng)
     trainer.save()
     capsys.readouterr()
     assert bench.main(["--run", str(run), "--no-progress"]) == 0
