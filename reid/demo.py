@@ -108,8 +108,10 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     step_done("training")
 
     log("== 4. trained model")
-    embedder = Embedder.load(result.model_dir)
-    trained = evaluate_embedder(embedder, dataset, cfg.eval, progress=progress)
+    # The trainer's last validation is this evaluation (same model, data and settings); a run
+    # that was already complete has none, so it is evaluated from its exported model.
+    trained = result.final_metrics or evaluate_embedder(
+        Embedder.load(result.model_dir), dataset, cfg.eval, progress=progress)
     rows = {"untrained": untrained, "untrained + re-ranking": untrained["rerank"],
             "trained": trained, "trained + re-ranking": trained["rerank"]}
     table = format_metrics(rows)

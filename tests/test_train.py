@@ -14,6 +14,7 @@ from reid.config import config_from_dict
 from reid.data import load_dataset
 from reid.data.records import DatasetError, ImageRecord, make_dataset
 from reid.data.synthetic import generate_dataset
+from reid.engine.evaluator import evaluate_embedder
 from reid.engine.trainer import (Trainer, TrainingError, format_duration, prepare_run_dir,
                                  time_left)
 from reid.modeling import Embedder, ModelError
@@ -143,6 +144,14 @@ def test_export_is_loadable_and_matches_the_trained_model(tiny_data, tmp_path):
     np.testing.assert_allclose(embedder.embed(images),
                                np.asarray(trainer.models.embedding_model(images)), atol=1e-5)
     assert embedder.spec["config_name"] == "tiny"
+    # The last epoch's validation describes the exported model (the demo shows it as such).
+    again = evaluate_embedder(embedder, trainer.dataset, cfg.eval, progress=False)
+    assert result.final_metrics["mAP"] == pytest.approx(again["mAP"], abs=1e-4)
+    assert result.final_metrics["rank1"] == pytest.approx(again["rank1"], abs=1e-4)
+    # A run that was already complete trains nothing and so has no validation of its own.
+    rerun = Trainer(cfg, trainer.dataset, prepare_run_dir(tmp_path / "r", cfg, True),
+                    progress=False).fit(resume=True)
+    assert rerun.epochs == 1 and rerun.final_metrics is None
     assert (tmp_path / "r" / "config.yaml").exists()
     assert list((tmp_path / "r" / "logs").glob("events.out.tfevents.*"))
 

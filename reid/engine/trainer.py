@@ -45,6 +45,9 @@ class TrainResult:
     history: list[dict[str, Any]]
     model_dir: pathlib.Path | None
     best_model_dir: pathlib.Path | None
+    #: The full validation of the last epoch, when this call trained it: the demo shows it
+    #: rather than evaluating the same model a second time.
+    final_metrics: dict[str, Any] | None = None
 
 
 def check_dataset_fills_pk_batches(dataset: ReidDataset, cfg: Config) -> None:
@@ -266,6 +269,7 @@ class Trainer:
         done = 0
         best_dir = self.layout.best_model if self.layout.best_model.exists() else None
         durations: list[float] = []  # this process's epochs, validation and checkpoint included
+        final_metrics = None
         while self.epoch < cfg.train.epochs and (stop_after is None or done < stop_after):
             left = time_left(durations, cfg.train.epochs - self.epoch)
             shown = "" if left is None else f" (about {format_duration(left)} left)"
@@ -277,6 +281,7 @@ class Trainer:
             if evaluate and ((every and self.epoch % every == 0) or last):
                 metrics = self.validate(writer)
                 record["val"] = {k: v for k, v in metrics.items() if k != "rerank"}
+                final_metrics = metrics if last else None
                 self.log(f"  validation mAP {metrics['mAP']:.4f} rank-1 {metrics['rank1']:.4f}")
                 if metrics["mAP"] > self.best_map:
                     self.best_map = metrics["mAP"]
@@ -292,4 +297,5 @@ class Trainer:
             model_dir = self.layout.model
             export_embedder(self.models.embedding_model, model_dir, self._spec())
             atomic_write_text(self.layout.history, json.dumps(self.history, indent=1))
-        return TrainResult(self.run_dir, self.epoch, self.history, model_dir, best_dir)
+        return TrainResult(self.run_dir, self.epoch, self.history, model_dir, best_dir,
+                           final_metrics)
