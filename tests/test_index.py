@@ -296,7 +296,7 @@ def test_old_versions_are_cleaned_up_and_foreign_folders_refused(tmp_path):
     (tmp_path / "g" / ".tmp-leftover").mkdir()  # a killed save's remains
     g.add(["/new.jpg"], x[:1] + 0.2)
     v2 = g.save(tmp_path / "g")
-    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["CURRENT", v2.name]
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["CURRENT", "LOCK", v2.name]
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.jpg").write_bytes(b"x")
     with pytest.raises(GalleryError, match="photos: folder is not a gallery index"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -335,3 +336,97 @@ def test_command_line_end_to_end(tmp_path, run_dir, data):
     assert done.returncode == 0, done.stderr
     (hits,) = json.loads(done.stdout)
     assert hits[0]["path"] == str(files[1]) and hits[0]["score"] == pytest.approx(1, abs=1e-4)
+
+
+# --- one writer at a time, lost pointers (issue 16) -----------------------------------------
+_HOLD_LOCK = """
+import pathlib, sys, time
+from reid.index.versioned_folder import writer_lock
+with writer_lock(pathlib.Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_concurrent_appends_wait_for_each_other_and_lose_nothing(tmp_path, run_dir, data):
+    """Two real build_index processes append to one index while a third holds its lock."""
+    from reid.index.versioned_folder import writer_lock
+
+    files = gallery_files(data)
+    queries = sorted((data / "query").glob("*.jpg"))
+    index = tmp_path / "g"
+    build_gallery([str(f) for f in files[:2]], index, run_dir, progress=False, log=lambda _: None)
+    writers = []
+    with writer_lock(index):
+        for images in (files[2:], queries):
+            writers.append(subprocess.Popen(
+                [sys.executable, str(ROOT / "tools" / "build_index.py"), "--append",
+                 "--index", str(index), "--no-progress", "--images", *map(str, images)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT))
+        for writer in writers:  # both are blocked on the lock before it is released
+            assert "waiting for another process to finish writing (pid" in writer.stdout.readline()
+    outputs = [w.communicate(timeout=300) for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], [err for _, err in outputs]
+    paths = sorted(e.path for e in GalleryIndex.load(index).entries())
+    assert paths == sorted(str(f) for f in files + queries)
+
+
+def test_a_busy_index_times_out_with_a_clear_error(tmp_path, run_dir, data):
+    from reid.index.versioned_folder import writer_lock
+
+    files = gallery_files(data)
+    index = tmp_path / "g"
+    build_gallery([str(f) for f in files[:2]], index, run_dir, progress=False, log=lambda _: None)
+    with writer_lock(index):
+        with pytest.raises(GalleryError, match=r"g: another process is writing this index "
+                                               r"\(pid \d+.*gave up after waiting 0.2 s"):
+            build_gallery([str(files[2])], index, append=True, lock_timeout=0.2,
+                          progress=False, log=lambda _: None)
+    assert len(GalleryIndex.load(index)) == 2
+
+
+def test_a_killed_writer_leaves_no_lock_behind(tmp_path, run_dir, data):
+    files = gallery_files(data)
+    index = tmp_path / "g"
+    build_gallery([str(f) for f in files[:2]], index, run_dir, progress=False, log=lambda _: None)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(index)],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(GalleryError, match="another process is writing this index"):
+        build_gallery([str(files[2])], index, append=True, lock_timeout=0,
+                      progress=False, log=lambda _: None)
+    holder.kill()
+    holder.wait(timeout=60)
+    holder.stdout.close()
+    report = build_gallery([str(files[2])], index, append=True, lock_timeout=0,
+                           progress=False, log=lambda _: None)
+    assert report.saved and report.count == 3
+
+
+def test_a_lost_current_is_refused_naming_the_version_to_restore(tmp_path, run_dir, data):
+    files = gallery_files(data)
+    index = tmp_path / "g"
+    build_gallery([str(f) for f in files[:3]], index, run_dir, progress=False, log=lambda _: None)
+    (index / "CURRENT").unlink()
+    restore = f"echo v000001 > {index / 'CURRENT'}"
+    for append in (True, False):
+        with pytest.raises(GalleryError,
+                           match=f"CURRENT is missing.*`{re.escape(restore)}`.*--overwrite"):
+            build_gallery([str(files[3])], index, run_dir, append=append, progress=False,
+                          log=lambda _: None)
+    with pytest.raises(GalleryError, match="the newest is v000001"):
+        GalleryIndex.load(index)
+    assert (index / "v000001" / "manifest.json").is_file()  # nothing was deleted
+    (index / "CURRENT").write_text("v000001\n")  # what the message says to do
+    assert len(GalleryIndex.load(index)) == 3
+    (index / "CURRENT").write_text("garbage\n")
+    report = build_gallery([str(files[3])], index, run_dir, overwrite=True, progress=False,
+                           log=lambda _: None)
+    assert report.count == 1 and sorted(p.name for p in index.iterdir()) == [
+        "CURRENT", "LOCK", "v000002"]
+
+
+def test_a_failed_build_of_a_new_index_leaves_no_folder(tmp_path, data):
+    with pytest.raises(GalleryError, match="--model is required"):
+        build_gallery([data / "query"], tmp_path / "new", progress=False, log=lambda _: None)
+    assert not (tmp_path / "new").exists()

@@ -20,6 +20,7 @@ from reid.utils.cli import add_no_progress_option, add_overrides_option, run_too
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
     from reid.index.index_types import INDEX_TYPES
+    from reid.index.versioned_folder import DEFAULT_LOCK_TIMEOUT
 
     parser = argparse.ArgumentParser(description="Build or extend a gallery index.")
     parser.add_argument("--model", type=pathlib.Path,
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--projector", type=pathlib.Path,
                         help="also write TensorBoard Embedding Projector files to this folder")
     parser.add_argument("--threads", type=int, help="FAISS threads (default: all cores)")
+    parser.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT,
+                        metavar="SECONDS",
+                        help="how long to wait while another process writes the index "
+                             f"(default {DEFAULT_LOCK_TIMEOUT:g})")
     add_no_progress_option(parser, "no progress bar")
     return parser
 
@@ -62,6 +67,8 @@ def build(args: argparse.Namespace) -> None:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive number, got {args.batch_size}")
+    if not args.lock_timeout >= 0:
+        raise ValueError(f"--lock-timeout: expected seconds >= 0, got {args.lock_timeout}")
     set_threads(args.threads)
     config = None
     if args.config is not None:
@@ -71,7 +78,7 @@ def build(args: argparse.Namespace) -> None:
     report = build_gallery(args.images, args.index, args.model, append=args.append,
                            overwrite=args.overwrite, config=config, index_type=args.type,
                            batch_size=args.batch_size, source=args.source,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, lock_timeout=args.lock_timeout)
     print(report.format())
     if report.created and not report.saved:
         raise ValueError(f"{args.index}: no readable new images; index not written")

@@ -23,7 +23,7 @@ from reid.data.market1501 import parse_market_name
 from reid.index import faiss_index as fi
 from reid.index.errors import GalleryError
 from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index, normalize_path
-from reid.index.versioned_folder import check_writable_folder
+from reid.index import versioned_folder as vf
 from reid.run_layout import RunLayout
 
 
@@ -157,24 +157,38 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
                   overwrite: bool = False, config: IndexConfig | None = None,
                   index_type: str | None = None, batch_size: int | None = None,
                   source: str | None = None, progress: bool = True,
+                  lock_timeout: float = vf.DEFAULT_LOCK_TIMEOUT,
                   log: Callable[[str], None] = print) -> BuildReport:
     """Embed ``images`` and write them into the index at ``index_dir``.
 
     A new index takes its type and parameters from ``config`` (and ``index_type``); an
     appended one keeps those in its manifest and, unless ``model`` is given, its model. The
-    model must be the one that built the index (same fingerprint).
+    model must be the one that built the index (same fingerprint). The index's writer lock is
+    held from reading the index to saving it, so that two builds on one index run one after
+    the other and the second adds to what the first wrote (``lock_timeout``: how long to wait).
     """
     start = time.perf_counter()
     index_dir = pathlib.Path(index_dir)
     if append and overwrite:
         raise GalleryError("--append and --overwrite exclude each other")
+    vf.check_writable_folder(index_dir)
+    paths, repeats = collect_images(images)
+    with vf.writer_lock(index_dir, lock_timeout, log):
+        return _build_locked(paths, repeats, index_dir, model, append, overwrite, config,
+                             index_type, batch_size, source, progress, log, start)
+
+
+def _build_locked(paths: list[str], repeats: list[str], index_dir: pathlib.Path,
+                  model: str | os.PathLike | None, append: bool, overwrite: bool,
+                  config: IndexConfig | None, index_type: str | None, batch_size: int | None,
+                  source: str | None, progress: bool, log: Callable[[str], None],
+                  start: float) -> BuildReport:
+    if not overwrite:
+        vf.check_pointer(index_dir)  # lost CURRENT: say what to restore, delete nothing
     exists = is_gallery_index(index_dir)
     if exists and not (append or overwrite):
         raise GalleryError(f"{index_dir}: already holds a gallery index; pass --append to add to "
                            f"it or --overwrite to replace it")
-    check_writable_folder(index_dir)
-    paths, repeats = collect_images(images)
-
     # An index being replaced is read only for its model, so a damaged one can be overwritten.
     need_existing = exists and (append or model is None)
     existing = GalleryIndex.load(index_dir) if need_existing else None
@@ -218,7 +232,7 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
     duplicates += result.duplicates
     saved = result.num_added > 0  # nothing readable never replaces an existing index
     if saved:
-        gallery.save(index_dir)
+        gallery.save(index_dir, locked=True, overwrite=overwrite)
     return BuildReport(index_dir=str(index_dir), model_note=model_note,
                        description=fi.describe(gallery.config), files=len(paths) + len(repeats),
                        added=result.num_added, duplicates=duplicates, unreadable=bad,

@@ -382,9 +382,15 @@ class GalleryIndex:
 
     # --- save / load -----------------------------------------------------------------------
 
-    def save(self, folder: str | os.PathLike) -> pathlib.Path:
-        """Write a new version of the index into ``folder`` atomically; return its path."""
-        return vf.publish(pathlib.Path(folder), self._write_version)
+    def save(self, folder: str | os.PathLike, locked: bool = False,
+             overwrite: bool = False) -> pathlib.Path:
+        """Write a new version of the index into ``folder`` atomically; return its path.
+
+        ``locked``: the caller holds :func:`reid.index.versioned_folder.writer_lock` since it
+        loaded the index; ``overwrite``: replace versions that lost their ``CURRENT``.
+        """
+        return vf.publish(pathlib.Path(folder), self._write_version, locked=locked,
+                          overwrite=overwrite)
 
     def _write_version(self, staging: pathlib.Path, version: str) -> None:
         if self._faiss is None:

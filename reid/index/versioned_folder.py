@@ -15,8 +15,15 @@ place under a new version name (:func:`reid.utils.io.staged_dir`), and only then
 moment before that last rename leaves ``CURRENT`` naming the previous version, whose files are
 untouched; after it, the new version is complete. Older versions and the leftovers of
 interrupted saves are deleted after the swap. :func:`load_live` reads the version ``CURRENT``
-names and tries again if a writer committed a newer one and deleted it meanwhile. One writer
-at a time: concurrent saves to one folder are not coordinated.
+names and tries again if a writer committed a newer one and deleted it meanwhile.
+
+One writer at a time: :func:`writer_lock` holds an exclusive ``flock`` on ``FOLDER/LOCK``, and a
+writer that reads the live version, changes it and publishes holds it across all three, so a
+second writer waits (with a message) and then starts from the first one's version instead of
+overwriting it. The kernel drops the lock when its process dies, however it dies, so a killed
+writer leaves nothing to clean up; the file itself stays. Readers take no lock: they only ever
+see complete versions. (``flock`` is local to one machine: on a network file system two hosts
+can still write at once.)
 
 The gallery index (:mod:`reid.index.gallery`) is the one thing stored this way, so the messages
 speak of a gallery index; what the files in a version are and how they agree with each other
@@ -26,18 +33,24 @@ is the gallery's business, not this module's.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import pathlib
 import re
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from reid.index.errors import CorruptIndexError, GalleryError
 from reid.utils.io import atomic_write_text, staged_dir
 
 CURRENT_FILE = "CURRENT"
+LOCK_FILE = "LOCK"
+#: How long a writer waits for another one to finish before giving up, in seconds.
+DEFAULT_LOCK_TIMEOUT = 600.0
+_LOCK_POLL = 0.1
 _VERSION = re.compile(r"^v(\d{6,})$")
 _TMP_PREFIX = ".tmp-"
 _POINTER_TMP_PREFIX = f".{CURRENT_FILE}."  # what atomic_write_text leaves of a killed swap
@@ -64,11 +77,76 @@ def check_writable_folder(folder: pathlib.Path) -> None:
                                f"(holds {shown})")
 
 
-def publish(folder: pathlib.Path, write: Callable[[pathlib.Path, str], None]) -> pathlib.Path:
-    """Make a new version the live one: ``write(staging, version)`` fills an empty staging
-    folder with the files of version ``version``; returns the version's folder."""
+@contextlib.contextmanager
+def writer_lock(folder: pathlib.Path, timeout: float = DEFAULT_LOCK_TIMEOUT,
+                log: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold the folder's writer lock, waiting up to ``timeout`` seconds for another writer.
+
+    A folder the lock had to create is removed again if the holder left nothing else in it
+    (a build that failed early leaves no trace).
+    """
     check_writable_folder(folder)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    deadline = time.monotonic() + timeout
+    waiting = False
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise GalleryError(f"{path}: cannot open the writer lock ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise GalleryError(f"{folder}: another process is writing this index ({holder}); "
+                                   f"gave up after waiting {timeout:g} s (--lock-timeout)") from None
+            if not waiting and log is not None:
+                log(f"{folder}: waiting for another process to finish writing ({holder})")
+            waiting = True
+            time.sleep(_LOCK_POLL)
+            continue
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # locked a lock file its holder removed on leaving: take the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+                  .encode(), 0)
+        yield
+    finally:
+        if created and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+            with contextlib.suppress(OSError):
+                path.unlink()  # still locked: a waiter sees the file is gone and retries
+                folder.rmdir()
+        os.close(fd)  # releases the lock
+
+
+def _same_file(fd: int, path: pathlib.Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def publish(folder: pathlib.Path, write: Callable[[pathlib.Path, str], None],
+            locked: bool = False, overwrite: bool = False) -> pathlib.Path:
+    """Make a new version the live one: ``write(staging, version)`` fills an empty staging
+    folder with the files of version ``version``; returns the version's folder.
+
+    ``locked`` says the caller holds :func:`writer_lock` (as it must from reading the version
+    it changed); otherwise the lock is taken for the write alone. ``overwrite`` lets the new
+    version replace versions whose pointer is lost (:func:`check_pointer`).
+    """
+    if not locked:
+        with writer_lock(folder):
+            return publish(folder, write, locked=True, overwrite=overwrite)
+    check_writable_folder(folder)
+    if not overwrite:
+        check_pointer(folder)
     version = _next_version(folder)
     final = folder / version
     with staged_dir(final, prefix=_TMP_PREFIX) as staging:
@@ -81,6 +159,22 @@ def publish(folder: pathlib.Path, write: Callable[[pathlib.Path, str], None]) ->
         raise
     _remove_stale(folder, keep=version)
     return final
+
+
+def check_pointer(folder: pathlib.Path) -> None:
+    """Refuse a folder whose versions have lost their ``CURRENT`` (or whose ``CURRENT`` is
+    garbage): publishing there would delete them. Names the newest version to restore."""
+    if not folder.is_dir() or _read_pointer_valid(folder):
+        return
+    versions = sorted(_versions(folder))
+    if not versions:
+        return
+    newest = versions[-1]
+    raise GalleryError(
+        f"{folder}: {CURRENT_FILE} is missing or damaged but the folder holds "
+        f"{len(versions)} version(s); the newest is {newest}: restore it with "
+        f"`echo {newest} > {folder / CURRENT_FILE}` (then check it with tools/query.py), "
+        f"or pass --overwrite to replace them")
 
 
 def load_live(folder: pathlib.Path, read: Callable[[pathlib.Path], T]) -> T:
@@ -143,7 +237,7 @@ def _sha256(path: pathlib.Path) -> str:
 
 
 def _is_entry(name: str) -> bool:
-    return (name == CURRENT_FILE or _VERSION.match(name) is not None
+    return (name in (CURRENT_FILE, LOCK_FILE) or _VERSION.match(name) is not None
             or name.startswith(_TMP_PREFIX) or name.startswith(_POINTER_TMP_PREFIX))
 
 
@@ -179,9 +273,15 @@ def _read_pointer_text(folder: pathlib.Path) -> str | None:
         return None
 
 
+def _read_pointer_valid(folder: pathlib.Path) -> bool:
+    text = _read_pointer_text(folder)
+    return text is not None and _VERSION.match(text) is not None
+
+
 def _read_pointer(folder: pathlib.Path) -> str:
     pointer = folder / CURRENT_FILE
     if not pointer.exists():
+        check_pointer(folder)  # versions without their pointer: say which one to restore
         raise GalleryError(f"{folder}: not a gallery index ({CURRENT_FILE} file missing; build "
                            f"one with tools/build_index.py)")
     text = _read_pointer_text(folder)
