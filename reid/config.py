@@ -87,8 +87,8 @@ class DataConfig:
                                    "its inverse).", min=0.01, max=1.0)
     color_jitter: float = _field(0.0, "Strength of random brightness/contrast/saturation/hue "
                                  "changes (0 = off).", min=0.0, max=1.0)
-    skip_bad_images: bool = _field(False, "Drop unreadable training images with a warning listing "
-                                   "them, instead of stopping.")
+    skip_bad_images: bool = _field(False, "Drop unreadable images (training, query, gallery) "
+                                   "with a warning listing them, instead of stopping.")
     seed: int = _field(0, "Seed for sampling and augmentation.", min=0)
 
     def validate(self, where: str) -> None:

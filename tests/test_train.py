@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +14,7 @@ import pytest
 
 from reid.config import config_from_dict
 from reid.data import load_dataset
+from reid.data.pipeline import BadImageError
 from reid.data.records import DatasetError, ImageRecord, make_dataset
 from reid.data.synthetic import generate_dataset
 from reid.engine.evaluator import evaluate_embedder
@@ -223,3 +226,43 @@ def test_format_duration_by_hand():
     assert format_duration(59.6) == "1 min 0 s"
     assert format_duration(75) == "1 min 15 s"
     assert format_duration(3 * 3600 + 125) == "3 h 2 min"
+
+
+def _copy_with_bad_gallery_image(src: pathlib.Path, dst: pathlib.Path) -> pathlib.Path:
+    shutil.copytree(src, dst)
+    bad = dst / "bounding_box_test" / "0099_c1s1_000001_00.jpg"
+    bad.write_bytes(b"not a jpeg")
+    return bad
+
+
+def test_a_bad_gallery_image_is_refused_before_the_first_step(tiny_data, tmp_path):
+    bad = _copy_with_bad_gallery_image(tiny_data, tmp_path / "data")
+    cfg = tiny_config(tmp_path / "data")
+    with pytest.raises(BadImageError, match=re.escape(str(bad))):
+        Trainer(cfg, load_dataset(cfg.data), prepare_run_dir(tmp_path / "r", cfg, False),
+                progress=False)
+    skipping = tiny_config(tmp_path / "data", data__skip_bad_images=True)
+    with pytest.warns(UserWarning, match=re.escape(str(bad))):
+        trainer = Trainer(skipping, load_dataset(skipping.data),
+                          prepare_run_dir(tmp_path / "s", skipping, False), progress=False)
+    assert str(bad) not in {r.path for r in trainer.dataset.gallery}
+    assert len(trainer.dataset.gallery) == len(load_dataset(skipping.data).gallery) - 1
+
+
+@pytest.mark.slow
+def test_a_crash_in_validation_keeps_the_epochs_checkpoint(tiny_data, tmp_path, monkeypatch):
+    cfg = tiny_config(tiny_data, train__epochs=2, train__eval_every=1)
+    dataset = load_dataset(cfg.data)
+    trainer = Trainer(cfg, dataset, prepare_run_dir(tmp_path / "r", cfg, False), progress=False)
+
+    def crash(writer):
+        raise RuntimeError("validation failed")
+
+    monkeypatch.setattr(trainer, "validate", crash)
+    with pytest.raises(RuntimeError, match="validation failed"):
+        trainer.fit()
+    monkeypatch.undo()
+    resumed = Trainer(cfg, dataset, prepare_run_dir(tmp_path / "r", cfg, True), progress=False)
+    assert resumed.restore() and resumed.epoch == 1  # epoch 1's training survived
+    for a, b in zip(weights_of(trainer), weights_of(resumed), strict=True):
+        np.testing.assert_allclose(a, b)

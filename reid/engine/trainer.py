@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from reid.config import Config, ConfigError, load_config, save_config
-from reid.data.pipeline import TrainInput
+from reid.data.pipeline import TrainInput, check_images
 from reid.data.records import DatasetError, ReidDataset
 from reid.engine.checkpoint import (assign_group, latest_checkpoint, load_checkpoint,
                                     save_checkpoint)
@@ -48,6 +48,18 @@ class TrainResult:
     #: The full validation of the last epoch, when this call trained it: the demo shows it
     #: rather than evaluating the same model a second time.
     final_metrics: dict[str, Any] | None = None
+
+
+def checked_test_splits(dataset: ReidDataset, skip_bad: bool) -> ReidDataset:
+    """``dataset`` once every query and gallery image has decoded, as the training split's do
+    before the first step: a bad one must not crash validation after an epoch's work. With
+    ``skip_bad`` (``data.skip_bad_images``) bad ones are dropped, with a warning listing them."""
+    records = dataset.query + dataset.gallery
+    good = set(check_images([r.path for r in records], skip_bad))
+    if len(good) == len(records):
+        return dataset
+    return dataclasses.replace(dataset, query=tuple(r for r in dataset.query if r.path in good),
+                               gallery=tuple(r for r in dataset.gallery if r.path in good))
 
 
 def check_dataset_fills_pk_batches(dataset: ReidDataset, cfg: Config) -> None:
@@ -138,7 +150,7 @@ class Trainer:
                  progress: bool = True, log: Callable[[str], None] = print) -> None:
         check_dataset_fills_pk_batches(dataset, cfg)
         self.cfg = cfg
-        self.dataset = dataset
+        self.dataset = checked_test_splits(dataset, cfg.data.skip_bad_images)
         self.layout = RunLayout(run_dir)
         self.run_dir = self.layout.root
         self.progress = progress
@@ -276,6 +288,8 @@ class Trainer:
             self.log(f"epoch {self.epoch + 1}/{cfg.train.epochs}{shown}")
             epoch_start = time.perf_counter()
             record: dict[str, Any] = {"epoch": self.epoch + 1, **self.train_epoch(writer)}
+            self.history.append(record)
+            self.save()  # before validation: a crash there must not cost the epoch's training
             last = self.epoch == cfg.train.epochs
             every = cfg.train.eval_every
             if evaluate and ((every and self.epoch % every == 0) or last):
@@ -287,8 +301,7 @@ class Trainer:
                     self.best_map = metrics["mAP"]
                     best_dir = self.layout.best_model
                     export_embedder(self.models.embedding_model, best_dir, self._spec())
-            self.history.append(record)
-            self.save()
+                self.save()  # again, with the validation in the history and the best mAP
             writer.flush()
             done += 1
             durations.append(time.perf_counter() - epoch_start)

@@ -102,8 +102,9 @@ def writer_lock(folder: pathlib.Path, timeout: float = DEFAULT_LOCK_TIMEOUT,
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
             os.close(fd)
             if time.monotonic() >= deadline:
-                raise GalleryError(f"{folder}: another process is writing this index ({holder}); "
-                                   f"gave up after waiting {timeout:g} s (--lock-timeout)") from None
+                raise GalleryError(f"{folder}: another process is writing this index "
+                                   f"({holder}); gave up after waiting {timeout:g} s "
+                                   f"(--lock-timeout)") from None
             if not waiting and log is not None:
                 log(f"{folder}: waiting for another process to finish writing ({holder})")
             waiting = True
