@@ -27,7 +27,7 @@ from reid.index import gallery as gallery_mod
 from reid.index import versioned_folder
 from reid.index.grid import (BACKGROUND, FRAME, GAP, GREEN, RED, SEPARATOR, GridItem, GridRow,
                              render_grid)
-from reid.index.projector import export_projector, sprite_layout
+from reid.index.projector import PROJECTOR_FILES, export_projector, sprite_layout
 from reid.utils import io as io_mod
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -533,6 +533,25 @@ def test_projector_export_reads_back_in_tensorboard(tmp_path):
         r, c = divmod(n, cols)
         tile = sprite[r * th:(r + 1) * th, c * tw:(c + 1) * tw]
         assert np.abs(tile.reshape(-1, 3).mean(0) - colours[i]).max() < 2
+
+
+def test_projector_export_never_litters_a_folder_it_did_not_write(tmp_path):
+    x, pids, camids = clustered(3, 2)
+    paths = [_solid(tmp_path / f"{i:04d}.png", (0, 100, 200)) for i in range(6)]
+    g = GalleryIndex(MODEL)
+    g.add(paths, x)
+    export_projector(g, tmp_path / "proj", thumb_height=8)
+    export_projector(g, tmp_path / "proj", thumb_height=8)  # its own earlier export: replaced
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "0001_c1s1_000001_00.jpg").write_bytes(b"someone's image")
+    with pytest.raises(GalleryError, match=r"data: folder holds files an export did not write "
+                                           r"\(0001_c1s1_000001_00.jpg\).*--overwrite"):
+        export_projector(g, data, thumb_height=8)
+    assert os.listdir(data) == ["0001_c1s1_000001_00.jpg"]
+    export_projector(g, data, thumb_height=8, overwrite=True)
+    assert sorted(os.listdir(data)) == sorted(["0001_c1s1_000001_00.jpg", *PROJECTOR_FILES])
+    assert (data / "0001_c1s1_000001_00.jpg").read_bytes() == b"someone's image"
 
 
 def test_sprite_layout_respects_the_projector_limit():

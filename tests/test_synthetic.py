@@ -10,6 +10,7 @@ import collections
 import dataclasses
 import json
 import os
+import shutil
 import pathlib
 import re
 import subprocess
@@ -240,6 +241,23 @@ def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path) -> None:
     with pytest.raises(SyntheticError, match="mine.*refusing"):
         generate_dataset(out, workers=1, force=True, ids=4, cameras=2, images_per_id=4)
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_never_deletes_files_added_to_a_dataset_it_wrote(tmp_path) -> None:
+    params = dict(ids=4, cameras=2, images_per_id=4, seed=1, height=64, width=32)
+    out = tmp_path / "d"
+    generate_dataset(out, workers=1, **params)
+    (out / "NOTES.txt").write_text("keep me")
+    added = out / "bounding_box_train" / "0900_c1s1_000001_00.jpg"
+    shutil.copy(next((out / "query").iterdir()), added)
+    for change in ({"force": True}, {"images_per_id": 6}):
+        with pytest.raises(SyntheticError, match=r"d: holds 2 file\(s\) this generator did not "
+                                                 r"write \(NOTES.txt, bounding_box_train/0900"):
+            generate_dataset(out, workers=1, **{**params, **change})
+    assert (out / "NOTES.txt").read_text() == "keep me" and added.is_file()
+    (out / "NOTES.txt").unlink()
+    added.unlink()
+    assert generate_dataset(out, workers=1, **{**params, "images_per_id": 6}).replaced
 
 
 # ---------------------------------------------------------------------------------------------

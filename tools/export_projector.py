@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--thumb-height", type=int, default=64,
                         help="height of each crop in the sprite image (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a folder that holds other files (they are kept)")
     return parser
 
 
@@ -37,7 +39,7 @@ def export_gallery(args: argparse.Namespace) -> None:
     from reid.index.projector import export_projector
 
     export = export_projector(GalleryIndex.load(args.index), args.out, args.max_points,
-                              args.thumb_height, args.seed)
+                              args.thumb_height, args.seed, overwrite=args.overwrite)
     print(f"wrote {export.num_points} of {export.gallery_size} embeddings, sprite "
           f"{export.sprite_shape[1]}x{export.sprite_shape[0]} px, to {export.out_dir}")
     print(f"view with: tensorboard --logdir {export.out_dir}")

@@ -979,6 +979,26 @@ def _check_replaceable(out: pathlib.Path) -> None:
     if any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
         raise SyntheticError(f"{out}: exists, is not empty and has no {MANIFEST_NAME}, so it was "
                              f"not written by this generator; refusing to replace it")
+    theirs = sorted(set(_files_under(out)) - _files_written(out))
+    if theirs:  # notes, images added by hand: replacing the folder would delete them
+        shown = ", ".join(theirs[:3]) + (", ..." if len(theirs) > 3 else "")
+        raise SyntheticError(f"{out}: holds {len(theirs)} file(s) this generator did not write "
+                             f"({shown}); move them out or choose another --out")
+
+
+def _files_under(out: pathlib.Path) -> list[str]:
+    return [str(p.relative_to(out)) for p in out.rglob("*") if not p.is_dir()]
+
+
+def _files_written(out: pathlib.Path) -> set[str]:
+    """The files of the dataset that ``out``'s manifest describes (empty if it names none)."""
+    manifest = _read_manifest(out)
+    try:
+        params = SyntheticParams(**manifest["params"])  # type: ignore[index, arg-type]
+        params.validate()
+    except (TypeError, KeyError, SyntheticError):
+        return set()
+    return {MANIFEST_NAME, *(im.relpath for im in plan_dataset(params).images)}
 
 
 def _default_workers() -> int:

@@ -32,6 +32,7 @@ CONFIG_FILE = "projector_config.pbtxt"
 TENSOR_FILE = "vectors.tsv"
 METADATA_FILE = "metadata.tsv"
 SPRITE_FILE = "sprite.png"
+PROJECTOR_FILES = (CONFIG_FILE, TENSOR_FILE, METADATA_FILE, SPRITE_FILE)
 #: The projector (WebGL textures) accepts sprites up to this many pixels a side.
 SPRITE_MAX_SIDE = 8192
 METADATA_COLUMNS = ("pid", "camera", "file", "source", "id")
@@ -87,7 +88,7 @@ def _tsv_cell(value: object) -> str:
 
 def export_projector(gallery: GalleryIndex, out_dir: str | os.PathLike,
                      max_points: int = 10000, thumb_height: int = 64, seed: int = 0,
-                     tensor_name: str = "gallery") -> ProjectorExport:
+                     tensor_name: str = "gallery", overwrite: bool = False) -> ProjectorExport:
     """Write the projector files for ``gallery`` into ``out_dir`` (see the module docstring).
 
     Each file is written atomically and the config last, so TensorBoard never sees a config
@@ -103,6 +104,13 @@ def export_projector(gallery: GalleryIndex, out_dir: str | os.PathLike,
     out = pathlib.Path(out_dir)
     if out.exists() and not out.is_dir():
         raise GalleryError(f"{out}: exists and is not a folder")
+    others = sorted(p.name for p in out.iterdir() if p.name not in PROJECTOR_FILES) \
+        if out.is_dir() else []
+    if others and not overwrite:  # an earlier export is ours to replace; anything else is not
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise GalleryError(f"{out}: folder holds files an export did not write ({shown}); "
+                           f"choose a new or empty folder, or pass --overwrite to write the "
+                           f"projector files beside them")
     out.mkdir(parents=True, exist_ok=True)
 
     rows = select_points(gallery.count, max_points, seed)
