@@ -309,6 +309,13 @@ def test_build_tool_projector_option(tmp_path, run_dir, data, capsys):
     (["--index", "{built}", "--image", "{odd}", "--exclude-same-camera"],
      "{odd}: --exclude-same-camera needs the query's camera"),
     (["--index", "{built}", "--image", "{q}", "--top-k", "0"], "--top-k: expected a positive"),
+    # refused before any query is answered, not after the results print
+    (["--index", "{built}", "--image", "{q}", "--save-grid", "{tmp}/g.png", "--grid-height", "0"],
+     "--grid-height: must be at least 16 pixels, got 0"),
+    (["--index", "{built}", "--image", "{q}", "--save-grid", "{tmp}/no/g.png"],
+     "{tmp}/no/g.png: folder {tmp}/no does not exist"),
+    (["--index", "{built}", "--image", "{q}", "--save-grid", "{tmp}/g.tiff2"],
+     "{tmp}/g.tiff2: cannot write a picture as .tiff2"),
 ])
 def test_query_tool_errors_are_one_line(args, message, built, data, tmp_path, capsys):
     q = gallery_files(data)[0]
@@ -318,6 +325,26 @@ def test_query_tool_errors_are_one_line(args, message, built, data, tmp_path, ca
     code = tool_main("query")([a.format(**fill) for a in args])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and err[0].startswith(f"error: {message.format(**fill)}")
+    assert capsys.readouterr().out == ""  # no results printed first
+
+
+def test_results_whose_files_moved_are_flagged(tmp_path, run_dir, data, capsys):
+    folder = tmp_path / "images"
+    files = _copy_some(data, folder, 6)
+    index = tmp_path / "g"
+    build_gallery([folder], index, run_dir, progress=False, log=lambda _: None)
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    query = moved / files[0].name
+    code = tool_main("query")(["--index", str(index), "--image", str(query), "--top-k", "3"])
+    captured = capsys.readouterr()
+    assert code == 0 and str(files[0]) in captured.out  # the ranking still stands
+    (warning,) = captured.err.strip().splitlines()
+    assert warning.startswith("warning: 3 of the results no longer exist on disk")
+    folder.mkdir()
+    shutil.copy(moved / files[0].name, folder)  # one back in place: not counted
+    tool_main("query")(["--index", str(index), "--image", str(query), "--top-k", "6"])
+    assert "warning: 5 of the results no longer exist" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -48,11 +48,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def query(args: argparse.Namespace) -> None:
     from reid.index.faiss_index import set_threads
-    from reid.index.query import (format_results, open_gallery, query_gallery, results_json,
-                                  save_results_grid)
+    from reid.index.grid import check_grid_output
+    from reid.index.query import (format_results, missing_files, open_gallery, query_gallery,
+                                  results_json, save_results_grid)
 
     if args.top_k < 1:
         raise ValueError(f"--top-k: expected a positive number, got {args.top_k}")
+    if args.save_grid is not None:
+        check_grid_output(args.save_grid, args.grid_height)
     set_threads(args.threads)
     gallery, embedder, _ = open_gallery(args.index, args.model)
     results = query_gallery(gallery, embedder, args.image, args.top_k,
@@ -64,6 +67,10 @@ def query(args: argparse.Namespace) -> None:
     if args.save_grid is not None:
         save_results_grid(results, args.save_grid, args.grid_height)
         print(f"picture: {args.save_grid}", file=sys.stderr if args.json else sys.stdout)
+    gone = missing_files(results)
+    if gone:
+        print(f"warning: {len(gone)} of the results no longer exist on disk (moved or deleted "
+              f"since indexing; drawn grey in a picture), e.g. {gone[0]}", file=sys.stderr)
 
 
 if __name__ == "__main__":

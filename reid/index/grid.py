@@ -78,13 +78,34 @@ def frame_color(query_pid: int | None, result_pid: int | None) -> tuple[int, int
     return GREEN if query_pid == result_pid else RED
 
 
+MIN_CELL_HEIGHT = 16
+
+
+def check_grid_output(path: str | os.PathLike, cell_height: int) -> None:
+    """Refuse, before any work, a grid that :func:`save_grid` could not write."""
+    if cell_height < MIN_CELL_HEIGHT:
+        raise GalleryError(f"--grid-height: must be at least {MIN_CELL_HEIGHT} pixels, got "
+                           f"{cell_height}")
+    suffix = os.path.splitext(os.fspath(path))[1].lower() or ".png"
+    if not cv2.haveImageWriter(f"x{suffix}"):
+        raise GalleryError(f"{path}: cannot write a picture as {suffix} (use .png or .jpg)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise GalleryError(f"{path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise GalleryError(f"{path}: folder {folder} is not writable")
+    if os.path.isdir(path):
+        raise GalleryError(f"{path}: is a folder; give a file name such as ranked.png")
+
+
 def render_grid(rows: Sequence[GridRow], cell_height: int = 128,
                 cell_width: int | None = None) -> np.ndarray:
     """The picture as a BGR uint8 array."""
     if not rows:
         raise GalleryError("grid: no queries to draw")
-    if cell_height < 16:
-        raise GalleryError(f"grid: cell height must be at least 16 pixels, got {cell_height}")
+    if cell_height < MIN_CELL_HEIGHT:
+        raise GalleryError(f"grid: cell height must be at least {MIN_CELL_HEIGHT} pixels, got "
+                           f"{cell_height}")
     width = cell_width or max(cell_height // 2, 48)
     cols = max(len(r.results) for r in rows)
     box_w, box_h = width + 2 * FRAME, cell_height + 2 * FRAME

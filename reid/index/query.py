@@ -113,6 +113,13 @@ def format_results(results: Sequence[QueryResult], gallery_size: int) -> str:
     return "\n\n".join(blocks)
 
 
+def missing_files(results: Sequence[QueryResult]) -> list[str]:
+    """Result paths that no longer exist (moved or deleted since they were indexed), once each:
+    the index keeps only their embeddings, so the ranking stands but the files cannot be shown."""
+    paths = dict.fromkeys(h.path for r in results for h in r.hits)
+    return [p for p in paths if not os.path.exists(p)]
+
+
 def results_json(results: Sequence[QueryResult]) -> list[list[dict[str, Any]]]:
     """One list per query, in query order, of ``{rank, score, path, pid, camid}``."""
     return [[h.to_json() for h in r.hits] for r in results]
