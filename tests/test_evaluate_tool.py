@@ -75,4 +75,12 @@ def test_evaluate_tool_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     np.savez(bad, query=np.zeros((2, 3)))
     assert "missing arrays gallery" in error_of("--features", str(bad))
+    text = tmp_path / "notes.txt"
+    text.write_text("not features")
+    assert error_of("--features", str(text)).startswith(
+        f"error: {text}: cannot read features: not an .npz archive")
+    single = tmp_path / "one.npy"
+    np.save(single, np.zeros(3))
+    assert error_of("--features", str(single)).startswith(
+        f"error: {single}: cannot read features: a single array")
     assert "--data-root" in error_of("--model", str(tmp_path))

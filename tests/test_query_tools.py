@@ -178,6 +178,24 @@ def test_bad_image_arguments(tmp_path):
         collect_images([tmp_path / "missing"])
     with pytest.raises(GalleryError, match="no images given"):
         collect_images([])
+    (tmp_path / "empty" / "sub").mkdir()
+    with pytest.raises(GalleryError, match=r"empty: folder has no files \(only folders: pass "):
+        collect_images([tmp_path / "empty"])
+
+
+def test_dangling_links_and_subfolders_are_reported_not_skipped(tmp_path, run_dir, data):
+    folder = tmp_path / "images"
+    files = _copy_some(data, folder, 3)
+    (folder / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (folder / "more").mkdir()
+    shutil.copy(files[0], folder / "more" / "x.jpg")
+    report = build_gallery([folder], tmp_path / "g", run_dir, progress=False,
+                           log=lambda _: None)
+    assert report.added == 3 and [p for p, _ in report.unreadable] == [str(folder / "gone.jpg")]
+    assert report.subfolders == [str(folder / "more")]
+    text = report.format()
+    assert f"unreadable: {folder / 'gone.jpg'}: " in text
+    assert f"not searched: {folder / 'more'}/ (a folder; pass '{folder / 'more'}/**'" in text
 
 
 def test_append_skips_duplicates_and_unchanged_index_is_not_rewritten(tmp_path, run_dir, data):
@@ -309,6 +327,7 @@ def test_build_tool_projector_option(tmp_path, run_dir, data, capsys):
     (["--index", "{built}", "--image", "{odd}", "--exclude-same-camera"],
      "{odd}: --exclude-same-camera needs the query's camera"),
     (["--index", "{built}", "--image", "{q}", "--top-k", "0"], "--top-k: expected a positive"),
+    (["--index", "{built}", "--image", "{tmp}"], "{tmp}: is a folder, not a query image"),
     # refused before any query is answered, not after the results print
     (["--index", "{built}", "--image", "{q}", "--save-grid", "{tmp}/g.png", "--grid-height", "0"],
      "--grid-height: must be at least 16 pixels, got 0"),

@@ -235,6 +235,14 @@ def _copy_with_bad_gallery_image(src: pathlib.Path, dst: pathlib.Path) -> pathli
     return bad
 
 
+def test_a_warm_up_longer_than_the_run_is_warned_about(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, train__epochs=2, train__warmup_epochs=3)
+    with pytest.warns(UserWarning, match="train.warmup_epochs is 3 but train.epochs is 2: the "
+                                         "learning rate never reaches train.lr"):
+        Trainer(cfg, load_dataset(cfg.data), prepare_run_dir(tmp_path / "r", cfg, False),
+                progress=False)
+
+
 def test_a_bad_gallery_image_is_refused_before_the_first_step(tiny_data, tmp_path):
     bad = _copy_with_bad_gallery_image(tiny_data, tmp_path / "data")
     cfg = tiny_config(tmp_path / "data")

@@ -39,7 +39,15 @@ class Features:
     def load(cls, path) -> Features:
         """Read an ``.npz`` with the six arrays; the error names the file and what is missing."""
         try:
-            with np.load(path) as data:
+            loaded = np.load(path)
+        except (OSError, EOFError, ValueError) as exc:  # ValueError: not a NumPy file at all
+            raise ValueError(f"{path}: cannot read features: not an .npz archive of arrays "
+                             f"({exc})") from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: cannot read features: a single array, not an .npz "
+                             f"archive (write one with tools/evaluate.py --save-features)")
+        try:
+            with loaded as data:
                 missing = [f.name for f in dataclasses.fields(cls) if f.name not in data.files]
                 if missing:
                     raise ValueError(f"{path}: missing arrays {', '.join(missing)} (expected "

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import pathlib
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -149,6 +150,10 @@ class Trainer:
     def __init__(self, cfg: Config, dataset: ReidDataset, run_dir: str | pathlib.Path,
                  progress: bool = True, log: Callable[[str], None] = print) -> None:
         check_dataset_fills_pk_batches(dataset, cfg)
+        if cfg.train.warmup_epochs > cfg.train.epochs:
+            warnings.warn(f"train.warmup_epochs is {cfg.train.warmup_epochs} but train.epochs is "
+                          f"{cfg.train.epochs}: the learning rate never reaches train.lr "
+                          f"({cfg.train.lr:g})", stacklevel=2)
         self.cfg = cfg
         self.dataset = checked_test_splits(dataset, cfg.data.skip_bad_images)
         self.layout = RunLayout(run_dir)

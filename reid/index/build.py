@@ -27,18 +27,26 @@ from reid.index import versioned_folder as vf
 from reid.run_layout import RunLayout
 
 
-def _folder_files(folder: str) -> list[str]:
-    """Visible regular files directly inside ``folder``, sorted. Hidden files are left out:
-    archives made on macOS put a ``._name.jpg`` fork beside every image."""
+def _folder_files(folder: str) -> tuple[list[str], list[str]]:
+    """(entries directly inside ``folder`` that are not folders, its subfolders), sorted.
+
+    Links that point nowhere count as files, so that they are reported as unreadable rather
+    than silently left out; subfolders are returned for the report, not searched. Hidden
+    entries are left out: archives made on macOS put a ``._name.jpg`` fork beside every image.
+    """
     try:
         with os.scandir(folder) as entries:
-            return sorted(e.path for e in entries if not e.name.startswith(".") and e.is_file())
+            visible = [e for e in entries if not e.name.startswith(".")]
+            return (sorted(e.path for e in visible if not e.is_dir()),
+                    sorted(e.path for e in visible if e.is_dir()))
     except OSError as exc:
         raise GalleryError(f"{folder}: cannot list folder ({exc.strerror})") from None
 
 
-def collect_images(specs: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
-    """Expand folders, globs and files into (unique absolute paths in order, repeats).
+def collect_images(specs: Sequence[str | os.PathLike]
+                   ) -> tuple[list[str], list[str], list[str]]:
+    """Expand folders, globs and files into (unique absolute paths in order, repeats,
+    subfolders of the given folders, which are not searched).
 
     A folder contributes every visible file directly inside it (non-images among them are
     reported as unreadable later rather than silently ignored); a glob (``**`` recurses) every
@@ -48,12 +56,16 @@ def collect_images(specs: Sequence[str | os.PathLike]) -> tuple[list[str], list[
     if not specs:
         raise GalleryError("no images given (--images DIR_OR_GLOB)")
     found: list[str] = []
+    subfolders: list[str] = []
     for spec in specs:
         spec = os.fspath(spec)
         if os.path.isdir(spec):
-            files = _folder_files(spec)
+            files, folders = _folder_files(spec)
+            subfolders.extend(folders)
             if not files:
-                raise GalleryError(f"{spec}: folder has no files")
+                raise GalleryError(f"{spec}: folder has no files"
+                                   + (f" (only folders: pass '{spec}/**' to search below it)"
+                                      if folders else ""))
         elif os.path.isfile(spec):
             files = [spec]
         elif glob.has_magic(spec):
@@ -69,7 +81,7 @@ def collect_images(specs: Sequence[str | os.PathLike]) -> tuple[list[str], list[
     for path in (normalize_path(p) for p in found):
         (repeats if path in seen else unique).append(path)
         seen.add(path)
-    return unique, repeats
+    return unique, repeats, subfolders
 
 
 def _why_unreadable(path: str) -> str:
@@ -137,6 +149,7 @@ class BuildReport:
     created: bool
     saved: bool
     seconds: float
+    subfolders: list[str] = dataclasses.field(default_factory=list)
 
     def format(self) -> str:
         if self.saved:
@@ -149,6 +162,8 @@ class BuildReport:
                  f"duplicates, skipped {len(self.unreadable)} as unreadable "
                  f"({self.seconds:.1f} s)"]
         lines += [f"  unreadable: {path}: {why}" for path, why in self.unreadable]
+        lines += [f"  not searched: {path}/ (a folder; pass '{path}/**' or the folder itself to "
+                  f"index what is in it)" for path in self.subfolders]
         return "\n".join(lines)
 
 
@@ -172,10 +187,11 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
     if append and overwrite:
         raise GalleryError("--append and --overwrite exclude each other")
     vf.check_writable_folder(index_dir)
-    paths, repeats = collect_images(images)
+    paths, repeats, subfolders = collect_images(images)
     with vf.writer_lock(index_dir, lock_timeout, log):
-        return _build_locked(paths, repeats, index_dir, model, append, overwrite, config,
-                             index_type, batch_size, source, progress, log, start)
+        report = _build_locked(paths, repeats, index_dir, model, append, overwrite, config,
+                               index_type, batch_size, source, progress, log, start)
+    return dataclasses.replace(report, subfolders=subfolders)
 
 
 def _build_locked(paths: list[str], repeats: list[str], index_dir: pathlib.Path,

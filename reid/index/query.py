@@ -61,6 +61,8 @@ def embed_queries(embedder: Any, paths: Sequence[str | os.PathLike]) -> np.ndarr
     height, width = embedder.input_size
     images = []
     for path in paths:
+        if os.path.isdir(path):
+            raise GalleryError(f"{path}: is a folder, not a query image")
         if not os.path.isfile(path):
             raise GalleryError(f"{path}: query image not found")
         images.append(load_image(os.fspath(path), height, width))
