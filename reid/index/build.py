@@ -21,9 +21,9 @@ import numpy as np
 from reid.config import IndexConfig
 from reid.data.market1501 import parse_market_name
 from reid.index import faiss_index as fi
+from reid.index import versioned_folder as vf
 from reid.index.errors import GalleryError
 from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index, normalize_path
-from reid.index import versioned_folder as vf
 from reid.run_layout import RunLayout
 
 

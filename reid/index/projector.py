@@ -104,8 +104,8 @@ def export_projector(gallery: GalleryIndex, out_dir: str | os.PathLike,
     out = pathlib.Path(out_dir)
     if out.exists() and not out.is_dir():
         raise GalleryError(f"{out}: exists and is not a folder")
-    others = sorted(p.name for p in out.iterdir() if p.name not in PROJECTOR_FILES) \
-        if out.is_dir() else []
+    others = [] if not out.is_dir() else sorted(
+        p.name for p in out.iterdir() if p.name not in PROJECTOR_FILES)
     if others and not overwrite:  # an earlier export is ours to replace; anything else is not
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise GalleryError(f"{out}: folder holds files an export did not write ({shown}); "
