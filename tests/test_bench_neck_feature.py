@@ -81,7 +81,7 @@ def test_a_run_is_scored_after_and_before_the_neck(tmp_path, capsys, parts):
         "data": {"root": str(tmp_path / "data"), "height": 64, "width": 32, "ids_per_batch": 4,
                  "images_per_id": 2, "pad": 2},
         "model": {"alpha": 0.35, "weights": None, "parts": parts, "part_dim": 8},
-        "train": {"epochs": 1, "seed": 1},
+        "train": {"epochs": 1, "warmup_epochs": 0, "seed": 1},
         "eval": {"batch_size": 32}}, name="tiny")
     run = prepare_run_dir(tmp_path / "run", cfg, resume=False)
     dataset = load_dataset(cfg.data)
