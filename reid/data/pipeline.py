@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from reid.config import DataConfig
+from reid.data.image_size import oversize_reason
 from reid.data.records import ImageRecord
 from reid.data.sampler import PKSampler
 from reid.data.transforms import augment, normalize, sample_seed
@@ -59,6 +60,9 @@ _TF_READ_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
 
 
 def _decode_eager(path: str, height: int, width: int) -> tf.Tensor:
+    too_big = oversize_reason(path)
+    if too_big is not None:
+        raise BadImageError(f"{path}: not decoded: {too_big}")
     try:
         return decode_resize(tf.io.read_file(path), height, width)
     except _TF_READ_ERRORS as exc:
@@ -68,13 +72,15 @@ def _decode_eager(path: str, height: int, width: int) -> tf.Tensor:
 def check_images(paths: Sequence[str], skip_bad: bool = False) -> list[str]:
     """Decode every image once, with the pipeline's own decoder, before any work depends on it.
 
-    A file that cannot be read or decoded raises :class:`BadImageError` naming it (and counting
-    any others), or with ``skip_bad`` is dropped with one warning listing every skipped file.
+    A file that cannot be read or decoded, or whose header says it is too large to decode
+    (:mod:`reid.data.image_size`), raises :class:`BadImageError` naming it (and counting any
+    others), or with ``skip_bad`` is dropped with one warning listing every skipped file.
     Returns the good paths in their original order.
     """
     paths = [str(p) for p in paths]
     if not paths:
         return []
+    decodable = [oversize_reason(p) is None for p in paths]
 
     def probe(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         # The full decode (not just the header) so truncated files fail here, not mid-epoch.
@@ -82,8 +88,9 @@ def check_images(paths: Sequence[str], skip_bad: bool = False) -> list[str]:
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         return index, tf.shape(image)
 
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64),
-                                             tf.constant(paths, dtype=tf.string)))
+    probed = np.flatnonzero(decodable).astype(np.int64)  # the oversized stay bad, undecoded
+    ds = tf.data.Dataset.from_tensor_slices((
+        probed, tf.constant([paths[i] for i in probed], dtype=tf.string, shape=[len(probed)])))
     ds = ds.map(probe, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     ds = ds.ignore_errors().batch(1024)
     good = np.zeros(len(paths), dtype=bool)
