@@ -87,12 +87,12 @@ def writer_lock(folder: pathlib.Path, timeout: float = DEFAULT_LOCK_TIMEOUT,
     """
     check_writable_folder(folder)
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
     deadline = time.monotonic() + timeout
     waiting = False
     while True:
         try:
+            folder.mkdir(parents=True, exist_ok=True)  # again if a failed first build removed it
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise GalleryError(f"{path}: cannot open the writer lock ({exc.strerror})") from None
