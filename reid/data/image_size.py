@@ -26,7 +26,7 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int] | None:
             head = f.read(26)
             if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
                 return struct.unpack(">II", head[16:24])
-            if head[:4] in (b"GIF8",):
+            if head[:4] == b"GIF8":
                 return struct.unpack("<HH", head[6:10])
             if head[:2] == b"BM" and len(head) >= 26:
                 width, height = struct.unpack("<ii", head[18:26])
