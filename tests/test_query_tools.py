@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import select
 import shutil
 import subprocess
 import sys
@@ -394,6 +395,15 @@ with writer_lock(pathlib.Path(sys.argv[1])):
 """
 
 
+def _line(process: subprocess.Popen, timeout: float) -> str:
+    """The next line ``process`` prints, or a failure after ``timeout`` seconds (no hang)."""
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    if not ready:
+        process.kill()
+        pytest.fail(f"no output from {process.args[:2]} within {timeout:g} s")
+    return process.stdout.readline()
+
+
 def test_concurrent_appends_wait_for_each_other_and_lose_nothing(tmp_path, run_dir, data):
     """Two real build_index processes append to one index while a third holds its lock."""
     from reid.index.versioned_folder import writer_lock
@@ -410,7 +420,7 @@ def test_concurrent_appends_wait_for_each_other_and_lose_nothing(tmp_path, run_d
                  "--index", str(index), "--no-progress", "--images", *map(str, images)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT))
         for writer in writers:  # both are blocked on the lock before it is released
-            assert "waiting for another process to finish writing (pid" in writer.stdout.readline()
+            assert "waiting for another process to finish writing (pid" in _line(writer, 300)
     outputs = [w.communicate(timeout=300) for w in writers]
     assert [w.returncode for w in writers] == [0, 0], [err for _, err in outputs]
     paths = sorted(e.path for e in GalleryIndex.load(index).entries())
@@ -437,7 +447,7 @@ def test_a_killed_writer_leaves_no_lock_behind(tmp_path, run_dir, data):
     build_gallery([str(f) for f in files[:2]], index, run_dir, progress=False, log=lambda _: None)
     holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(index)],
                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    assert holder.stdout.readline().strip() == "locked"
+    assert _line(holder, 120).strip() == "locked"
     with pytest.raises(GalleryError, match="another process is writing this index"):
         build_gallery([str(files[2])], index, append=True, lock_timeout=0,
                       progress=False, log=lambda _: None)

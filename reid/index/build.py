@@ -189,68 +189,58 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
     vf.check_writable_folder(index_dir)
     paths, repeats, subfolders = collect_images(images)
     with vf.writer_lock(index_dir, lock_timeout, log):
-        report = _build_locked(paths, repeats, index_dir, model, append, overwrite, config,
-                               index_type, batch_size, source, progress, log, start)
-    return dataclasses.replace(report, subfolders=subfolders)
+        if not overwrite:
+            vf.check_pointer(index_dir)  # lost CURRENT: say what to restore, delete nothing
+        exists = is_gallery_index(index_dir)
+        if exists and not (append or overwrite):
+            raise GalleryError(f"{index_dir}: already holds a gallery index; pass --append to "
+                               f"add to it or --overwrite to replace it")
+        # An index being replaced is read only for its model, so a damaged one can be overwritten.
+        need_existing = exists and (append or model is None)
+        existing = GalleryIndex.load(index_dir) if need_existing else None
+        if model is None:
+            recorded = existing.model.model_dir if existing is not None else None
+            if recorded is None:
+                raise GalleryError("--model is required to build a new index")
+            if not pathlib.Path(recorded).exists():
+                raise GalleryError(f"{index_dir}: the model that built the index, "
+                                   f"{existing.model.describe()}, is gone; pass --model")
+            model = recorded
+        embedder, model_dir, model_note = load_model(model)
+        log(model_note)
+        info = ModelInfo.from_embedder(embedder, model_dir)
 
+        if existing is not None and append:
+            gallery = existing
+            if index_type is not None and index_type != gallery.config.type:
+                raise GalleryError(f"{index_dir}: the index is of type {gallery.config.type}; it "
+                                   f"cannot be appended to as {index_type} (use --overwrite to "
+                                   f"rebuild it)")
+            gallery.check_model(info, where=str(index_dir))
+        else:
+            cfg = config or IndexConfig()
+            if index_type is not None:
+                cfg = dataclasses.replace(cfg, type=index_type)
+            gallery = GalleryIndex(info, cfg)
+        created = not (append and exists)
+        batch_size = batch_size or (config.batch_size if config else IndexConfig().batch_size)
 
-def _build_locked(paths: list[str], repeats: list[str], index_dir: pathlib.Path,
-                  model: str | os.PathLike | None, append: bool, overwrite: bool,
-                  config: IndexConfig | None, index_type: str | None, batch_size: int | None,
-                  source: str | None, progress: bool, log: Callable[[str], None],
-                  start: float) -> BuildReport:
-    if not overwrite:
-        vf.check_pointer(index_dir)  # lost CURRENT: say what to restore, delete nothing
-    exists = is_gallery_index(index_dir)
-    if exists and not (append or overwrite):
-        raise GalleryError(f"{index_dir}: already holds a gallery index; pass --append to add to "
-                           f"it or --overwrite to replace it")
-    # An index being replaced is read only for its model, so a damaged one can be overwritten.
-    need_existing = exists and (append or model is None)
-    existing = GalleryIndex.load(index_dir) if need_existing else None
-    if model is None:
-        recorded = existing.model.model_dir if existing is not None else None
-        if recorded is None:
-            raise GalleryError("--model is required to build a new index")
-        if not pathlib.Path(recorded).exists():
-            raise GalleryError(f"{index_dir}: the model that built the index, "
-                               f"{existing.model.describe()}, is gone; pass --model")
-        model = recorded
-    embedder, model_dir, model_note = load_model(model)
-    log(model_note)
-    info = ModelInfo.from_embedder(embedder, model_dir)
+        already = gallery.contains(paths)
+        todo = [p for p in paths if p not in already]
+        duplicates = repeats + [p for p in paths if p in already]
+        if not gallery.trained and todo:  # fail before spending time embedding
+            fi.check_ivfpq_training_size(gallery.config, len(todo))
 
-    if existing is not None and append:
-        gallery = existing
-        if index_type is not None and index_type != gallery.config.type:
-            raise GalleryError(f"{index_dir}: the index is of type {gallery.config.type}; it "
-                               f"cannot be appended to as {index_type} (use --overwrite to "
-                               f"rebuild it)")
-        gallery.check_model(info, where=str(index_dir))
-    else:
-        cfg = config or IndexConfig()
-        if index_type is not None:
-            cfg = dataclasses.replace(cfg, type=index_type)
-        gallery = GalleryIndex(info, cfg)
-    created = not (append and exists)
-    batch_size = batch_size or (config.batch_size if config else IndexConfig().batch_size)
-
-    already = gallery.contains(paths)
-    todo = [p for p in paths if p not in already]
-    duplicates = repeats + [p for p in paths if p in already]
-    if not gallery.trained and todo:  # fail before spending time embedding
-        fi.check_ivfpq_training_size(gallery.config, len(todo))
-
-    good, vectors, bad = read_and_embed(embedder, todo, batch_size, progress)
-    pids, camids = market_labels(good)
-    sources = None if source is None else [source] * len(good)
-    result = gallery.add(good, vectors, pids=pids, camids=camids, sources=sources)
-    duplicates += result.duplicates
-    saved = result.num_added > 0  # nothing readable never replaces an existing index
-    if saved:
-        gallery.save(index_dir, locked=True, overwrite=overwrite)
-    return BuildReport(index_dir=str(index_dir), model_note=model_note,
-                       description=fi.describe(gallery.config), files=len(paths) + len(repeats),
-                       added=result.num_added, duplicates=duplicates, unreadable=bad,
-                       count=gallery.count, created=created, saved=saved,
-                       seconds=time.perf_counter() - start)
+        good, vectors, bad = read_and_embed(embedder, todo, batch_size, progress)
+        pids, camids = market_labels(good)
+        sources = None if source is None else [source] * len(good)
+        result = gallery.add(good, vectors, pids=pids, camids=camids, sources=sources)
+        duplicates += result.duplicates
+        saved = result.num_added > 0  # nothing readable never replaces an existing index
+        if saved:
+            gallery.save(index_dir, locked=True, overwrite=overwrite)
+        return BuildReport(index_dir=str(index_dir), model_note=model_note,
+                           description=fi.describe(gallery.config), files=len(paths) + len(repeats),
+                           added=result.num_added, duplicates=duplicates, unreadable=bad,
+                           count=gallery.count, created=created, saved=saved,
+                           seconds=time.perf_counter() - start, subfolders=subfolders)
