@@ -329,6 +329,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+def check_override_sections(overrides: Iterable[str], sections: Sequence[str],
+                            reader: str) -> None:
+    """Refuse overrides of sections ``reader`` does not read: ``build_index --set
+    train.epochs=3`` would otherwise be accepted and silently do nothing."""
+    for text in overrides:
+        (section, _), _ = parse_override(text)
+        if section not in sections:
+            used = " and ".join(repr(s) for s in sections)
+            raise ConfigError(f"override {text!r}: {reader} reads only the {used} "
+                              f"section{'s' if len(sections) > 1 else ''} of a config")
+
+
 def config_from_dict(raw: Mapping[str, Any] | None, source: str = "<config>",
                      overrides: Iterable[str] = (), name: str = "config") -> Config:
     """Validate a nested mapping (as read from YAML) plus overrides into a :class:`Config`."""

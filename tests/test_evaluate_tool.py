@@ -84,3 +84,11 @@ def test_evaluate_tool_errors_are_one_line(tmp_path, capsys):
     assert error_of("--features", str(single)).startswith(
         f"error: {single}: cannot read features: a single array")
     assert "--data-root" in error_of("--model", str(tmp_path))
+    # An override of a section evaluation does not read would otherwise do nothing, silently.
+    assert error_of("--features", str(bad), "--set", "train.epochs=3") == (
+        "error: override 'train.epochs=3': evaluation of saved features reads only the 'eval' "
+        "section of a config")
+    assert error_of("--model", str(tmp_path), "--data-root", str(tmp_path), "--set",
+                    "index.type=hnsw") == (
+        "error: override 'index.type=hnsw': evaluation reads only the 'data' and 'eval' "
+        "sections of a config")

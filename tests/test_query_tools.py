@@ -321,6 +321,23 @@ def test_build_tool_projector_option(tmp_path, run_dir, data, capsys):
     assert len((tmp_path / "p2" / "metadata.tsv").read_text().splitlines()) == 6
 
 
+def test_build_tool_refuses_before_embedding(tmp_path, run_dir, data, capsys):
+    """Arguments that cannot be honoured are refused before any work, and nothing is written."""
+    main = tool_main("build_index")
+    notes = tmp_path / "dataset"
+    notes.mkdir()
+    (notes / "NOTES.txt").write_text("mine")
+    base = ["--model", str(run_dir), "--images", str(data / "query"), "--index",
+            str(tmp_path / "g"), "--no-progress"]
+    assert main(base + ["--projector", str(notes)]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"error: {notes}: folder holds files an export did not write (NOTES.txt)")
+    assert main(base + ["--set", "train.epochs=3"]) == 1
+    assert capsys.readouterr().err == ("error: override 'train.epochs=3': build_index reads "
+                                       "only the 'index' section of a config\n")
+    assert not (tmp_path / "g").exists() and [p.name for p in notes.iterdir()] == ["NOTES.txt"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--index", "{tmp}/none", "--image", "{q}"], "{tmp}/none: gallery index folder not found"),
     (["--index", "{built}", "--image", "{tmp}/missing.jpg"], "{tmp}/missing.jpg: query image "

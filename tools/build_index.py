@@ -59,16 +59,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build(args: argparse.Namespace) -> None:
-    from reid.config import config_from_dict, load_config
+    from reid.config import check_override_sections, config_from_dict, load_config
     from reid.index import GalleryIndex
     from reid.index.build import build_gallery
     from reid.index.faiss_index import set_threads
-    from reid.index.projector import export_projector
+    from reid.index.projector import check_out_folder, export_projector
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive number, got {args.batch_size}")
     if not args.lock_timeout >= 0:
         raise ValueError(f"--lock-timeout: expected seconds >= 0, got {args.lock_timeout}")
+    check_override_sections(args.set, ["index"], "build_index")
+    if args.projector is not None:  # refuse before the embedding work, not after it
+        check_out_folder(args.projector)
     set_threads(args.threads)
     config = None
     if args.config is not None:

@@ -46,9 +46,11 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
     The evaluation settings come from the model's run folder (``config.yaml``) when there is
     one, so a run is scored as it was validated; ``overrides`` and ``rerank`` adjust them.
     """
-    from reid.config import Config, config_from_dict
+    from reid.config import Config, check_override_sections, config_from_dict
     from reid.engine.evaluator import Features, extract_features, score_features
 
+    check_override_sections(overrides, ["eval"] if features_path else ["data", "eval"],
+                            "evaluation" + (" of saved features" if features_path else ""))
     if rerank:
         overrides = [*overrides, "eval.rerank=true"]
     cfg = Config()

@@ -86,6 +86,24 @@ def _tsv_cell(value: object) -> str:
     return str(value).replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
 
+def check_out_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> pathlib.Path:
+    """``out_dir`` as a path, once it is known an export may write there: it is new, empty, an
+    earlier export (ours to replace), or ``overwrite`` allows writing beside other files.
+    Callers that do long work before exporting call it first, so a refusal comes before that.
+    """
+    out = pathlib.Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise GalleryError(f"{out}: exists and is not a folder")
+    others = [] if not out.is_dir() else sorted(
+        p.name for p in out.iterdir() if p.name not in PROJECTOR_FILES)
+    if others and not overwrite:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise GalleryError(f"{out}: folder holds files an export did not write ({shown}); "
+                           f"choose a new or empty folder, or pass --overwrite to write the "
+                           f"projector files beside them")
+    return out
+
+
 def export_projector(gallery: GalleryIndex, out_dir: str | os.PathLike,
                      max_points: int = 10000, thumb_height: int = 64, seed: int = 0,
                      tensor_name: str = "gallery", overwrite: bool = False) -> ProjectorExport:
@@ -101,16 +119,7 @@ def export_projector(gallery: GalleryIndex, out_dir: str | os.PathLike,
         raise GalleryError("the gallery is empty: nothing to export")
     if thumb_height < 4:
         raise GalleryError(f"thumb_height: expected at least 4 pixels, got {thumb_height}")
-    out = pathlib.Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise GalleryError(f"{out}: exists and is not a folder")
-    others = [] if not out.is_dir() else sorted(
-        p.name for p in out.iterdir() if p.name not in PROJECTOR_FILES)
-    if others and not overwrite:  # an earlier export is ours to replace; anything else is not
-        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-        raise GalleryError(f"{out}: folder holds files an export did not write ({shown}); "
-                           f"choose a new or empty folder, or pass --overwrite to write the "
-                           f"projector files beside them")
+    out = check_out_folder(out_dir, overwrite)
     out.mkdir(parents=True, exist_ok=True)
 
     rows = select_points(gallery.count, max_points, seed)
