@@ -92,3 +92,21 @@ def test_evaluate_tool_errors_are_one_line(tmp_path, capsys):
                     "index.type=hnsw") == (
         "error: override 'index.type=hnsw': evaluation reads only the 'data' and 'eval' "
         "sections of a config")
+
+
+def test_evaluate_tool_flags_collapsed_features(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    pids, cams = np.repeat(np.arange(4), 2), np.tile([0, 1], 4)
+    one = rng.normal(size=16)
+    features = tmp_path / "collapsed.npz"
+    np.savez(features, query=one + 1e-6 * rng.normal(size=(8, 16)),
+             gallery=one + 1e-6 * rng.normal(size=(8, 16)), q_pids=pids, g_pids=pids,
+             q_camids=cams, g_camids=1 - cams)
+    assert evaluate(["--features", str(features)]) == 0
+    assert capsys.readouterr().err.startswith(
+        "warning: the embeddings of the query and gallery images have collapsed")
+    spread = tmp_path / "spread.npz"
+    np.savez(spread, query=rng.normal(size=(8, 16)), gallery=rng.normal(size=(8, 16)),
+             q_pids=pids, g_pids=pids, q_camids=cams, g_camids=1 - cams)
+    assert evaluate(["--features", str(spread)]) == 0
+    assert capsys.readouterr().err == ""

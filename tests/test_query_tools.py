@@ -28,14 +28,18 @@ from reid.index import GalleryError, GalleryIndex, IndexMismatchError, is_galler
 from reid.index.build import build_gallery, collect_images
 from reid.index.query import embed_queries, open_gallery, query_gallery
 from reid.modeling import build_reid_model, export_embedder
+from reid.modeling.reid_model import NECK_LAYER
 from tool_runner import tool_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _export(folder: pathlib.Path, seed: int) -> pathlib.Path:
+def _export(folder: pathlib.Path, seed: int, collapsed: bool = False) -> pathlib.Path:
     keras.utils.set_random_seed(seed)
     models = build_reid_model(ModelConfig(alpha=0.35, weights=None), (64, 32, 3), num_classes=4)
+    if collapsed:  # the neck adds 1e4 to every feature (at most 6): one direction for all
+        neck = models.embedding_model.get_layer(NECK_LAYER)
+        neck.moving_mean.assign(np.full(neck.moving_mean.shape, -1e4, np.float32))
     export_embedder(models.embedding_model, folder)
     return folder
 
@@ -288,7 +292,8 @@ def test_query_tool_table_json_and_grid(built, data, tmp_path, capsys):
     grid = tmp_path / "grid.png"
     assert main(["--index", str(built), "--image", str(files[2]), str(query), "--top-k", "4",
                  "--save-grid", str(grid)]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "collapsed" not in err  # random weights spread crops far more than a collapse
     assert out.count("rank   score    pid  cam  path") == 2
     first_row = out.splitlines()[2].split()
     assert first_row[0] == "1" and float(first_row[1]) == pytest.approx(1.0, abs=1e-3)
@@ -319,6 +324,21 @@ def test_build_tool_projector_option(tmp_path, run_dir, data, capsys):
     assert tool_main("export_projector")(["--index", str(tmp_path / "g"), "--out",
                                      str(tmp_path / "p2"), "--max-points", "5"]) == 0
     assert len((tmp_path / "p2" / "metadata.tsv").read_text().splitlines()) == 6
+
+
+def test_collapsed_embeddings_are_flagged_by_build_and_query(tmp_path, data, capsys):
+    model = _export(tmp_path / "collapsed", seed=0, collapsed=True)
+    index = tmp_path / "g"
+    assert tool_main("build_index")(["--model", str(model), "--images", str(data / "query"),
+                                     "--index", str(index), "--no-progress"]) == 0
+    warning = f"warning: the embeddings of the index {index} have collapsed"
+    assert warning in capsys.readouterr().out
+    query = sorted((data / "query").glob("*.jpg"))[0]
+    assert tool_main("query")(["--index", str(index), "--image", str(query)]) == 0
+    captured = capsys.readouterr()
+    scores = [float(s) for s in re.findall(r"\b[01]\.\d{4}\b", captured.out)]
+    assert scores and all(s == 1.0 for s in scores)  # what the warning explains
+    assert f"warning: the embeddings of the gallery {index} have collapsed" in captured.err
 
 
 def test_build_tool_refuses_before_embedding(tmp_path, run_dir, data, capsys):

@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 def evaluate(args: argparse.Namespace) -> None:
     from reid.engine.commands import run_evaluation
     from reid.engine.evaluator import format_metrics
+    from reid.evaluation import collapse_warning
     from reid.utils.io import atomic_write_text
 
     metrics = run_evaluation(args.model, args.data_root, args.dataset, args.features,
@@ -56,6 +57,9 @@ def evaluate(args: argparse.Namespace) -> None:
     print(f"queries {metrics['num_query']}, gallery {metrics['num_gallery']}, "
           f"valid queries {metrics['num_valid_queries']}")
     print(format_metrics(rows))
+    collapsed = collapse_warning(metrics["embedding_spread"], "the query and gallery images")
+    if collapsed:
+        print(collapsed, file=sys.stderr)
     if args.json:
         keys = ("mAP", "rank1", "rank5", "rank10", "mINP", "num_query", "num_gallery")
         out = {k: metrics[k] for k in keys}

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def query(args: argparse.Namespace) -> None:
+    from reid.evaluation import collapse_warning, embedding_spread
     from reid.index.faiss_index import set_threads
     from reid.index.grid import check_grid_output
     from reid.index.query import (format_results, missing_files, open_gallery, query_gallery,
@@ -67,6 +68,9 @@ def query(args: argparse.Namespace) -> None:
     if args.save_grid is not None:
         save_results_grid(results, args.save_grid, args.grid_height)
         print(f"picture: {args.save_grid}", file=sys.stderr if args.json else sys.stdout)
+    collapsed = collapse_warning(embedding_spread(gallery.vectors), f"the gallery {args.index}")
+    if collapsed:
+        print(collapsed, file=sys.stderr)
     gone = missing_files(results)
     if gone:
         print(f"warning: {len(gone)} of the results no longer exist on disk (moved or deleted "

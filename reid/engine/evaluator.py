@@ -14,8 +14,8 @@ import numpy as np
 
 from reid.config import EvalConfig
 from reid.data.records import ImageRecord, ReidDataset
-from reid.evaluation import (alpha_query_expansion, evaluate_rank, flip_average,
-                             pairwise_distance, re_ranking)
+from reid.evaluation import (alpha_query_expansion, embedding_spread, evaluate_rank,
+                             flip_average, pairwise_distance, re_ranking)
 from reid.utils.io import atomic_path
 
 
@@ -97,14 +97,16 @@ def _summary(result: dict[str, Any]) -> dict[str, float]:
 
 
 def score_features(features: Features, cfg: EvalConfig) -> dict[str, Any]:
-    """mAP, rank-1/5/10 and mINP; a ``"rerank"`` entry with the same keys when ``cfg.rerank``."""
+    """mAP, rank-1/5/10 and mINP; a ``"rerank"`` entry with the same keys when ``cfg.rerank``;
+    ``"embedding_spread"`` of all the features (see :mod:`reid.evaluation.collapse`)."""
     query, gallery = features.query, features.gallery
+    spread = embedding_spread(np.concatenate([query, gallery]))
     if cfg.query_expansion > 0:
         query = alpha_query_expansion(query, gallery, cfg.query_expansion, cfg.qe_alpha)
     args = (features.q_pids, features.g_pids, features.q_camids, features.g_camids)
     distmat = pairwise_distance(query, gallery, metric=cfg.distance)
     metrics: dict[str, Any] = _summary(evaluate_rank(distmat, *args, max_rank=cfg.max_rank))
-    metrics.update(num_query=len(query), num_gallery=len(gallery))
+    metrics.update(num_query=len(query), num_gallery=len(gallery), embedding_spread=spread)
     if cfg.rerank:
         reranked = re_ranking(query, gallery, cfg.rerank_k1, cfg.rerank_k2, cfg.rerank_lambda)
         metrics["rerank"] = _summary(evaluate_rank(reranked, *args, max_rank=cfg.max_rank))

@@ -27,6 +27,7 @@ from reid.data.records import DatasetError, ReidDataset
 from reid.engine.checkpoint import (assign_group, latest_checkpoint, load_checkpoint,
                                     save_checkpoint)
 from reid.engine.evaluator import evaluate_embedder
+from reid.evaluation import collapse_warning
 from reid.engine.schedule import WarmupSchedule
 from reid.losses import ReidLoss
 from reid.modeling import Embedder, build_reid_model, export_embedder
@@ -302,6 +303,9 @@ class Trainer:
                 record["val"] = {k: v for k, v in metrics.items() if k != "rerank"}
                 final_metrics = metrics if last else None
                 self.log(f"  validation mAP {metrics['mAP']:.4f} rank-1 {metrics['rank1']:.4f}")
+                collapsed = collapse_warning(metrics["embedding_spread"], "the validation images")
+                if collapsed:
+                    self.log(f"  {collapsed}")
                 if metrics["mAP"] > self.best_map:
                     self.best_map = metrics["mAP"]
                     best_dir = self.layout.best_model

@@ -20,6 +20,7 @@ import numpy as np
 
 from reid.config import IndexConfig
 from reid.data.market1501 import parse_market_name
+from reid.evaluation import collapse_warning, embedding_spread
 from reid.index import faiss_index as fi
 from reid.index import versioned_folder as vf
 from reid.index.errors import GalleryError
@@ -150,6 +151,7 @@ class BuildReport:
     saved: bool
     seconds: float
     subfolders: list[str] = dataclasses.field(default_factory=list)
+    collapsed: str | None = None  # the warning, when the index's embeddings have collapsed
 
     def format(self) -> str:
         if self.saved:
@@ -164,6 +166,8 @@ class BuildReport:
         lines += [f"  unreadable: {path}: {why}" for path, why in self.unreadable]
         lines += [f"  not searched: {path}/ (a folder; pass '{path}/**' or the folder itself to "
                   f"index what is in it)" for path in self.subfolders]
+        if self.collapsed:
+            lines.append(self.collapsed)
         return "\n".join(lines)
 
 
@@ -243,4 +247,6 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
                            description=fi.describe(gallery.config), files=len(paths) + len(repeats),
                            added=result.num_added, duplicates=duplicates, unreadable=bad,
                            count=gallery.count, created=created, saved=saved,
-                           seconds=time.perf_counter() - start, subfolders=subfolders)
+                           seconds=time.perf_counter() - start, subfolders=subfolders,
+                           collapsed=collapse_warning(embedding_spread(gallery.vectors),
+                                                      f"the index {index_dir}"))
