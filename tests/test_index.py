@@ -274,7 +274,7 @@ def test_saved_files_are_what_the_manifest_says(tmp_path):
     version = g.save(tmp_path / "g")
     assert (tmp_path / "g" / "CURRENT").read_text().strip() == version.name
     manifest = json.loads((version / "manifest.json").read_text())
-    assert manifest["format"] == "reid-gallery-index" and manifest["format_version"] == 1
+    assert manifest["format"] == "reid-gallery-index" and manifest["format_version"] == 2
     assert manifest["count"] == 21 and manifest["embedding_dim"] == DIM
     assert manifest["model"]["fingerprint"] == MODEL.fingerprint
     assert manifest["model"]["preprocessing"] == {"input_height": 64, "input_width": 32}
@@ -448,7 +448,7 @@ def test_bad_folders_and_manifests(saved, tmp_path):
     manifest.write_text(good[:40])
     with pytest.raises(CorruptIndexError, match=rf"{manifest}: cannot read the manifest"):
         GalleryIndex.load(folder)
-    manifest.write_text(good.replace('"format_version": 1', '"format_version": 9'))
+    manifest.write_text(good.replace('"format_version": 2', '"format_version": 9'))
     with pytest.raises(CorruptIndexError, match="format version 9.*newer"):
         GalleryIndex.load(folder)
     manifest.write_text(good)

@@ -2,9 +2,13 @@
 
   tools/build_index.py --model runs/NAME --images DIR_OR_GLOB [--images ...] --index GALLERY
                        [--append | --overwrite] [--type flat|hnsw|ivfpq] [--config FILE]
+  tools/build_index.py --index GALLERY --relocate OLD_FOLDER NEW_FOLDER
 
 Person ids and cameras are read from Market-1501-style file names when present. Unreadable
-files are listed and skipped; the index is written (atomically) only when images were added.
+files are listed and skipped; the index is written (atomically) only when it changed. A file
+is known by its content too: a copy of an indexed image is skipped, an indexed image found
+under a new path (its old one gone) has its path updated. ``--relocate`` rewrites the paths
+of a moved image folder without reading the images.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=pathlib.Path,
                         help="run folder (uses its model/ export, else model_best/) or exported "
                              "model folder; default when appending: the index's own model")
-    parser.add_argument("--images", action="extend", nargs="+", required=True,
-                        metavar="DIR_OR_GLOB",
+    parser.add_argument("--images", action="extend", nargs="+", metavar="DIR_OR_GLOB",
                         help="folder (its files), glob ('**' recurses) or file; repeatable")
     parser.add_argument("--index", type=pathlib.Path, required=True, help="gallery index folder")
+    parser.add_argument("--relocate", nargs=2, type=pathlib.Path, metavar=("OLD", "NEW"),
+                        help="instead of adding images: the indexed image folder OLD moved to "
+                             "NEW; rewrite the index's paths (no images are embedded)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--append", action="store_true", help="add to an existing index")
     mode.add_argument("--overwrite", action="store_true",
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 def build(args: argparse.Namespace) -> None:
     from reid.config import check_override_sections, config_from_dict, load_config
     from reid.index import GalleryIndex
-    from reid.index.build import build_gallery
+    from reid.index.build import build_gallery, relocate_gallery
     from reid.index.faiss_index import set_threads
     from reid.index.projector import check_out_folder, export_projector
 
@@ -69,6 +75,18 @@ def build(args: argparse.Namespace) -> None:
         raise ValueError(f"--batch-size: expected a positive number, got {args.batch_size}")
     if not args.lock_timeout >= 0:
         raise ValueError(f"--lock-timeout: expected seconds >= 0, got {args.lock_timeout}")
+    if args.relocate is not None:
+        given = [name for name, value in (("--images", args.images), ("--model", args.model),
+                                          ("--append", args.append),
+                                          ("--overwrite", args.overwrite),
+                                          ("--projector", args.projector)) if value]
+        if given:
+            raise ValueError(f"--relocate only rewrites paths; it takes no {', '.join(given)}")
+        print(relocate_gallery(args.index, *args.relocate, lock_timeout=args.lock_timeout)
+              .format())
+        return
+    if not args.images:
+        raise ValueError("--images is required (or --relocate OLD NEW to repair moved paths)")
     check_override_sections(args.set, ["index"], "build_index")
     if args.projector is not None:  # refuse before the embedding work, not after it
         check_out_folder(args.projector)

@@ -26,6 +26,7 @@ from reid.index import versioned_folder as vf
 from reid.index.errors import GalleryError
 from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index, normalize_path
 from reid.run_layout import RunLayout
+from reid.utils.io import file_sha256
 
 
 def _folder_files(folder: str) -> tuple[list[str], list[str]]:
@@ -79,7 +80,8 @@ def collect_images(specs: Sequence[str | os.PathLike]
     unique: list[str] = []
     repeats: list[str] = []
     seen: set[str] = set()
-    for path in (normalize_path(p) for p in found):
+    # A link that points nowhere keeps its own name, so that the report names what was given.
+    for path in (normalize_path(p) if os.path.exists(p) else os.path.abspath(p) for p in found):
         (repeats if path in seen else unique).append(path)
         seen.add(path)
     return unique, repeats, subfolders
@@ -95,22 +97,78 @@ def _why_unreadable(path: str) -> str:
     return "cannot read or decode image"
 
 
-def read_and_embed(embedder: object, paths: Sequence[str], batch_size: int,
-                   progress: bool = True) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
-    """(readable paths, their embeddings, [(unreadable path, reason)])."""
-    from reid.data.pipeline import check_images, eval_dataset
+def read_images(paths: Sequence[str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """({readable path: SHA-256 of its bytes}, [(unreadable path, reason)]), in input order.
+
+    Every file is decoded once, as training would, before anything is embedded."""
+    from reid.data.pipeline import check_images
 
     with warnings.catch_warnings():  # the skipped files are returned, with reasons
         warnings.simplefilter("ignore")
-        good = check_images(list(paths), skip_bad=True)
-    good_set = set(good)
-    bad = [(p, _why_unreadable(p)) for p in paths if p not in good_set]
-    if not good:
-        return [], np.zeros((0, embedder.embedding_dim), np.float32), bad
+        good = set(check_images(list(paths), skip_bad=True))
+    digests: dict[str, str] = {}
+    bad: list[tuple[str, str]] = []
+    for path in paths:
+        if path not in good:
+            bad.append((path, _why_unreadable(path)))
+            continue
+        try:
+            digests[path] = file_sha256(path)
+        except OSError as exc:  # gone or unreadable since it was decoded
+            bad.append((path, f"cannot read ({exc.strerror})"))
+    return digests, bad
+
+
+def embed_images(embedder: object, paths: Sequence[str], batch_size: int,
+                 progress: bool = True) -> np.ndarray:
+    from reid.data.pipeline import eval_dataset
+
+    if not paths:
+        return np.zeros((0, embedder.embedding_dim), np.float32)
     height, width = embedder.input_size
-    vectors = embedder.embed_batches(eval_dataset(good, height, width, batch_size),
-                                     progress=progress)
-    return good, vectors, bad
+    return embedder.embed_batches(eval_dataset(list(paths), height, width, batch_size),
+                                  progress=progress)
+
+
+def record_missing_digests(gallery: GalleryIndex, log: Callable[[str], None]) -> int:
+    """Digest the files of entries indexed before digests were kept (format 1), so that they
+    too are recognised when re-added under another path; returns how many were recorded.
+    Files no longer there keep no digest."""
+    entries = [e for e in gallery.entries_without_digest() if os.path.isfile(e.path)]
+    if not entries:
+        return 0
+    log(f"recording the content digests of {len(entries)} images indexed before digests "
+        f"were kept")
+    digests = {}
+    for entry in entries:
+        try:
+            digests[entry.id] = file_sha256(entry.path)
+        except OSError:
+            continue
+    gallery.record_digests(digests)
+    return len(digests)
+
+
+def sort_by_content(gallery: GalleryIndex, digests: dict[str, str]
+                    ) -> tuple[list[str], dict[int, tuple[str, str]], list[tuple[str, str]]]:
+    """Split readable files into (new ones, {id: (indexed path, path)} for indexed files that
+    moved here, [(path, indexed path)] for copies of files still where they were indexed).
+
+    An indexed file is one with the same content digest; it moved when nothing is left at its
+    indexed path. A file is new when its content is not indexed yet."""
+    known = gallery.indexed_digests(sorted(set(digests.values())))
+    new: list[str] = []
+    moved: dict[int, tuple[str, str]] = {}
+    copies: list[tuple[str, str]] = []
+    for path, digest in digests.items():
+        entry = known.get(digest)
+        if entry is None:
+            new.append(path)
+        elif entry.id not in moved and not os.path.lexists(entry.path):
+            moved[entry.id] = (entry.path, path)
+        else:
+            copies.append((path, moved.get(entry.id, (None, entry.path))[1]))
+    return new, moved, copies
 
 
 def market_labels(paths: Sequence[str]) -> tuple[list[int | None], list[int | None]]:
@@ -137,6 +195,14 @@ def load_model(model: str | os.PathLike) -> tuple[object, pathlib.Path, str]:
     return embedder, model_dir, note
 
 
+def _some(lines: list[str], limit: int = 10) -> list[str]:
+    """At most ``limit`` of ``lines``, and how many were left out: a moved folder of thousands
+    of images must not scroll the summary away."""
+    if len(lines) <= limit:
+        return lines
+    return lines[:limit] + [f"  ... and {len(lines) - limit} more"]
+
+
 @dataclasses.dataclass
 class BuildReport:
     index_dir: str
@@ -151,6 +217,9 @@ class BuildReport:
     saved: bool
     seconds: float
     subfolders: list[str] = dataclasses.field(default_factory=list)
+    moved: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (old, new path)
+    copies: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, indexed)
+    digested: int = 0  # older entries whose content digests were recorded
     collapsed: str | None = None  # the warning, when the index's embeddings have collapsed
 
     def format(self) -> str:
@@ -158,12 +227,18 @@ class BuildReport:
             action = "created" if self.created else "updated"
         else:
             action = "unchanged" if not self.created else "not written"
+        moved = f", recognised {len(self.moved)} as moved" if self.moved else ""
         lines = [f"index {self.index_dir} ({self.description}): {action}, "
                  f"{self.count} images",
-                 f"{self.files} files: added {self.added}, skipped {len(self.duplicates)} as "
-                 f"duplicates, skipped {len(self.unreadable)} as unreadable "
-                 f"({self.seconds:.1f} s)"]
+                 f"{self.files} files: added {self.added}{moved}, skipped "
+                 f"{len(self.duplicates)} as duplicates, skipped {len(self.unreadable)} as "
+                 f"unreadable ({self.seconds:.1f} s)"]
         lines += [f"  unreadable: {path}: {why}" for path, why in self.unreadable]
+        lines += _some([f"  moved: {old} -> {new} (path updated)" for old, new in self.moved])
+        lines += _some([f"  same content as {indexed}: {path}" for path, indexed in self.copies])
+        if self.digested:
+            lines.append(f"  recorded content digests of {self.digested} images indexed "
+                         f"before digests were kept")
         lines += [f"  not searched: {path}/ (a folder; pass '{path}/**' or the folder itself to "
                   f"index what is in it)" for path in self.subfolders]
         if self.collapsed:
@@ -232,15 +307,23 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
         already = gallery.contains(paths)
         todo = [p for p in paths if p not in already]
         duplicates = repeats + [p for p in paths if p in already]
-        if not gallery.trained and todo:  # fail before spending time embedding
+        if not gallery.trained and todo:  # fail before spending time reading and embedding
             fi.check_ivfpq_training_size(gallery.config, len(todo))
+        digested = record_missing_digests(gallery, log) if not created else 0
 
-        good, vectors, bad = read_and_embed(embedder, todo, batch_size, progress)
-        pids, camids = market_labels(good)
-        sources = None if source is None else [source] * len(good)
-        result = gallery.add(good, vectors, pids=pids, camids=camids, sources=sources)
+        digests, bad = read_images(todo)
+        new, moved, copies = sort_by_content(gallery, digests)
+        if moved:
+            gallery.move({i: path for i, (_, path) in moved.items()})
+        duplicates += [path for path, _ in copies]
+        vectors = embed_images(embedder, new, batch_size, progress)
+        pids, camids = market_labels(new)
+        sources = None if source is None else [source] * len(new)
+        result = gallery.add(new, vectors, pids=pids, camids=camids, sources=sources,
+                             digests=[digests[p] for p in new])
         duplicates += result.duplicates
-        saved = result.num_added > 0  # nothing readable never replaces an existing index
+        # Nothing readable never replaces an existing index.
+        saved = result.num_added > 0 or bool(moved) or digested > 0
         if saved:
             gallery.save(index_dir, locked=True, overwrite=overwrite)
         return BuildReport(index_dir=str(index_dir), model_note=model_note,
@@ -248,5 +331,62 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
                            added=result.num_added, duplicates=duplicates, unreadable=bad,
                            count=gallery.count, created=created, saved=saved,
                            seconds=time.perf_counter() - start, subfolders=subfolders,
+                           moved=list(moved.values()), copies=copies, digested=digested,
                            collapsed=collapse_warning(embedding_spread(gallery.vectors),
                                                       f"the index {index_dir}"))
+
+
+#: Relocated files whose content is compared with what was indexed (evenly spaced): enough to
+#: catch a wrong folder (another dataset with the same file names), cheap on a large gallery.
+RELOCATE_CHECKS = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class RelocateReport:
+    index_dir: str
+    old_root: str
+    new_root: str
+    moved: int
+    count: int
+    missing: list[str]
+
+    def format(self) -> str:
+        lines = [f"index {self.index_dir}: updated, {self.moved} of {self.count} image paths "
+                 f"moved from {self.old_root} to {self.new_root}"]
+        if self.missing:
+            lines.append(f"  warning: {len(self.missing)} of them are not at their new path "
+                         f"(queries will flag them), e.g. {self.missing[0]}")
+        return "\n".join(lines)
+
+
+def relocate_gallery(index_dir: str | os.PathLike, old_root: str | os.PathLike,
+                     new_root: str | os.PathLike, *,
+                     lock_timeout: float = vf.DEFAULT_LOCK_TIMEOUT,
+                     log: Callable[[str], None] = print) -> RelocateReport:
+    """Repair the paths of an index whose image folder ``old_root`` moved to ``new_root``,
+    without reading the images again (but for a sample whose content is checked, so that a
+    wrong folder is refused), under the index's writer lock. The index is unchanged unless
+    at least one image is found at its new path."""
+    index_dir = pathlib.Path(index_dir)
+    if not index_dir.is_dir():
+        raise GalleryError(f"{index_dir}: gallery index folder not found")
+    with vf.writer_lock(index_dir, lock_timeout, log):
+        vf.check_pointer(index_dir)
+        gallery = GalleryIndex.load(index_dir)
+        pairs = gallery.relocate(old_root, new_root)
+        missing = [new for _, new in pairs.values() if not os.path.isfile(new)]
+        if len(missing) == len(pairs):
+            raise GalleryError(f"{new_root}: none of the {len(pairs)} images indexed under "
+                               f"{old_root} is there (e.g. {missing[0]}); index unchanged")
+        entries = {e.id: e for e in gallery.entries(list(pairs))}
+        found = [i for i, (_, new) in pairs.items()
+                 if entries[i].digest is not None and os.path.isfile(new)]
+        for i in found[::max(1, len(found) // RELOCATE_CHECKS)]:
+            old, new = pairs[i]
+            if file_sha256(new) != entries[i].digest:
+                raise GalleryError(f"{new}: its content differs from the image indexed as "
+                                   f"{old}, so {new_root} is not where those images moved; "
+                                   f"index unchanged")
+        gallery.save(index_dir, locked=True)
+    return RelocateReport(str(index_dir), str(old_root), str(new_root), len(pairs),
+                          gallery.count, missing)

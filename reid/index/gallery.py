@@ -9,7 +9,8 @@ Folder layout::
                            parameters, count, format version, size and SHA-256 of the files below
         index.faiss        the FAISS index (IndexIDMap2: stable integer ids)
         vectors.npy        the raw float32 embeddings, one row per id in ascending id order
-        metadata.sqlite    table ``images``: id, path, pid, camid, source, captured_at, added_at
+        metadata.sqlite    table ``images``: id, path, pid, camid, source, captured_at, added_at,
+                           digest (SHA-256 of the image file)
 
 The folder is a versioned folder (:mod:`reid.index.versioned_folder`), which also explains the
 saving protocol: a saved version is never changed, :meth:`GalleryIndex.save` writes a new one
@@ -32,6 +33,7 @@ import datetime
 import json
 import os
 import pathlib
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -45,7 +47,10 @@ from reid.index.errors import CorruptIndexError, GalleryError, IndexMismatchErro
 from reid.index.metadata import ImageEntry, MetadataStore
 
 FORMAT = "reid-gallery-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this code reads. 1 had no image digests: its table gets an empty digest column on
+#: load, and the next save writes version 2.
+READABLE_FORMAT_VERSIONS = (1, 2)
 MANIFEST_FILE = "manifest.json"
 FAISS_FILE = "index.faiss"
 VECTORS_FILE = "vectors.npy"
@@ -116,9 +121,9 @@ class AddResult:
 
 
 def normalize_path(path: str | os.PathLike) -> str:
-    """The key an image is indexed under: absolute and normalised, so one file is one entry
-    however it was named on the command line."""
-    return os.path.abspath(os.fspath(path))
+    """The path an image is indexed under: absolute, normalised and with symlinks resolved, so
+    one file is one entry however it was reached (a relative path, a linked folder)."""
+    return os.path.realpath(os.fspath(path))
 
 
 def _unit_rows(name: str, vectors: np.ndarray) -> np.ndarray:
@@ -240,9 +245,10 @@ class GalleryIndex:
             pids: Sequence[int | None] | None = None,
             camids: Sequence[int | None] | None = None,
             sources: Sequence[str | None] | None = None,
-            captured_at: Sequence[str | None] | None = None) -> AddResult:
-        """Append images; a path already indexed (or repeated in ``paths``) is skipped, never
-        duplicated. Returns what was added and what was skipped.
+            captured_at: Sequence[str | None] | None = None,
+            digests: Sequence[str | None] | None = None) -> AddResult:
+        """Append images; a path or content digest already indexed (or repeated in the call)
+        is skipped, never duplicated. Returns what was added and what was skipped.
 
         IVF-PQ is trained on the first vectors it gets; too few raise IndexTrainingError and
         leave the index unchanged.
@@ -252,20 +258,23 @@ class GalleryIndex:
         if len(vectors) != n:
             raise GalleryError(f"add: {n} paths but {len(vectors)} vectors")
         columns = {"pids": pids, "camids": camids, "sources": sources,
-                   "captured_at": captured_at}
+                   "captured_at": captured_at, "digests": digests}
         for name, values in columns.items():
             if values is not None and len(values) != n:
                 raise GalleryError(f"add: {n} paths but {len(values)} {name}")
         norm = [normalize_path(p) for p in paths]
         existing = self._meta.existing_paths(sorted(set(norm)))
+        given = [] if digests is None else [d for d in digests if d is not None]
+        existing |= set(self._meta.ids_by_digest(sorted(set(given))))
         keep: list[int] = []
         seen: set[str] = set()
         duplicates: list[str] = []
         for i, path in enumerate(norm):
-            if path in existing or path in seen:
+            keys = {path} if digests is None or digests[i] is None else {path, digests[i]}
+            if keys & existing or keys & seen:
                 duplicates.append(path)
             else:
-                seen.add(path)
+                seen |= keys
                 keep.append(i)
         if not keep:
             return AddResult(np.zeros(0, np.int64), [], duplicates)
@@ -290,7 +299,8 @@ class GalleryIndex:
         self._meta.insert(
             ImageEntry(id=int(new_ids[j]), path=norm[i], pid=column(pids, i, int),
                        camid=column(camids, i, int), source=column(sources, i, str),
-                       captured_at=column(captured_at, i, str), added_at=added_at)
+                       captured_at=column(captured_at, i, str), added_at=added_at,
+                       digest=column(digests, i, str))
             for j, i in enumerate(keep))
         self._faiss, self._config = index, config
         self._vectors = np.concatenate([self._vectors, new_vectors])
@@ -298,6 +308,58 @@ class GalleryIndex:
         self._next_id += len(keep)
         self._updated_at = added_at
         return AddResult(new_ids, [norm[i] for i in keep], duplicates)
+
+    # --- file identity ---------------------------------------------------------------------
+
+    def indexed_digests(self, digests: Sequence[str]) -> dict[str, ImageEntry]:
+        """For those of ``digests`` already indexed, the entry holding each."""
+        ids = self._meta.ids_by_digest(digests)
+        entries = self._meta.get(ids.values())
+        return {d: entries[i] for d, i in ids.items()}
+
+    def entries_without_digest(self) -> list[ImageEntry]:
+        """Entries indexed before digests were kept (or added without them)."""
+        return self._meta.without_digest()
+
+    def record_digests(self, digests: Mapping[int, str]) -> None:
+        """Record the content digests of entries (id -> SHA-256) that have none."""
+        self._meta.set_digests(digests)
+        self._updated_at = _now()
+
+    def move(self, paths: Mapping[int, str | os.PathLike]) -> None:
+        """Give entries (id -> new path) the paths their files now have. A new path that
+        another entry holds is an error, and nothing changes."""
+        moved = {int(i): normalize_path(p) for i, p in paths.items()}
+        unknown = sorted(set(moved) - set(self._meta.get(moved)))
+        if unknown:
+            raise GalleryError(f"ids not in the index: {unknown[:10]}")
+        try:
+            self._meta.set_paths(moved)
+        except sqlite3.IntegrityError:
+            taken = sorted(self._meta.existing_paths(list(moved.values())) - set(
+                self._meta.get(moved)[i].path for i in moved))
+            raise GalleryError(f"cannot move indexed images onto paths other entries hold "
+                               f"(e.g. {taken[0] if taken else '?'})") from None
+        self._updated_at = _now()
+
+    def relocate(self, old_root: str | os.PathLike, new_root: str | os.PathLike
+                 ) -> dict[int, tuple[str, str]]:
+        """Rewrite the paths under folder ``old_root`` to lie under ``new_root`` (a moved
+        image folder); returns id -> (old path, new path). Nothing under ``old_root`` is an
+        error that says where the indexed images are."""
+        old_key, new_key = os.path.abspath(os.fspath(old_root)), normalize_path(new_root)
+        under = self._meta.paths_under(old_key)
+        if not under and normalize_path(old_root) != old_key:  # given through a symlink
+            old_key = normalize_path(old_root)
+            under = self._meta.paths_under(old_key)
+        if not under:
+            sample = [e.path for e in self._meta.entries()[:1000]]
+            where = f" (they are under {os.path.commonpath(sample)})" if sample else ""
+            raise GalleryError(f"{old_root}: no indexed image is in this folder{where}")
+        pairs = {i: (p, os.path.join(new_key, os.path.relpath(p, old_key)))
+                 for i, p in under.items()}
+        self.move({i: new for i, (_, new) in pairs.items()})
+        return pairs
 
     def remove(self, *, paths: Sequence[str | os.PathLike] | None = None,
                pids: Sequence[int] | None = None, camids: Sequence[int] | None = None) -> int:
@@ -449,7 +511,7 @@ class GalleryIndex:
 
         index = fi.read_index(vdir / FAISS_FILE)
         vectors = _read_vectors(vdir / VECTORS_FILE)
-        meta = MetadataStore.load(vdir / METADATA_FILE)
+        meta = MetadataStore.load(vdir / METADATA_FILE, legacy=manifest["format_version"] == 1)
         try:
             ids = meta.ids()
             _check_consistent(vdir, count, dim, next_id, index, vectors, ids, meta.count())
@@ -503,11 +565,12 @@ def _read_manifest(path: pathlib.Path) -> dict[str, Any]:
         raise CorruptIndexError(f"{path}: not a {FORMAT} manifest (format "
                                 f"{manifest.get('format')!r})")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMAT_VERSIONS or isinstance(version, bool):
         newer = isinstance(version, int) and version > FORMAT_VERSION
         hint = " (written by a newer version of reid)" if newer else ""
+        readable = " and ".join(str(v) for v in READABLE_FORMAT_VERSIONS)
         raise CorruptIndexError(f"{path}: format version {version!r}, this code reads "
-                                f"{FORMAT_VERSION}{hint}")
+                                f"{readable}{hint}")
     return manifest
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -22,17 +22,22 @@ TABLE = "images"
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     id INTEGER PRIMARY KEY,      -- the FAISS id; never reused
-    path TEXT NOT NULL UNIQUE,   -- absolute path of the crop
+    path TEXT NOT NULL UNIQUE,   -- absolute path of the crop, symlinks resolved
     pid INTEGER,                 -- person id when known (NULL otherwise)
     camid INTEGER,               -- camera when known
     source TEXT,                 -- where the crop came from (video, site), when given
     captured_at TEXT,            -- capture time as given (ISO 8601 recommended)
-    added_at TEXT NOT NULL       -- when it was indexed, ISO 8601 UTC
+    added_at TEXT NOT NULL,      -- when it was indexed, ISO 8601 UTC
+    digest TEXT                  -- SHA-256 of the file's bytes (NULL: indexed before digests
+                                 -- were kept, or added without a file)
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_pid ON {TABLE}(pid);
 CREATE INDEX IF NOT EXISTS {TABLE}_camid ON {TABLE}(camid);
 """
-COLUMNS = ("id", "path", "pid", "camid", "source", "captured_at", "added_at")
+DIGEST_INDEX = f"CREATE INDEX IF NOT EXISTS {TABLE}_digest ON {TABLE}(digest);"
+COLUMNS = ("id", "path", "pid", "camid", "source", "captured_at", "added_at", "digest")
+#: The table of format version 1, before digests: read, and given the column, on load.
+LEGACY_COLUMNS = COLUMNS[:-1]
 # SQLite limits the parameters of one statement; stay well below every build's limit.
 _CHUNK = 500
 
@@ -48,6 +53,7 @@ class ImageEntry:
     source: str | None = None
     captured_at: str | None = None
     added_at: str = ""
+    digest: str | None = None
 
 
 def _chunks(values: Sequence, size: int = _CHUNK) -> Iterator[Sequence]:
@@ -64,11 +70,15 @@ class MetadataStore:
 
     def __init__(self) -> None:
         self._conn = sqlite3.connect(":memory:")
-        self._conn.executescript(SCHEMA)
+        self._conn.executescript(SCHEMA + DIGEST_INDEX)
 
     @classmethod
-    def load(cls, path: str | pathlib.Path) -> MetadataStore:
-        """Copy a saved table into memory; errors name the file."""
+    def load(cls, path: str | pathlib.Path, legacy: bool = False) -> MetadataStore:
+        """Copy a saved table into memory; errors name the file.
+
+        ``legacy``: the file may be a format-1 table, without digests; it is given the
+        ``digest`` column (empty) in memory, and the next save writes the current table.
+        """
         path = pathlib.Path(path)
         if not path.is_file():
             raise CorruptIndexError(f"{path}: metadata database missing")
@@ -84,6 +94,11 @@ class MetadataStore:
             store.close()
             raise CorruptIndexError(f"{path}: cannot read the metadata database ({exc})") \
                 from None
+        if legacy and tuple(columns) == LEGACY_COLUMNS:
+            with store._conn:
+                store._conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN digest TEXT")
+                store._conn.execute(DIGEST_INDEX)
+            columns.append("digest")
         if tuple(columns) != COLUMNS:
             store.close()
             raise CorruptIndexError(f"{path}: metadata table {TABLE!r} has columns {columns}, "
@@ -117,6 +132,45 @@ class MetadataStore:
                 f"SELECT path FROM {TABLE} WHERE path IN ({_placeholders(len(chunk))})", chunk)
             found.update(r[0] for r in rows)
         return found
+
+    def ids_by_digest(self, digests: Sequence[str]) -> dict[str, int]:
+        """For those of ``digests`` already in the table, the (lowest) id holding each."""
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(digests)):
+            rows = self._conn.execute(
+                f"SELECT digest, MIN(id) FROM {TABLE} "
+                f"WHERE digest IN ({_placeholders(len(chunk))}) GROUP BY digest", chunk)
+            found.update((d, int(i)) for d, i in rows)
+        return found
+
+    def without_digest(self) -> list[ImageEntry]:
+        """Entries with no digest recorded, by id."""
+        rows = self._conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE digest IS NULL ORDER BY id")
+        return [ImageEntry(*row) for row in rows]
+
+    def set_digests(self, digests: Mapping[int, str]) -> None:
+        with self._conn:
+            self._conn.executemany(f"UPDATE {TABLE} SET digest = ? WHERE id = ?",
+                                   [(d, int(i)) for i, d in digests.items()])
+
+    def set_paths(self, paths: Mapping[int, str]) -> None:
+        """Give entries new paths, all in one transaction: paths may be swapped among the
+        entries, but a path held by an entry not in ``paths`` is an IntegrityError."""
+        with self._conn:
+            # Two steps, so that moving A to B and B to A does not collide half-way.
+            self._conn.executemany(f"UPDATE {TABLE} SET path = ? WHERE id = ?",
+                                   [(f"\0moving {i}", int(i)) for i in paths])
+            self._conn.executemany(f"UPDATE {TABLE} SET path = ? WHERE id = ?",
+                                   [(p, int(i)) for i, p in paths.items()])
+
+    def paths_under(self, root: str) -> dict[int, str]:
+        """Entries whose path is ``root`` or inside the folder ``root``: id -> path."""
+        prefix = root.rstrip("/") + "/"
+        rows = self._conn.execute(
+            f"SELECT id, path FROM {TABLE} WHERE path = ? OR substr(path, 1, ?) = ?",
+            (root, len(prefix), prefix))
+        return {int(i): p for i, p in rows}
 
     def insert(self, entries: Iterable[ImageEntry]) -> None:
         rows = [dataclasses.astuple(e) for e in entries]

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import pathlib
 import re
@@ -44,7 +43,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from reid.index.errors import CorruptIndexError, GalleryError
-from reid.utils.io import atomic_write_text, staged_dir
+from reid.utils.io import atomic_write_text, file_sha256, staged_dir
 
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "LOCK"
@@ -205,7 +204,7 @@ def load_live(folder: pathlib.Path, read: Callable[[pathlib.Path], T]) -> T:
 
 def file_record(path: pathlib.Path) -> dict[str, Any]:
     """What a manifest records of a file of a version, for :func:`check_file`."""
-    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def check_file(path: pathlib.Path, record: Any, verify: bool, manifest: pathlib.Path) -> None:
@@ -221,7 +220,7 @@ def check_file(path: pathlib.Path, record: Any, verify: bool, manifest: pathlib.
     if actual != size:
         raise CorruptIndexError(f"{path}: {actual} bytes, the manifest says {size} "
                                 f"(truncated or replaced)")
-    if verify and _sha256(path) != digest:
+    if verify and file_sha256(path) != digest:
         raise CorruptIndexError(f"{path}: contents do not match the manifest's SHA-256 (corrupt)")
 
 
@@ -230,11 +229,6 @@ def _swap_pointer(folder: pathlib.Path, version: str) -> None:
     returns (atomic_write_text fsyncs the folder), so that :func:`_remove_stale` never deletes
     a version the pointer could still name after a power loss."""
     atomic_write_text(folder / CURRENT_FILE, version + "\n")
-
-
-def _sha256(path: pathlib.Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _is_entry(name: str) -> bool:
