@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -29,6 +30,7 @@ from reid.index.grid import (BACKGROUND, FRAME, GAP, GREEN, RED, SEPARATOR, Grid
                              render_grid)
 from reid.index.projector import PROJECTOR_FILES, export_projector, sprite_layout
 from reid.utils import io as io_mod
+from index_format_1 import write_format_1
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DIM = 64
@@ -185,6 +187,90 @@ def test_readding_a_path_never_duplicates(tmp_path, monkeypatch):
     # The first embedding of a path stays: nothing was overwritten.
     hit = g.search(x[:1], k=1)[0][0]
     assert hit.path == str(tmp_path / "a/1.jpg") and hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_symlinked_path_is_the_file_it_points_at(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    x, _, _ = clustered(2, 1)
+    g = GalleryIndex(MODEL)
+    assert g.add([tmp_path / "real" / "1.jpg"], x[:1]).num_added == 1
+    again = g.add([tmp_path / "link" / "1.jpg"], x[1:2])
+    assert again.num_added == 0 and again.duplicates == [str(tmp_path / "real" / "1.jpg")]
+    assert g.contains([tmp_path / "link" / "1.jpg"]) == {str(tmp_path / "real" / "1.jpg")}
+
+
+def test_content_digest_is_part_of_an_images_identity():
+    x, _, _ = clustered(3, 2)
+    g = GalleryIndex(MODEL)
+    first = g.add(["/a/1.jpg", "/a/2.jpg", "/a/copy-of-1.jpg"], x[:3], digests=["d1", "d2", "d1"])
+    assert first.num_added == 2 and first.duplicates == ["/a/copy-of-1.jpg"]
+    # Known content under a new path, a known path with new content: both skipped.
+    again = g.add(["/b/1.jpg", "/a/2.jpg", "/b/3.jpg"], x[3:6], digests=["d1", "d9", None])
+    assert again.added_paths == ["/b/3.jpg"] and again.duplicates == ["/b/1.jpg", "/a/2.jpg"]
+    assert [e.digest for e in g.entries()] == ["d1", "d2", None]
+    assert {d: e.path for d, e in g.indexed_digests(["d1", "d2", "d7"]).items()} == {
+        "d1": "/a/1.jpg", "d2": "/a/2.jpg"}
+    assert [e.path for e in g.entries_without_digest()] == ["/b/3.jpg"]
+    g.record_digests({2: "d3"})
+    assert g.entries_without_digest() == [] and g.entries([2])[0].digest == "d3"
+
+
+def test_move_and_relocate_rewrite_paths_only(tmp_path):
+    x, pids, camids = clustered(2, 2)
+    g = GalleryIndex(MODEL)
+    paths = ["/data/cam/1.jpg", "/data/cam/sub/2.jpg", "/data/camera/3.jpg", "/other/4.jpg"]
+    g.add(paths, x[:4], pids=pids.tolist(), digests=["a", "b", "c", "d"])
+    before = g.search_arrays(x[:4], k=4)
+    g.move({0: "/data/cam/sub/2.jpg", 1: "/data/cam/1.jpg"})  # a swap does not collide
+    assert [e.path for e in g.entries()[:2]] == ["/data/cam/sub/2.jpg", "/data/cam/1.jpg"]
+    with pytest.raises(GalleryError, match="onto paths other entries hold .*/other/4.jpg"):
+        g.move({0: "/other/4.jpg"})
+    with pytest.raises(GalleryError, match=r"ids not in the index: \[9\]"):
+        g.move({9: "/x.jpg"})
+    assert [e.path for e in g.entries()[:2]] == ["/data/cam/sub/2.jpg", "/data/cam/1.jpg"]
+
+    # "/data/cam" is a folder: "/data/camera/3.jpg" is not in it.
+    pairs = g.relocate("/data/cam/", "/mnt/disk/cam")
+    assert pairs == {0: ("/data/cam/sub/2.jpg", "/mnt/disk/cam/sub/2.jpg"),
+                     1: ("/data/cam/1.jpg", "/mnt/disk/cam/1.jpg")}
+    assert [e.path for e in g.entries()] == ["/mnt/disk/cam/sub/2.jpg", "/mnt/disk/cam/1.jpg",
+                                             "/data/camera/3.jpg", "/other/4.jpg"]
+    assert [(e.pid, e.digest) for e in g.entries()] == list(zip(pids[:4].tolist(), "abcd"))
+    after = g.search_arrays(x[:4], k=4)
+    np.testing.assert_array_equal(before[1], after[1])
+    with pytest.raises(GalleryError, match="/data/cam: no indexed image is in this folder "
+                                           r"\(they are under /\)"):
+        g.relocate("/data/cam", "/elsewhere")
+    # A folder reached through a symlink is the folder itself.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    g.add([tmp_path / "real" / "5.jpg"], x[:1])
+    assert g.relocate(tmp_path / "link", "/new")[4] == (str(tmp_path / "real" / "5.jpg"),
+                                                        "/new/5.jpg")
+
+
+def test_a_format_1_index_is_read_and_saved_as_format_2(tmp_path):
+    g, x, _, _, paths = make_gallery("flat", num_ids=3, per_id=2)
+    version = g.save(tmp_path / "g")
+    manifest = write_format_1(version)
+    # The same with a format-2 manifest is damage, not an old index.
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tmp_path / "g", damaged)
+    manifest["format_version"] = 2
+    (damaged / version.name / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptIndexError, match="metadata table 'images' has columns"):
+        GalleryIndex.load(damaged)
+
+    old = GalleryIndex.load(tmp_path / "g")
+    assert [e.path for e in old.entries()] == paths
+    assert len(old.entries_without_digest()) == len(paths)
+    old.record_digests({0: "d0"})
+    newer = old.save(tmp_path / "g")
+    assert json.loads((newer / "manifest.json").read_text())["format_version"] == 2
+    with sqlite3.connect(newer / "metadata.sqlite") as conn:
+        assert conn.execute("SELECT digest FROM images WHERE id = 0").fetchone() == ("d0",)
+    conn.close()
 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])

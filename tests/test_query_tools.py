@@ -29,6 +29,7 @@ from reid.index.build import build_gallery, collect_images
 from reid.index.query import embed_queries, open_gallery, query_gallery
 from reid.modeling import build_reid_model, export_embedder
 from reid.modeling.reid_model import NECK_LAYER
+from index_format_1 import write_format_1
 from tool_runner import tool_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -402,6 +403,110 @@ def test_results_whose_files_moved_are_flagged(tmp_path, run_dir, data, capsys):
     shutil.copy(moved / files[0].name, folder)  # one back in place: not counted
     tool_main("query")(["--index", str(index), "--image", str(query), "--top-k", "6"])
     assert "warning: 5 of the results no longer exist" in capsys.readouterr().err
+
+
+def _paths_in(index: pathlib.Path) -> list[str]:
+    return [e.path for e in GalleryIndex.load(index).entries()]
+
+
+def test_a_file_is_indexed_once_however_it_is_reached(tmp_path, run_dir, data):
+    folder = tmp_path / "images"
+    files = _copy_some(data, folder, 4)
+    index = tmp_path / "g"
+    build = tool_main("build_index")
+    assert build(["--model", str(run_dir), "--images", str(folder), "--index", str(index),
+                  "--no-progress"]) == 0
+    # The same folder through a symlink, and a byte-for-byte copy of one image elsewhere.
+    (tmp_path / "link").symlink_to(folder)
+    (tmp_path / "copies").mkdir()
+    copy = tmp_path / "copies" / "0999_c9s1_000001_00.jpg"
+    shutil.copy(files[0], copy)
+    report = build_gallery([tmp_path / "link", copy], index, append=True, progress=False,
+                           log=lambda _: None)
+    assert report.added == 0 and not report.saved and len(report.duplicates) == 5
+    assert report.copies == [(str(copy), str(files[0]))]
+    assert f"same content as {files[0]}: {copy}" in report.format()
+    assert _paths_in(index) == [str(f) for f in files]
+
+
+def test_moved_images_are_recognised_or_relocated(tmp_path, run_dir, data, capsys):
+    folder = tmp_path / "images"
+    files = _copy_some(data, folder, 5)
+    index = tmp_path / "g"
+    build_gallery([folder], index, run_dir, progress=False, log=lambda _: None)
+    vectors = np.asarray(GalleryIndex.load(index).vectors).copy()
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+
+    # Re-appending the moved folder updates the paths; nothing is embedded twice.
+    report = build_gallery([moved], index, append=True, progress=False, log=lambda _: None)
+    assert report.added == 0 and report.saved and len(report.moved) == 5
+    assert report.moved[0] == (str(files[0]), str(moved / files[0].name))
+    assert "recognised 5 as moved" in report.format()
+    assert _paths_in(index) == [str(moved / f.name) for f in files]
+    np.testing.assert_array_equal(GalleryIndex.load(index).vectors, vectors)
+    query = moved / files[1].name
+    assert tool_main("query")(["--index", str(index), "--image", str(query), "--top-k", "5"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and str(query) in captured.out
+
+    # --relocate does the same without reading the images, and checks it is the right folder.
+    build = tool_main("build_index")
+    again = tmp_path / "again"
+    moved.rename(again)
+    assert build(["--index", str(index), "--relocate", str(moved), str(again)]) == 0
+    assert capsys.readouterr().out == (f"index {index}: updated, 5 of 5 image paths moved from "
+                                       f"{moved} to {again}\n")
+    assert _paths_in(index) == [str(again / f.name) for f in files]
+    impostor = tmp_path / "impostor"  # the same file names, other images
+    impostor.mkdir()
+    for f, other in zip(files, gallery_files(data)[10:]):
+        shutil.copy(other, impostor / f.name)
+    before = (index / "CURRENT").read_text()
+    assert build(["--index", str(index), "--relocate", str(again), str(impostor)]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"error: {impostor / files[0].name}: its content differs from the image indexed as "
+        f"{again / files[0].name}")
+    assert build(["--index", str(index), "--relocate", str(again), str(tmp_path / "none")]) == 1
+    assert capsys.readouterr().err.startswith(
+        f"error: {tmp_path / 'none'}: none of the 5 images indexed under {again} is there")
+    assert build(["--index", str(index), "--relocate", str(moved), str(again)]) == 1
+    assert capsys.readouterr().err == (f"error: {moved}: no indexed image is in this folder "
+                                       f"(they are under {again})\n")
+    assert build(["--index", str(index), "--relocate", str(again), str(impostor), "--append"]) == 1
+    assert "--relocate only rewrites paths; it takes no --append" in capsys.readouterr().err
+    assert (index / "CURRENT").read_text() == before
+    partial = tmp_path / "partial"  # moved, but one image lost on the way
+    again.rename(partial)
+    (partial / files[2].name).unlink()
+    assert build(["--index", str(index), "--relocate", str(again), str(partial)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        f"  warning: 1 of them are not at their new path (queries will flag them), e.g. "
+        f"{partial / files[2].name}")
+
+
+def test_appending_to_a_format_1_index_records_its_digests(tmp_path, run_dir, data):
+    folder = tmp_path / "images"
+    files = _copy_some(data, folder, 4)
+    index = tmp_path / "g"
+    build_gallery([folder], index, run_dir, progress=False, log=lambda _: None)
+    write_format_1(index / (index / "CURRENT").read_text().strip())
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    folder.mkdir()  # one image back at its indexed path, so it can be digested
+    shutil.copy(moved / files[0].name, folder / files[0].name)
+    lines: list[str] = []
+    report = build_gallery([moved], index, append=True, progress=False, log=lines.append)
+    # Only the file still at its indexed path could be digested, so only it is recognised;
+    # the others moved before their digests were kept, and are new to the index (--relocate
+    # is the repair for a format-1 index whose images moved).
+    assert report.digested == 1 and "recording the content digests of 1 images" in lines[-1]
+    assert report.added == 3 and report.copies == [(str(moved / files[0].name),
+                                                    str(folder / files[0].name))]
+    version = index / (index / "CURRENT").read_text().strip()
+    assert json.loads((version / "manifest.json").read_text())["format_version"] == 2
+    entries = GalleryIndex.load(index).entries()
+    assert [e.digest is None for e in entries] == [False, True, True, True, False, False, False]
 
 
 @pytest.mark.slow

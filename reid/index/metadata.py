@@ -28,8 +28,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     source TEXT,                 -- where the crop came from (video, site), when given
     captured_at TEXT,            -- capture time as given (ISO 8601 recommended)
     added_at TEXT NOT NULL,      -- when it was indexed, ISO 8601 UTC
-    digest TEXT                  -- SHA-256 of the file's bytes (NULL: indexed before digests
-                                 -- were kept, or added without a file)
+    digest TEXT                  -- SHA-256 of the file's bytes; NULL: not known
 );
 CREATE INDEX IF NOT EXISTS {TABLE}_pid ON {TABLE}(pid);
 CREATE INDEX IF NOT EXISTS {TABLE}_camid ON {TABLE}(camid);
