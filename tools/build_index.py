@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_tool(build, build_parser().parse_args(argv), tensorflow=True)
+    args = build_parser().parse_args(argv)
+    return run_tool(build, args, tensorflow=args.relocate is None)  # relocating embeds nothing
 
 
 def build(args: argparse.Namespace) -> None:

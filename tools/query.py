@@ -74,7 +74,9 @@ def query(args: argparse.Namespace) -> None:
     gone = missing_files(results)
     if gone:
         print(f"warning: {len(gone)} of the results no longer exist on disk (moved or deleted "
-              f"since indexing; drawn grey in a picture), e.g. {gone[0]}", file=sys.stderr)
+              f"since indexing; drawn grey in a picture), e.g. {gone[0]}; after a move, "
+              f"tools/build_index.py --index {args.index} --relocate OLD NEW repairs the paths",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":
