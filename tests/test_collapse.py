@@ -12,7 +12,8 @@ from reid.evaluation.collapse import COLLAPSE_SPREAD, MAX_ROWS
 def test_hand_worked_spreads():
     # One vector repeated has no spread; fewer than two rows has none to measure.
     assert embedding_spread(np.tile([[3.0, 4.0]], (5, 1))) == pytest.approx(0.0, abs=1e-12)
-    assert embedding_spread(np.ones((1, 4))) == 0.0
+    assert embedding_spread(np.ones((1, 4))) is None
+    assert collapse_warning(embedding_spread(np.ones((1, 4))), "one image") is None
     # Two orthogonal rows sit 45 degrees from their mean direction.
     assert embedding_spread(np.eye(2)) == pytest.approx(1 - np.sqrt(0.5))
     # Rows 0, 90 and 180 degrees apart: the mean points at the middle one, the others are

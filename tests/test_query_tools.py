@@ -25,7 +25,7 @@ from reid.data.market1501 import read_market1501
 from reid.data.synthetic import generate_dataset
 from reid.evaluation import evaluate_rank, pairwise_distance
 from reid.index import GalleryError, GalleryIndex, IndexMismatchError, is_gallery_index
-from reid.index.build import build_gallery, collect_images
+from reid.index.build import build_gallery, collect_images, relocate_gallery
 from reid.index.query import embed_queries, open_gallery, query_gallery
 from reid.modeling import build_reid_model, export_embedder
 from reid.modeling.reid_model import NECK_LAYER
@@ -455,9 +455,12 @@ def test_moved_images_are_recognised_or_relocated(tmp_path, run_dir, data, capsy
     again = tmp_path / "again"
     moved.rename(again)
     assert build(["--index", str(index), "--relocate", str(moved), str(again)]) == 0
-    assert capsys.readouterr().out == (f"index {index}: updated, 5 of 5 image paths moved from "
+    assert capsys.readouterr().out == (f"index {index}: updated, 5 image paths moved from "
                                        f"{moved} to {again}\n")
     assert _paths_in(index) == [str(again / f.name) for f in files]
+    partial = tmp_path / "partial"  # moved again, and one image lost on the way
+    again.rename(partial)
+    (partial / files[2].name).unlink()
     impostor = tmp_path / "impostor"  # the same file names, other images
     impostor.mkdir()
     for f, other in zip(files, gallery_files(data)[10:]):
@@ -469,20 +472,65 @@ def test_moved_images_are_recognised_or_relocated(tmp_path, run_dir, data, capsy
         f"{again / files[0].name}")
     assert build(["--index", str(index), "--relocate", str(again), str(tmp_path / "none")]) == 1
     assert capsys.readouterr().err.startswith(
-        f"error: {tmp_path / 'none'}: none of the 5 images indexed under {again} is there")
+        f"error: {tmp_path / 'none'}: none of the 5 images gone from {again} is there")
     assert build(["--index", str(index), "--relocate", str(moved), str(again)]) == 1
     assert capsys.readouterr().err == (f"error: {moved}: no indexed image is in this folder "
                                        f"(they are under {again})\n")
-    assert build(["--index", str(index), "--relocate", str(again), str(impostor), "--append"]) == 1
-    assert "--relocate only rewrites paths; it takes no --append" in capsys.readouterr().err
+    assert build(["--index", str(index), "--relocate", str(again), str(impostor), "--append",
+                  "--set", "index.type=hnsw"]) == 1
+    assert capsys.readouterr().err == ("error: --relocate only rewrites paths; it takes no "
+                                       "--append, --set\n")
+    assert build(["--index", str(index), "--relocate", str(again), str(again) + "/"]) == 1
+    assert capsys.readouterr().err == (f"error: {again}: the same folder as {again}; nothing "
+                                       f"to relocate\n")
+    assert build(["--index", str(index), "--relocate", str(partial), str(again)]) == 1
+    assert capsys.readouterr().err == (f"error: {partial}: no indexed image is in this folder "
+                                       f"(they are under {again})\n")
     assert (index / "CURRENT").read_text() == before
-    partial = tmp_path / "partial"  # moved, but one image lost on the way
-    again.rename(partial)
-    (partial / files[2].name).unlink()
     assert build(["--index", str(index), "--relocate", str(again), str(partial)]) == 0
     assert capsys.readouterr().out.splitlines()[1] == (
         f"  warning: 1 of them are not at their new path (queries will flag them), e.g. "
         f"{partial / files[2].name}")
+
+
+def test_relocate_leaves_images_that_did_not_move_alone(tmp_path, run_dir, data, capsys):
+    folder = tmp_path / "n"
+    files = _copy_some(data, folder, 3)
+    (folder / "sub").mkdir()
+    inner = folder / "sub" / files[2].name
+    files[2].rename(inner)
+    index = tmp_path / "g"
+    build_gallery([folder, folder / "sub"], index, run_dir, progress=False, log=lambda _: None)
+    # One image moves into the subfolder: relocating n to n/sub must not touch the others.
+    files[0].rename(folder / "sub" / files[0].name)
+    report = relocate_gallery(index, folder, folder / "sub", log=lambda _: None)
+    assert (report.moved, report.stayed, report.missing, report.unchecked) == (1, 2, [], 0)
+    assert "kept 2 paths whose files are still where they were indexed" in report.format()
+    assert _paths_in(index) == [str(folder / "sub" / files[0].name), str(files[1]), str(inner)]
+    with pytest.raises(GalleryError, match="all 3 indexed images in it are still there"):
+        relocate_gallery(index, folder, tmp_path, log=lambda _: None)
+    # A single file is a folder of one.
+    target = tmp_path / "renamed.jpg"
+    files[1].rename(target)
+    assert relocate_gallery(index, files[1], target, log=lambda _: None).moved == 1
+    assert _paths_in(index)[1] == str(target)
+
+
+def test_labels_come_from_the_name_given_and_the_path_stored_is_the_file(tmp_path, run_dir,
+                                                                         data):
+    """A folder of links named in the Market-1501 style, pointing at files named otherwise."""
+    raw, links = tmp_path / "raw", tmp_path / "links"
+    raw.mkdir()
+    links.mkdir()
+    for n, f in enumerate(gallery_files(data)[:3]):
+        shutil.copy(f, raw / f"frame{n}.jpg")
+        (links / f.name).symlink_to(raw / f"frame{n}.jpg")
+    index = tmp_path / "g"
+    build_gallery([links], index, run_dir, progress=False, log=lambda _: None)
+    entries = GalleryIndex.load(index).entries()
+    expected = [read_market1501(data).gallery[i] for i in range(3)]
+    assert [e.path for e in entries] == [str(raw / f"frame{n}.jpg") for n in range(3)]
+    assert [(e.pid, e.camid) for e in entries] == [(r.pid, r.camid) for r in expected]
 
 
 def test_appending_to_a_format_1_index_records_its_digests(tmp_path, run_dir, data):
@@ -628,3 +676,17 @@ def test_a_failed_build_of_a_new_index_leaves_no_folder(tmp_path, data):
     with pytest.raises(GalleryError, match="--model is required"):
         build_gallery([data / "query"], tmp_path / "new", progress=False, log=lambda _: None)
     assert not (tmp_path / "new").exists()
+
+
+def test_relocating_a_format_1_index_says_what_it_could_not_check(tmp_path, run_dir, data):
+    folder = tmp_path / "images"
+    _copy_some(data, folder, 3)
+    index = tmp_path / "g"
+    build_gallery([folder], index, run_dir, progress=False, log=lambda _: None)
+    write_format_1(index / (index / "CURRENT").read_text().strip())
+    folder.rename(tmp_path / "moved")
+    report = relocate_gallery(index, folder, tmp_path / "moved", log=lambda _: None)
+    assert report.moved == 3 and report.unchecked == 3
+    assert report.format().splitlines()[-1] == (
+        "  warning: the content of 3 of them was not checked (indexed before digests were "
+        "kept)")

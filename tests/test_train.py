@@ -21,6 +21,7 @@ from reid.engine.evaluator import evaluate_embedder
 from reid.engine.trainer import (Trainer, TrainingError, format_duration, prepare_run_dir,
                                  time_left)
 from reid.modeling import Embedder, ModelError
+from reid.modeling.reid_model import NECK_LAYER
 from tool_runner import tool_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -274,3 +275,19 @@ def test_a_crash_in_validation_keeps_the_epochs_checkpoint(tiny_data, tmp_path, 
     assert resumed.restore() and resumed.epoch == 1  # epoch 1's training survived
     for a, b in zip(weights_of(trainer), weights_of(resumed), strict=True):
         np.testing.assert_allclose(a, b)
+
+
+@pytest.mark.slow
+def test_validation_warns_when_the_embeddings_collapse(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, train__epochs=1)
+    lines: list[str] = []
+    trainer = Trainer(cfg, load_dataset(cfg.data), prepare_run_dir(tmp_path / "r", cfg, False),
+                      progress=False, log=lines.append)
+    # Training normalises with batch statistics; validation with these, which put every
+    # image at about the same point: what a collapsed run gives.
+    neck = trainer.models.embedding_model.get_layer(NECK_LAYER)
+    neck.moving_mean.assign(np.full(neck.moving_mean.shape, -1e4, np.float32))
+    trainer.fit()
+    assert trainer.history[-1]["val"]["embedding_spread"] < 1e-4
+    assert any(line.startswith("  warning: the embeddings of the validation images have "
+                               "collapsed") for line in lines)

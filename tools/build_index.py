@@ -77,10 +77,9 @@ def build(args: argparse.Namespace) -> None:
     if not args.lock_timeout >= 0:
         raise ValueError(f"--lock-timeout: expected seconds >= 0, got {args.lock_timeout}")
     if args.relocate is not None:
-        given = [name for name, value in (("--images", args.images), ("--model", args.model),
-                                          ("--append", args.append),
-                                          ("--overwrite", args.overwrite),
-                                          ("--projector", args.projector)) if value]
+        building = ("images", "model", "append", "overwrite", "type", "config", "set",
+                    "batch_size", "source", "projector", "threads")
+        given = ["--" + name.replace("_", "-") for name in building if getattr(args, name)]
         if given:
             raise ValueError(f"--relocate only rewrites paths; it takes no {', '.join(given)}")
         print(relocate_gallery(args.index, *args.relocate, lock_timeout=args.lock_timeout)

@@ -19,12 +19,13 @@ COLLAPSE_SPREAD = 1e-4
 MAX_ROWS = 4096
 
 
-def embedding_spread(vectors: np.ndarray) -> float:
-    """``1 - min_i cos(v_i, m)``, ``m`` the mean direction of the (unit-scaled) rows; 0 for
-    fewer than two rows. Large inputs are sampled (``MAX_ROWS`` evenly spaced rows)."""
+def embedding_spread(vectors: np.ndarray) -> float | None:
+    """``1 - min_i cos(v_i, m)``, ``m`` the mean direction of the (unit-scaled) rows; None for
+    fewer than two rows, which have no spread to measure. Large inputs are sampled
+    (``MAX_ROWS`` evenly spaced rows)."""
     rows = np.asarray(vectors[::max(1, len(vectors) // MAX_ROWS)], dtype=np.float64)
     if len(rows) < 2:
-        return 0.0
+        return None
     rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
     mean = rows.mean(axis=0)
     norm = float(np.linalg.norm(mean))
@@ -33,9 +34,9 @@ def embedding_spread(vectors: np.ndarray) -> float:
     return float(1.0 - (rows @ (mean / norm)).min())
 
 
-def collapse_warning(spread: float, what: str) -> str | None:
+def collapse_warning(spread: float | None, what: str) -> str | None:
     """The warning to show when ``what`` (e.g. "the gallery") has collapsed embeddings."""
-    if spread >= COLLAPSE_SPREAD:
+    if spread is None or spread >= COLLAPSE_SPREAD:
         return None
     return (f"warning: the embeddings of {what} have collapsed (all within {spread:.1e} of one "
             f"direction, so every score is about 1.0000): the model cannot tell people apart; "

@@ -45,10 +45,21 @@ def _folder_files(folder: str) -> tuple[list[str], list[str]]:
         raise GalleryError(f"{folder}: cannot list folder ({exc.strerror})") from None
 
 
-def collect_images(specs: Sequence[str | os.PathLike]
-                   ) -> tuple[list[str], list[str], list[str]]:
-    """Expand folders, globs and files into (unique absolute paths in order, repeats,
-    subfolders of the given folders, which are not searched).
+@dataclasses.dataclass(frozen=True)
+class ImageFiles:
+    """What ``--images`` named: ``paths`` (resolved, each file once, in order), ``repeats``
+    (files named again), ``subfolders`` (inside the given folders, not searched) and
+    ``names`` (resolved path -> the name it was given by, where a symlink made them differ:
+    in a folder of links the labels are in the link names)."""
+
+    paths: list[str]
+    repeats: list[str]
+    subfolders: list[str]
+    names: dict[str, str]
+
+
+def collect_images(specs: Sequence[str | os.PathLike]) -> ImageFiles:
+    """Expand folders, globs and files into the files to index (see :class:`ImageFiles`).
 
     A folder contributes every visible file directly inside it (non-images among them are
     reported as unreadable later rather than silently ignored); a glob (``**`` recurses) every
@@ -79,12 +90,19 @@ def collect_images(specs: Sequence[str | os.PathLike]
         found.extend(files)
     unique: list[str] = []
     repeats: list[str] = []
+    names: dict[str, str] = {}
     seen: set[str] = set()
-    # A link that points nowhere keeps its own name, so that the report names what was given.
-    for path in (normalize_path(p) if os.path.exists(p) else os.path.abspath(p) for p in found):
-        (repeats if path in seen else unique).append(path)
+    for given in (os.path.abspath(p) for p in found):
+        # A link that points nowhere keeps its own name, so that the report names what was given.
+        path = normalize_path(given) if os.path.exists(given) else given
+        if path in seen:
+            repeats.append(path)
+            continue
         seen.add(path)
-    return unique, repeats, subfolders
+        unique.append(path)
+        if path != given:
+            names[path] = given
+    return ImageFiles(unique, repeats, subfolders, names)
 
 
 def _why_unreadable(path: str) -> str:
@@ -266,7 +284,8 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
     if append and overwrite:
         raise GalleryError("--append and --overwrite exclude each other")
     vf.check_writable_folder(index_dir)
-    paths, repeats, subfolders = collect_images(images)
+    files = collect_images(images)
+    paths, repeats = files.paths, files.repeats
     with vf.writer_lock(index_dir, lock_timeout, log):
         if not overwrite:
             vf.check_pointer(index_dir)  # lost CURRENT: say what to restore, delete nothing
@@ -317,7 +336,7 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
             gallery.move({i: path for i, (_, path) in moved.items()})
         duplicates += [path for path, _ in copies]
         vectors = embed_images(embedder, new, batch_size, progress)
-        pids, camids = market_labels(new)
+        pids, camids = market_labels([files.names.get(p, p) for p in new])
         sources = None if source is None else [source] * len(new)
         result = gallery.add(new, vectors, pids=pids, camids=camids, sources=sources,
                              digests=[digests[p] for p in new])
@@ -330,7 +349,7 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
                            description=fi.describe(gallery.config), files=len(paths) + len(repeats),
                            added=result.num_added, duplicates=duplicates, unreadable=bad,
                            count=gallery.count, created=created, saved=saved,
-                           seconds=time.perf_counter() - start, subfolders=subfolders,
+                           seconds=time.perf_counter() - start, subfolders=files.subfolders,
                            moved=list(moved.values()), copies=copies, digested=digested,
                            collapsed=collapse_warning(embedding_spread(gallery.vectors),
                                                       f"the index {index_dir}"))
@@ -347,46 +366,75 @@ class RelocateReport:
     old_root: str
     new_root: str
     moved: int
-    count: int
-    missing: list[str]
+    stayed: int  # entries under the old folder whose files are still there
+    missing: list[str]  # moved entries whose files are not at the new path either
+    unchecked: int  # moved entries without a digest (indexed by format 1): content not checked
 
     def format(self) -> str:
-        lines = [f"index {self.index_dir}: updated, {self.moved} of {self.count} image paths "
-                 f"moved from {self.old_root} to {self.new_root}"]
+        lines = [f"index {self.index_dir}: updated, {self.moved} image paths moved from "
+                 f"{self.old_root} to {self.new_root}"]
+        if self.stayed:
+            lines.append(f"  kept {self.stayed} paths whose files are still where they were "
+                         f"indexed")
         if self.missing:
             lines.append(f"  warning: {len(self.missing)} of them are not at their new path "
                          f"(queries will flag them), e.g. {self.missing[0]}")
+        if self.unchecked:
+            lines.append(f"  warning: the content of {self.unchecked} of them was not checked "
+                         f"(indexed before digests were kept)")
         return "\n".join(lines)
+
+
+def relocation_plan(old_key: str, new_key: str, under: dict[int, str]
+                    ) -> tuple[dict[int, tuple[str, str]], int]:
+    """({id: (old path, new path)} for the entries under ``old_key`` whose files are gone,
+    how many are still in place). An image still at its indexed path did not move, whatever
+    else moved, so a partial move or a folder moved into itself leaves valid paths alone."""
+    plan: dict[int, tuple[str, str]] = {}
+    for i, path in under.items():
+        if not os.path.lexists(path):
+            rest = os.path.relpath(path, old_key)
+            plan[i] = (path, new_key if rest == "." else os.path.join(new_key, rest))
+    return plan, len(under) - len(plan)
 
 
 def relocate_gallery(index_dir: str | os.PathLike, old_root: str | os.PathLike,
                      new_root: str | os.PathLike, *,
                      lock_timeout: float = vf.DEFAULT_LOCK_TIMEOUT,
                      log: Callable[[str], None] = print) -> RelocateReport:
-    """Repair the paths of an index whose image folder ``old_root`` moved to ``new_root``,
-    without reading the images again (but for a sample whose content is checked, so that a
-    wrong folder is refused), under the index's writer lock. The index is unchanged unless
-    at least one image is found at its new path."""
+    """Repair the paths of an index whose images in folder ``old_root`` moved to ``new_root``,
+    without reading the images again (but for a sample whose content is checked against its
+    digest, so that a wrong folder is refused), under the index's writer lock. The index is
+    unchanged unless at least one moved image is found at its new path."""
     index_dir = pathlib.Path(index_dir)
     if not index_dir.is_dir():
         raise GalleryError(f"{index_dir}: gallery index folder not found")
     with vf.writer_lock(index_dir, lock_timeout, log):
         vf.check_pointer(index_dir)
         gallery = GalleryIndex.load(index_dir)
-        pairs = gallery.relocate(old_root, new_root)
-        missing = [new for _, new in pairs.values() if not os.path.isfile(new)]
-        if len(missing) == len(pairs):
-            raise GalleryError(f"{new_root}: none of the {len(pairs)} images indexed under "
+        old_key, under = gallery.paths_under(old_root)
+        new_key = normalize_path(new_root)
+        if new_key == old_key:
+            raise GalleryError(f"{new_root}: the same folder as {old_root}; nothing to relocate")
+        plan, stayed = relocation_plan(old_key, new_key, under)
+        if not plan:
+            raise GalleryError(f"{old_root}: all {stayed} indexed images in it are still there; "
+                               f"nothing to relocate (index unchanged)")
+        missing = [new for _, new in plan.values() if not os.path.isfile(new)]
+        if len(missing) == len(plan):
+            raise GalleryError(f"{new_root}: none of the {len(plan)} images gone from "
                                f"{old_root} is there (e.g. {missing[0]}); index unchanged")
-        entries = {e.id: e for e in gallery.entries(list(pairs))}
-        found = [i for i, (_, new) in pairs.items()
+        entries = {e.id: e for e in gallery.entries(list(plan))}
+        found = [i for i, (_, new) in plan.items()
                  if entries[i].digest is not None and os.path.isfile(new)]
         for i in found[::max(1, len(found) // RELOCATE_CHECKS)]:
-            old, new = pairs[i]
+            old, new = plan[i]
             if file_sha256(new) != entries[i].digest:
                 raise GalleryError(f"{new}: its content differs from the image indexed as "
                                    f"{old}, so {new_root} is not where those images moved; "
                                    f"index unchanged")
+        gallery.move({i: new for i, (_, new) in plan.items()})
         gallery.save(index_dir, locked=True)
-    return RelocateReport(str(index_dir), str(old_root), str(new_root), len(pairs),
-                          gallery.count, missing)
+    unchecked = sum(entries[i].digest is None for i in plan)
+    return RelocateReport(str(index_dir), str(old_root), str(new_root), len(plan), stayed,
+                          missing, unchecked)

@@ -342,24 +342,19 @@ class GalleryIndex:
                                f"(e.g. {taken[0] if taken else '?'})") from None
         self._updated_at = _now()
 
-    def relocate(self, old_root: str | os.PathLike, new_root: str | os.PathLike
-                 ) -> dict[int, tuple[str, str]]:
-        """Rewrite the paths under folder ``old_root`` to lie under ``new_root`` (a moved
-        image folder); returns id -> (old path, new path). Nothing under ``old_root`` is an
-        error that says where the indexed images are."""
-        old_key, new_key = os.path.abspath(os.fspath(old_root)), normalize_path(new_root)
-        under = self._meta.paths_under(old_key)
-        if not under and normalize_path(old_root) != old_key:  # given through a symlink
-            old_key = normalize_path(old_root)
-            under = self._meta.paths_under(old_key)
+    def paths_under(self, folder: str | os.PathLike) -> tuple[str, dict[int, str]]:
+        """(``folder`` as the index spells it, {id: path} of the entries in it or below it, or
+        of the one file it names). Nothing there is an error that says where the images are."""
+        key = os.path.abspath(os.fspath(folder))
+        under = self._meta.paths_under(key)
+        if not under and normalize_path(folder) != key:  # given through a symlink
+            key = normalize_path(folder)
+            under = self._meta.paths_under(key)
         if not under:
-            sample = [e.path for e in self._meta.entries()[:1000]]
-            where = f" (they are under {os.path.commonpath(sample)})" if sample else ""
-            raise GalleryError(f"{old_root}: no indexed image is in this folder{where}")
-        pairs = {i: (p, os.path.join(new_key, os.path.relpath(p, old_key)))
-                 for i, p in under.items()}
-        self.move({i: new for i, (_, new) in pairs.items()})
-        return pairs
+            folders = [os.path.dirname(e.path) for e in self._meta.entries()]
+            where = f" (they are under {os.path.commonpath(folders)})" if folders else ""
+            raise GalleryError(f"{folder}: no indexed image is in this folder{where}")
+        return key, under
 
     def remove(self, *, paths: Sequence[str | os.PathLike] | None = None,
                pids: Sequence[int] | None = None, camids: Sequence[int] | None = None) -> int:

@@ -51,6 +51,9 @@ def _cell(text: str) -> str:
 
 def _invocation(action: argparse.Action) -> str:
     """How the option is written: flags plus its argument, as in ``--help``."""
+    if isinstance(action.metavar, tuple):  # one name per argument, e.g. ("OLD", "NEW")
+        metavar = " ".join(action.metavar)
+        return " ".join([", ".join(action.option_strings), metavar]).strip()
     if action.metavar is not None:
         metavar = str(action.metavar)
     elif action.choices is not None:
