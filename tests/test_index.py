@@ -26,10 +26,12 @@ from reid.index import (CorruptIndexError, GalleryError, GalleryIndex, IndexMism
                         IndexTrainingError, ModelInfo)
 from reid.index import gallery as gallery_mod
 from reid.index import versioned_folder
+from reid.index.build import relocation_plan
 from reid.index.grid import (BACKGROUND, FRAME, GAP, GREEN, RED, SEPARATOR, GridItem, GridRow,
                              render_grid)
 from reid.index.projector import PROJECTOR_FILES, export_projector, sprite_layout
 from reid.utils import io as io_mod
+
 from index_format_1 import write_format_1
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -231,9 +233,15 @@ def test_move_and_relocate_rewrite_paths_only(tmp_path):
     assert [e.path for e in g.entries()[:2]] == ["/data/cam/sub/2.jpg", "/data/cam/1.jpg"]
 
     # "/data/cam" is a folder: "/data/camera/3.jpg" is not in it.
-    pairs = g.relocate("/data/cam/", "/mnt/disk/cam")
-    assert pairs == {0: ("/data/cam/sub/2.jpg", "/mnt/disk/cam/sub/2.jpg"),
-                     1: ("/data/cam/1.jpg", "/mnt/disk/cam/1.jpg")}
+    assert g.paths_under("/data/cam/") == ("/data/cam", {0: "/data/cam/sub/2.jpg",
+                                                         1: "/data/cam/1.jpg"})
+    assert g.paths_under("/other/4.jpg") == ("/other/4.jpg", {3: "/other/4.jpg"})
+    plan, stayed = relocation_plan("/data/cam", "/mnt/disk/cam", g.paths_under("/data/cam")[1])
+    assert stayed == 0 and plan == {0: ("/data/cam/sub/2.jpg", "/mnt/disk/cam/sub/2.jpg"),
+                                    1: ("/data/cam/1.jpg", "/mnt/disk/cam/1.jpg")}
+    assert relocation_plan("/other/4.jpg", "/new.jpg", {3: "/other/4.jpg"}) == (
+        {3: ("/other/4.jpg", "/new.jpg")}, 0)
+    g.move({i: new for i, (_, new) in plan.items()})
     assert [e.path for e in g.entries()] == ["/mnt/disk/cam/sub/2.jpg", "/mnt/disk/cam/1.jpg",
                                              "/data/camera/3.jpg", "/other/4.jpg"]
     assert [(e.pid, e.digest) for e in g.entries()] == list(zip(pids[:4].tolist(), "abcd"))
@@ -241,13 +249,16 @@ def test_move_and_relocate_rewrite_paths_only(tmp_path):
     np.testing.assert_array_equal(before[1], after[1])
     with pytest.raises(GalleryError, match="/data/cam: no indexed image is in this folder "
                                            r"\(they are under /\)"):
-        g.relocate("/data/cam", "/elsewhere")
-    # A folder reached through a symlink is the folder itself.
+        g.paths_under("/data/cam")
+    # A folder reached through a symlink is the folder itself; files still there stay.
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    g.add([tmp_path / "real" / "5.jpg"], x[:1])
-    assert g.relocate(tmp_path / "link", "/new")[4] == (str(tmp_path / "real" / "5.jpg"),
-                                                        "/new/5.jpg")
+    (tmp_path / "real" / "6.jpg").write_bytes(b"still here")
+    g.add([tmp_path / "real" / "5.jpg", tmp_path / "real" / "6.jpg"], x[:2])
+    root, under = g.paths_under(tmp_path / "link")
+    assert root == str(tmp_path / "real") and sorted(under) == [4, 5]
+    assert relocation_plan(root, "/new", under) == (
+        {4: (str(tmp_path / "real" / "5.jpg"), "/new/5.jpg")}, 1)
 
 
 def test_a_format_1_index_is_read_and_saved_as_format_2(tmp_path):
