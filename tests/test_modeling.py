@@ -220,6 +220,24 @@ def test_l2_normalize_rows():
     assert np.all(np.isfinite(tape.gradient(y, zero).numpy()))
 
 
+def test_l2_normalize_gradient_is_the_unit_vectors():
+    """d(x/|x|)/dx = (I - y y^T) / |x|, at any scale (the rows are pre-scaled inside)."""
+    rng = np.random.default_rng(0)
+    for scale in (1.0, 1e-9):
+        x = tf.constant(rng.normal(size=(1, 5)) * scale, tf.float64)
+        weights = rng.normal(size=(1, 5))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = L2Normalize()(x)
+            loss = tf.reduce_sum(y * weights)
+        norm = np.linalg.norm(x.numpy())
+        unit = x.numpy()[0] / norm
+        expected = (np.eye(5) - np.outer(unit, unit)) @ weights[0] / norm
+        # The layer computes in float32.
+        np.testing.assert_allclose(tape.gradient(loss, x).numpy()[0], expected, rtol=1e-5,
+                                   atol=1e-6 * np.abs(expected).max())
+
+
 # --- backbone weights ------------------------------------------------------------------------
 
 def test_missing_or_misnamed_weights_path(tmp_path):

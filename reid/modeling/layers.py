@@ -102,7 +102,10 @@ class L2Normalize(keras.layers.Layer):
     relies on unit-norm vectors, so normalisation is part of the model, not left to callers.
     As in PyTorch's ``F.normalize``, ``epsilon`` bounds the norm (not its square) from below:
     an untrained network's features can have norms near 1e-9, which must still be normalised,
-    while an all-zero row stays zero instead of NaN.
+    while an all-zero row stays zero instead of NaN. Rows are first divided by their largest
+    absolute value, so the norm that is bounded is at least 1 for any non-zero row: LiteRT's
+    converter turns ``x * rsqrt(sum(x^2))`` into its own L2 normalisation, which bounds the
+    norm at 1e-6 and would leave such rows short of unit length.
     """
 
     def __init__(self, axis: int = -1, epsilon: float = 1e-12, **kwargs: Any) -> None:
@@ -111,9 +114,12 @@ class L2Normalize(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def call(self, inputs: Any) -> Any:
-        squared = ops.sum(ops.square(inputs), axis=self.axis, keepdims=True)
+        largest = ops.max(ops.abs(inputs), axis=self.axis, keepdims=True)
+        # The scale is a constant to the gradient: the unit direction does not depend on it.
+        scaled = inputs / ops.stop_gradient(ops.maximum(largest, self.epsilon))
+        squared = ops.sum(ops.square(scaled), axis=self.axis, keepdims=True)
         # Clamping the square (1e-24 is still a normal float32) keeps sqrt's gradient finite.
-        return inputs * ops.rsqrt(ops.maximum(squared, self.epsilon ** 2))
+        return scaled * ops.rsqrt(ops.maximum(squared, self.epsilon ** 2))
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return tuple(input_shape)
