@@ -14,7 +14,7 @@ $(PY):
 
 # Reinstall only when the package's declared dependencies change.
 $(STAMP): setup.cfg pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,onnx]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -353,7 +353,7 @@ def test_embed_checks_and_batching(gem_models):
     dataset = tf.data.Dataset.from_tensor_slices((x, np.arange(7))).batch(2)
     np.testing.assert_allclose(embedder.embed_batches(dataset, progress=True), whole, atol=1e-5)
     # One trace serves every batch size: the signature has a free batch dimension.
-    assert embedder._embed_fn.experimental_get_tracing_count() == 1
+    assert embedder._runner._run_fn.experimental_get_tracing_count() == 1
     assert embedder.embed(x[:0]).shape == (0, 96)
     assert embedder.embed_batches([], progress=False).shape == (0, 96)
     np.testing.assert_allclose(embedder.embed(x.astype(np.float64)), whole, atol=1e-5)

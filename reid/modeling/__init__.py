@@ -1,13 +1,21 @@
-"""The re-id network (MobileNetV2 + BNNeck head), its exported embedder and the loader."""
+"""The re-id network (MobileNetV2 + BNNeck head), its exports, the runtimes and the loader.
 
-from reid.modeling.backbone import ModelError, build_backbone, rebuild_backbone
-from reid.modeling.embedder import (Embedder, export_embedder, make_spec, resolve_model_dir,
-                                    weights_fingerprint)
-from reid.modeling.layers import GeMPooling2D, L2Normalize
-from reid.modeling.reid_model import EMBEDDING, FEATURES, LOGITS, ReidModels, build_reid_model
+Names are imported on first use (:mod:`reid.utils.lazy`): loading a converted export through
+:class:`Embedder` must not import TensorFlow, which the network's modules do.
+"""
 
-__all__ = [
-    "EMBEDDING", "FEATURES", "LOGITS", "Embedder", "GeMPooling2D", "L2Normalize", "ModelError",
-    "ReidModels", "build_backbone", "build_reid_model", "export_embedder", "make_spec",
-    "rebuild_backbone", "resolve_model_dir", "weights_fingerprint",
-]
+from reid.utils.lazy import lazy_exports
+
+_HOMES = {
+    "EMBEDDING": "reid.modeling.reid_model", "FEATURES": "reid.modeling.reid_model",
+    "LOGITS": "reid.modeling.reid_model", "ReidModels": "reid.modeling.reid_model",
+    "build_reid_model": "reid.modeling.reid_model",
+    "build_backbone": "reid.modeling.backbone", "rebuild_backbone": "reid.modeling.backbone",
+    "GeMPooling2D": "reid.modeling.layers", "L2Normalize": "reid.modeling.layers",
+    "ModelError": "reid.modeling.errors",
+    "Embedder": "reid.modeling.embedder", "resolve_model_dir": "reid.modeling.embedder",
+    "export_embedder": "reid.modeling.export", "make_spec": "reid.modeling.export",
+    "weights_fingerprint": "reid.modeling.export",
+}
+__all__ = sorted(_HOMES)
+__getattr__ = lazy_exports(__name__, _HOMES)

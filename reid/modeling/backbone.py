@@ -17,6 +17,7 @@ from typing import Any
 import keras
 
 from reid.config import ModelConfig
+from reid.modeling.errors import ModelError
 
 #: Layers of keras' MobileNetV2 that perform its last downsampling (16x -> 32x).
 LAST_DOWNSAMPLING_PAD = "block_13_pad"
@@ -24,10 +25,6 @@ LAST_DOWNSAMPLING_CONV = "block_13_depthwise"
 
 #: MobileNetV2 refuses smaller inputs (keras.applications' own minimum).
 MIN_INPUT_SIZE = 32
-
-
-class ModelError(ValueError):
-    """A model cannot be built, loaded or exported; the message names the file or setting."""
 
 
 def resolve_weights(weights: str | None) -> str | pathlib.Path | None:

@@ -1,38 +1,44 @@
 """The exported embedding model and the one interface through which everything embeds images.
 
-An export is a folder with two files:
+An export is a folder::
 
-* ``embedder.keras``: the Keras embedding model (images -> L2-normalised embeddings);
-* ``spec.json``: what a caller must know to feed it (input size, RGB order, resize method,
-  normalisation ``x / 127.5 - 1``), the embedding size, a SHA-256 fingerprint of the weights,
-  plus whatever the exporter adds (config name, training run, ...).
+    model/
+      embedder.keras           the Keras embedding model (images -> L2-normalised embeddings)
+      spec.json                what a caller must know to feed it: input size, RGB order, resize
+                               method, normalisation ``x / 127.5 - 1``, the embedding size, a
+                               SHA-256 fingerprint of the weights, and what the exporter adds
+      embedder.tflite          converted models (tools/export.py; training writes the first),
+      embedder.tflite.json     each with a record: runtime, versions, checksum and the parity
+      embedder.onnx ...        against the Keras model measured when it was converted
 
 Indexes and evaluation results store the fingerprint, so a gallery index built with one model
-is never silently searched with embeddings from another. Callers go through :class:`Embedder`
-only, so a faster runtime (ONNX, TFLite) can later serve the same interface.
+is never silently searched with embeddings from another. A float32 conversion has the Keras
+model's fingerprint (its embeddings agree to about 1e-7, checked when converting), so indexes
+built through any float32 runtime are interchangeable; a quantized one has its own. Callers go
+through :class:`Embedder` only, whatever runtime serves it; loading a converted export imports
+neither TensorFlow nor Keras (:mod:`reid.modeling.runtime`).
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from reid.modeling import layers as _layers  # noqa: F401 - registers the custom layers
-from reid.modeling.backbone import ModelError
+from reid.modeling.errors import ModelError
+from reid.modeling.runtime import KerasRunner, Runner, file_runner
 from reid.run_layout import RunLayout
-from reid.utils.io import atomic_path, atomic_write_text
+from reid.utils.io import file_sha256
 
 MODEL_FILE = "embedder.keras"
 SPEC_FILE = "spec.json"
 FORMAT = "reid-embedder"
 FORMAT_VERSION = 1
+CONVERTED_FORMAT = "reid-converted-embedder"
 
 #: Preprocessing the exported model expects; an exporter may override these in ``spec``.
 DEFAULT_PREPROCESSING: dict[str, Any] = {
@@ -43,122 +49,178 @@ DEFAULT_PREPROCESSING: dict[str, Any] = {
 }
 
 
-def weights_fingerprint(model: keras.Model) -> str:
-    """SHA-256 (hex) over every weight array of ``model``, in ``model.weights`` order.
+@dataclasses.dataclass(frozen=True)
+class ConvertedFormat:
+    """One kind of converted export: the runtime that serves it and where it lives."""
 
-    Each array's dtype and shape are hashed before its bytes, so two models that differ only
-    in how the same numbers are shaped do not collide. Moving statistics of batch norms are
-    included: they change the embeddings as much as trained weights do.
-    """
-    digest = hashlib.sha256()
-    for variable in model.weights:
-        array = np.ascontiguousarray(keras.ops.convert_to_numpy(variable))
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
+    name: str  # what --runtime and tools/export.py call it
+    runtime: str
+    quantize: str | None  # None: float32, interchangeable with the Keras model
+    file: str
 
-
-def _model_io(model: keras.Model) -> tuple[int, int, int]:
-    """(height, width, embedding_dim) of an embedding model, which must have fixed sizes."""
-    in_shape = tuple(model.input_shape)
-    out_shape = tuple(model.output_shape)
-    if len(in_shape) != 4 or in_shape[3] != 3 or None in in_shape[1:]:
-        raise ModelError(f"embedding model {model.name}: expected a fixed (height, width, 3) "
-                         f"image input, got {in_shape}")
-    if len(out_shape) != 2 or out_shape[1] is None:
-        raise ModelError(f"embedding model {model.name}: expected a (batch, dim) output, "
-                         f"got {out_shape}")
-    return int(in_shape[1]), int(in_shape[2]), int(out_shape[1])
+    @property
+    def record(self) -> str:
+        return self.file + ".json"
 
 
-def make_spec(model: keras.Model, extra: Mapping[str, Any] | None = None,
-              source: str = "spec") -> dict[str, Any]:
-    """The full spec of ``model``: default preprocessing, ``extra``, and the facts read from it.
+#: Every converted export, by name.
+CONVERTED = {f.name: f for f in (
+    ConvertedFormat("litert", "litert", None, "embedder.tflite"),
+    ConvertedFormat("litert-float16", "litert", "float16", "embedder.float16.tflite"),
+    ConvertedFormat("litert-int8", "litert", "int8", "embedder.int8.tflite"),
+    ConvertedFormat("onnx", "onnx", None, "embedder.onnx"),
+)}
+#: What ``--runtime`` accepts. ``auto``: the fastest float32 conversion present, else Keras.
+RUNTIME_CHOICES = ("auto", "keras", *CONVERTED)
+#: The precision of the Keras model and of every conversion that keeps its fingerprint.
+FLOAT32 = "float32"
 
-    Facts (input size, embedding size, fingerprint, format) always come from the model; an
-    ``extra`` that states one differently is an error rather than a silent override, because a
-    spec that lies about the model would make every consumer preprocess or compare wrongly.
-    """
-    extra = dict(extra or {})
-    height, width, dim = _model_io(model)
-    facts = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_file": MODEL_FILE,
-             "input_height": height, "input_width": width, "input_channels": 3,
-             "embedding_dim": dim, "l2_normalized": True,
-             "fingerprint": weights_fingerprint(model)}
-    for key, value in facts.items():
-        if key == "fingerprint" and key in extra and extra[key] != value:
-            raise ModelError(f"{source}: fingerprint {str(extra[key])[:12]}... does not match the "
-                             f"model's weights ({value[:12]}...): files from different exports?")
-        if key in extra and extra[key] != value:
-            raise ModelError(f"{source}: {key} is {extra[key]!r} but the model's is {value!r}")
-    spec = {**DEFAULT_PREPROCESSING, **extra, **facts}
+
+def converted_format(fmt: str, quantize: str | None) -> ConvertedFormat:
+    """The export that ``tools/export.py --format FMT [--quantize Q]`` writes."""
+    name = fmt if quantize is None else f"{fmt}-{quantize}"
+    if name not in CONVERTED:
+        raise ModelError(f"--format {fmt}" + (f" --quantize {quantize}" if quantize else "")
+                         + f": no such export (choose from {', '.join(CONVERTED)})")
+    return CONVERTED[name]
+
+
+def read_spec(folder: pathlib.Path) -> dict[str, Any]:
+    """The ``spec.json`` of an export; errors name the file."""
+    spec_path = folder / SPEC_FILE
     try:
-        json.dumps(spec)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{source}: not JSON-serialisable ({exc})") from None
+        spec = json.loads(spec_path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{spec_path}: embedder spec not found (is {folder} an exported "
+                         f"embedder?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{spec_path}: cannot read the embedder spec ({exc})") from None
+    if not isinstance(spec, dict):
+        raise ModelError(f"{spec_path}: expected a JSON object, got {type(spec).__name__}")
+    if spec.get("format") != FORMAT or spec.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{spec_path}: not a {FORMAT} v{FORMAT_VERSION} spec (format "
+                         f"{spec.get('format')!r}, version {spec.get('format_version')!r})")
     return spec
 
 
-def export_embedder(embedding_model: keras.Model, out_dir: str | pathlib.Path,
-                    spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Write ``embedder.keras`` and ``spec.json`` into ``out_dir``; return the written spec.
+def read_converted(folder: pathlib.Path, fmt: ConvertedFormat, spec: Mapping[str, Any],
+                   verify: bool = True) -> dict[str, Any] | None:
+    """The record of ``fmt``'s conversion in ``folder`` once it is known to belong to this
+    export and to be intact; None when there is none. ``verify`` checks the file's SHA-256."""
+    record_path, model_path = folder / fmt.record, folder / fmt.file
+    if not record_path.exists():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+        if not isinstance(record, dict) or record.get("format") != CONVERTED_FORMAT:
+            raise ValueError(f"not a {CONVERTED_FORMAT} record")
+        source, size, digest = (record["source_fingerprint"], int(record["bytes"]),
+                                str(record["sha256"]))
+        passed = bool(record["parity"]["passed"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{record_path}: cannot read the conversion record ({exc}); convert "
+                         f"again with tools/export.py") from None
+    redo = f"convert again with tools/export.py --model {folder} --format {fmt.runtime}" + (
+        f" --quantize {fmt.quantize}" if fmt.quantize else "")
+    if source != spec["fingerprint"]:
+        raise ModelError(f"{record_path}: converted from other weights (fingerprint "
+                         f"{str(source)[:12]}, the export's is {spec['fingerprint'][:12]}); {redo}")
+    if not model_path.is_file():
+        raise ModelError(f"{model_path}: converted model missing; {redo}")
+    if model_path.stat().st_size != size or (verify and file_sha256(model_path) != digest):
+        raise ModelError(f"{model_path}: does not match its record (damaged or replaced); {redo}")
+    if not passed:
+        raise ModelError(f"{record_path}: this conversion failed its parity check; {redo}")
+    return record
 
-    Each file is written atomically; the spec goes last and carries the weights' fingerprint,
-    which :meth:`Embedder.load` checks, so a crash between the two writes (new model, old spec)
-    is reported on load instead of serving mismatched embeddings. Other files in ``out_dir``
-    (a run folder) are left alone.
-    """
-    out = pathlib.Path(out_dir)
-    full_spec = make_spec(embedding_model, spec)
-    if out.exists() and not out.is_dir():
-        raise ModelError(f"{out}: export folder is a file")
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / MODEL_FILE) as tmp:
-        embedding_model.save(tmp)
-    atomic_write_text(out / SPEC_FILE, json.dumps(full_spec, indent=2, sort_keys=True) + "\n")
-    return full_spec
+
+def _auto_format(folder: pathlib.Path, spec: Mapping[str, Any]
+                 ) -> tuple[ConvertedFormat | None, dict[str, Any] | None]:
+    """The float32 conversion present that embedded fastest when it was converted."""
+    best: tuple[float, ConvertedFormat, dict[str, Any]] | None = None
+    for fmt in CONVERTED.values():
+        if fmt.quantize is not None:
+            continue
+        try:
+            record = read_converted(folder, fmt, spec)
+        except ModelError:
+            if fmt.runtime == "onnx" and not _onnx_installed():
+                continue  # an ONNX export made elsewhere; nothing to run it with here
+            raise
+        if record is None or (fmt.runtime == "onnx" and not _onnx_installed()):
+            continue
+        speed = float(record.get("speed", {}).get("images_per_s", 0.0))
+        if best is None or speed > best[0]:
+            best = (speed, fmt, record)
+    return (None, None) if best is None else (best[1], best[2])
+
+
+def _onnx_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
 class Embedder:
-    """Images (already resized and normalised per :attr:`spec`) -> L2-normalised embeddings.
+    """Images (already resized and normalised per :attr:`spec`) -> L2-normalised embeddings,
+    through whichever runtime serves the export (:attr:`runtime`)."""
 
-    Inference runs through one ``tf.function`` with a fixed input signature (any batch size),
-    traced once: ``Model.predict`` costs tens of milliseconds of setup per call, which
-    dominates when a search embeds one query image.
-    """
-
-    def __init__(self, model: keras.Model, spec: Mapping[str, Any] | None = None, *,
+    def __init__(self, model: Any, spec: Mapping[str, Any] | None = None, *,
                  source: str = "spec") -> None:
+        """An embedder of an in-memory Keras model (training's validation, tests)."""
+        from reid.modeling.export import make_spec
+
         self._spec = make_spec(model, spec, source)
-        self._model = model
-        height, width = self.input_size
-        signature = [tf.TensorSpec((None, height, width, 3), tf.float32, name="images")]
-
-        @tf.function(input_signature=signature)
-        def embed_fn(images: tf.Tensor) -> tf.Tensor:
-            return model(images, training=False)
-
-        self._embed_fn = embed_fn
+        self._spec.update(runtime="keras", precision=FLOAT32)
+        self._runner: Runner = KerasRunner(model)
 
     @classmethod
-    def load(cls, model_dir: str | pathlib.Path) -> Embedder:
-        """Load an export of :func:`export_embedder`; errors name the missing or bad file."""
+    def _of(cls, runner: Runner, spec: Mapping[str, Any]) -> Embedder:
+        embedder = cls.__new__(cls)
+        embedder._spec = dict(spec)
+        embedder._runner = runner
+        return embedder
+
+    @classmethod
+    def load(cls, model_dir: str | pathlib.Path, runtime: str = "auto",
+             threads: int | None = None) -> Embedder:
+        """Load an export; errors name the missing or bad file.
+
+        ``runtime``: ``keras``, a converted export by name (``litert``, ``litert-int8``,
+        ``onnx``, ...), or ``auto``: the fastest float32 conversion present whose parity
+        passed (speed as measured when it was converted), else the Keras model.
+        """
         folder = pathlib.Path(model_dir)
         if not folder.is_dir():
             raise ModelError(f"{folder}: embedder folder not found")
-        spec_path, model_path = folder / SPEC_FILE, folder / MODEL_FILE
-        try:
-            spec = json.loads(spec_path.read_text())
-        except FileNotFoundError:
-            raise ModelError(f"{spec_path}: embedder spec not found (is {folder} an exported "
-                             f"embedder?)") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{spec_path}: cannot read the embedder spec ({exc})") from None
-        if not isinstance(spec, dict):
-            raise ModelError(f"{spec_path}: expected a JSON object, got {type(spec).__name__}")
-        if spec.get("format") != FORMAT or spec.get("format_version") != FORMAT_VERSION:
-            raise ModelError(f"{spec_path}: not a {FORMAT} v{FORMAT_VERSION} spec (format "
-                             f"{spec.get('format')!r}, version {spec.get('format_version')!r})")
+        if runtime not in RUNTIME_CHOICES:
+            raise ModelError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIME_CHOICES)}")
+        spec = read_spec(folder)
+        if runtime == "auto":
+            fmt, record = _auto_format(folder, spec)
+        elif runtime == "keras":
+            fmt, record = None, None
+        else:
+            fmt = CONVERTED[runtime]
+            record = read_converted(folder, fmt, spec)
+            if record is None:
+                raise ModelError(f"{folder}: no {fmt.name} export here; make it with "
+                                 f"tools/export.py --model {folder} --format {fmt.runtime}"
+                                 + (f" --quantize {fmt.quantize}" if fmt.quantize else ""))
+        if fmt is None:
+            return cls._load_keras(folder, spec)
+        runner = file_runner(fmt.runtime, folder / fmt.file, threads)
+        return cls._of(runner, {**spec, "runtime": fmt.name,
+                                "precision": fmt.quantize or FLOAT32,
+                                "fingerprint": record["fingerprint"]})
+
+    @classmethod
+    def _load_keras(cls, folder: pathlib.Path, spec: dict[str, Any]) -> Embedder:
+        import keras
+
+        from reid.modeling import layers as _layers  # noqa: F401 - registers the custom layers
+
+        model_path = folder / MODEL_FILE
         if not model_path.is_file():
             raise ModelError(f"{model_path}: embedding model file not found")
         try:
@@ -166,11 +228,21 @@ class Embedder:
         except Exception as exc:  # noqa: BLE001 - zip, h5 and deserialisation errors vary
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{model_path}: cannot load the embedding model ({first})") from None
-        return cls(model, spec, source=str(spec_path))
+        return cls(model, spec, source=str(folder / SPEC_FILE))
 
     @property
     def spec(self) -> dict[str, Any]:
         return dict(self._spec)
+
+    @property
+    def runtime(self) -> str:
+        """``keras`` or the name of the converted export serving this embedder."""
+        return self._spec["runtime"]
+
+    @property
+    def precision(self) -> str:
+        """``float32``, or the quantization of a quantized export."""
+        return self._spec["precision"]
 
     @property
     def fingerprint(self) -> str:
@@ -185,32 +257,23 @@ class Embedder:
         """(height, width) the images must have."""
         return self._spec["input_height"], self._spec["input_width"]
 
-    @property
-    def model(self) -> keras.Model:
-        return self._model
-
-    def _check_batch(self, batch: Any) -> Any:
-        shape = tuple(batch.shape)
+    def _check_batch(self, batch: np.ndarray) -> None:
         height, width = self.input_size
-        if len(shape) != 4 or tuple(shape[1:]) != (height, width, 3):
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != (height, width, 3):
             raise ModelError(f"embed: expected images of shape (N, {height}, {width}, 3), "
-                             f"got {shape}")
-        dtype = tf.as_dtype(batch.dtype)
-        if not dtype.is_floating:
+                             f"got {tuple(batch.shape)}")
+        if not np.issubdtype(batch.dtype, np.floating):
             raise ModelError(f"embed: expected float images normalised as "
                              f"{self._spec.get('normalization_formula', 'the spec says')}, got "
-                             f"{dtype.name} (raw pixels?)")
-        return batch
+                             f"{batch.dtype} (raw pixels?)")
 
-    def embed(self, batch: np.ndarray | tf.Tensor) -> np.ndarray:
-        """``(N, H, W, 3)`` float images -> ``(N, D)`` float32 unit-norm rows."""
-        if not isinstance(batch, tf.Tensor):
-            batch = np.asarray(batch)
+    def embed(self, batch: Any) -> np.ndarray:
+        """``(N, H, W, 3)`` float images (NumPy or a tensor) -> ``(N, D)`` float32 unit rows."""
+        batch = np.asarray(batch)
         self._check_batch(batch)
         if batch.shape[0] == 0:
             return np.zeros((0, self.embedding_dim), np.float32)
-        images = tf.cast(batch, tf.float32) if batch.dtype != np.float32 else batch
-        return np.asarray(self._embed_fn(images), dtype=np.float32)
+        return self._runner.run(batch.astype(np.float32, copy=False))
 
     def embed_batches(self, batches: Iterable[Any], progress: bool = True) -> np.ndarray:
         """Embed every batch of an iterable or ``tf.data.Dataset`` and stack the rows in order.
@@ -223,7 +286,11 @@ class Embedder:
             total = len(batches)  # type: ignore[arg-type]
         except TypeError:  # generators, datasets of unknown cardinality
             total = None
-        bar = keras.utils.Progbar(total, unit_name="batch") if progress else None
+        bar = None
+        if progress:
+            import keras
+
+            bar = keras.utils.Progbar(total, unit_name="batch")
         rows = []
         for step, item in enumerate(batches, start=1):
             if isinstance(item, (tuple, list)):
