@@ -81,3 +81,43 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
     if save_features is not None:
         features.save(save_features)
     return score_features(features, cfg.eval)
+
+
+def run_export(model: pathlib.Path, fmt_name: str, quantize: str | None = None,
+               images: Sequence[str] | None = None, calibration: Sequence[str] | None = None,
+               log=print) -> str:
+    """Convert the export of ``model`` (a run or export folder); returns what to print.
+
+    The crops it is checked on are ``images``, else the run's query and gallery splits; int8
+    calibrates on ``calibration``, else the run's training split (as the issue of choices
+    on validation data asks, never on a test split the user scores on: the check only
+    compares two runtimes of one model, it chooses nothing).
+    """
+    from reid.index.build import collect_images
+    from reid.modeling import resolve_model_dir
+    from reid.modeling.convert import convert_with_images, format_record
+    from reid.modeling.embedder import converted_format
+
+    fmt = converted_format(fmt_name, quantize)
+    model_dir = resolve_model_dir(model)
+    run_config = next((p for p in (RunLayout(d).config for d in (model_dir, model_dir.parent))
+                       if p.is_file()), None)
+    dataset = None
+    if (images is None or (calibration is None and quantize == "int8")) and run_config is None:
+        raise ConfigError(f"{model_dir}: no run config beside the export to find crops in; "
+                          f"pass --images" + (" and --calibration" if quantize == "int8" else ""))
+    if run_config is not None and (images is None or calibration is None):
+        from reid.data import load_dataset
+
+        dataset = load_dataset(load_config(run_config).data)
+    parity = (collect_images(images).paths if images is not None
+              else [r.path for r in dataset.query + dataset.gallery])
+    if not parity:
+        raise ConfigError(f"{run_config}: the run's dataset has no query or gallery images to "
+                          f"check the conversion on; pass --images")
+    calibrate = None
+    if quantize == "int8":
+        calibrate = (collect_images(calibration).paths if calibration is not None
+                     else [r.path for r in dataset.train])
+    record = convert_with_images(model_dir, fmt, parity, calibrate, log)
+    return format_record(record, model_dir)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -141,13 +142,15 @@ def _auto_format(folder: pathlib.Path, spec: Mapping[str, Any]
     for fmt in CONVERTED.values():
         if fmt.quantize is not None:
             continue
+        if fmt.runtime == "onnx" and not _onnx_installed():
+            continue  # an ONNX export made elsewhere; nothing to run it with here
         try:
             record = read_converted(folder, fmt, spec)
-        except ModelError:
-            if fmt.runtime == "onnx" and not _onnx_installed():
-                continue  # an ONNX export made elsewhere; nothing to run it with here
-            raise
-        if record is None or (fmt.runtime == "onnx" and not _onnx_installed()):
+        except ModelError as exc:
+            # A conversion interrupted or damaged must not make the export unusable.
+            warnings.warn(f"{exc}; using another runtime", stacklevel=3)
+            continue
+        if record is None:
             continue
         speed = float(record.get("speed", {}).get("images_per_s", 0.0))
         if best is None or speed > best[0]:
@@ -243,6 +246,14 @@ class Embedder:
     def precision(self) -> str:
         """``float32``, or the quantization of a quantized export."""
         return self._spec["precision"]
+
+    @property
+    def keras_model(self) -> Any:
+        """The Keras model, for an embedder served by Keras (converting, training)."""
+        if not isinstance(self._runner, KerasRunner):
+            raise ModelError(f"this embedder runs on {self.runtime}, not on Keras: load it with "
+                             f"runtime='keras'")
+        return self._runner.model
 
     @property
     def fingerprint(self) -> str:

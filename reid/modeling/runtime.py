@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from reid.modeling.errors import ModelError
+from reid.utils.quiet import held_stderr
 
 #: Every runtime a runner exists for.
 RUNTIMES = ("keras", "litert", "onnx")
@@ -50,7 +51,8 @@ class LiteRTRunner:
 
         self.path = pathlib.Path(path)
         try:
-            self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            with held_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.path}: cannot load the LiteRT model "
                              f"({_first_line(exc)})") from None
@@ -62,7 +64,8 @@ class LiteRTRunner:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if batch.shape[0] != self._batch:
             self._interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
-            self._interpreter.allocate_tensors()
+            with held_stderr():
+                self._interpreter.allocate_tensors()
             self._batch = batch.shape[0]
         self._interpreter.set_tensor(self._input["index"], batch)
         self._interpreter.invoke()

@@ -11,11 +11,11 @@ import argparse
 import os
 import pathlib
 import sys
-import tempfile
 from collections.abc import Callable
 from typing import TypeVar
 
 from reid.utils.io import atomic_write_text
+from reid.utils.quiet import held_stderr
 
 #: What a user can cause and fix: every error the project raises on purpose (bad config, missing
 #: or unreadable files, refused data, a damaged index) is a ValueError or RuntimeError, and the
@@ -52,22 +52,10 @@ def start_tensorflow_quietly() -> None:
     propagates; a native crash in them (which kills the process) would go unexplained.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the C++ INFO and WARNING lines later
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        try:
-            os.dup2(held.fileno(), 2)
-            import tensorflow as tf
+    with held_stderr():
+        import tensorflow as tf
 
-            tf.config.list_physical_devices()
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        tf.config.list_physical_devices()
 
 
 def add_overrides_option(parser: argparse.ArgumentParser, help: str,

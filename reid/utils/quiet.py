@@ -1,0 +1,34 @@
+"""Holding back what native libraries write straight to file descriptor 2.
+
+TensorFlow's start-up lines and LiteRT's "Created TensorFlow Lite XNNPACK delegate for CPU"
+are written by C++ code, below Python's ``sys.stderr``, where no logging setting reaches; none
+is something a user of a tool can act on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def held_stderr() -> Iterator[None]:
+    """Send fd 2 to a temporary file for the block. If the block raises, what was held back
+    is written out before the error propagates, so a failure still explains itself."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        try:
+            os.dup2(held.fileno(), 2)
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
