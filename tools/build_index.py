@@ -17,7 +17,8 @@ import argparse
 import pathlib
 import sys
 
-from reid.utils.cli import add_no_progress_option, add_overrides_option, run_tool
+from reid.utils.cli import (add_no_progress_option, add_overrides_option, add_runtime_option,
+                            run_tool)
 
 
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_overrides_option(parser, "override index settings, e.g. index.hnsw_m=16",
                          metavar="index.KEY=VALUE")
     parser.add_argument("--batch-size", type=int, help="images per embedding batch")
+    add_runtime_option(parser)
     parser.add_argument("--source", help="record this source (camera site, video) for the images")
     parser.add_argument("--projector", type=pathlib.Path,
                         help="also write TensorBoard Embedding Projector files to this folder")
@@ -99,7 +101,8 @@ def build(args: argparse.Namespace) -> None:
     report = build_gallery(args.images, args.index, args.model, append=args.append,
                            overwrite=args.overwrite, config=config, index_type=args.type,
                            batch_size=args.batch_size, source=args.source,
-                           progress=not args.no_progress, lock_timeout=args.lock_timeout)
+                           progress=not args.no_progress, lock_timeout=args.lock_timeout,
+                           runtime=args.runtime)
     print(report.format())
     if report.created and not report.saved:
         raise ValueError(f"{args.index}: no readable new images; index not written")

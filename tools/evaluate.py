@@ -11,7 +11,8 @@ import json
 import pathlib
 import sys
 
-from reid.utils.cli import add_no_progress_option, add_overrides_option, run_tool
+from reid.utils.cli import (add_no_progress_option, add_overrides_option, add_runtime_option,
+                            run_tool)
 
 
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=pathlib.Path, help="write the metrics to this JSON file")
     add_overrides_option(parser, "override eval settings, e.g. eval.flip=true "
                                  "eval.distance=euclidean")
+    add_runtime_option(parser)
     add_no_progress_option(parser)
     return parser
 
@@ -50,7 +52,7 @@ def evaluate(args: argparse.Namespace) -> None:
 
     metrics = run_evaluation(args.model, args.data_root, args.dataset, args.features,
                              args.rerank, args.set, args.save_features,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, runtime=args.runtime)
     rows = {"original": metrics}
     if "rerank" in metrics:
         rows["re-ranked"] = metrics["rerank"]

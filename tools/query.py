@@ -4,7 +4,8 @@
                  [--exclude-same-camera] [--json] [--save-grid OUT.png] [--model M]
 
 The model is the one recorded in the index's manifest; --model may point at a copy of it (its
-fingerprint must match). Scores are cosine similarities (1 = identical embedding).
+fingerprint must match). Scores are cosine similarities (1 = identical embedding). Served by a
+LiteRT or ONNX export (--runtime auto, when one is present), a query never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import pathlib
 import sys
 
-from reid.utils.cli import run_tool
+from reid.utils.cli import add_runtime_option, run_tool
 
 
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="height of each crop in the picture (default 128)")
     parser.add_argument("--model", type=pathlib.Path,
                         help="model folder to use instead of the one in the manifest")
+    add_runtime_option(parser)
     parser.add_argument("--threads", type=int, default=1,
                         help="FAISS threads (default 1: each image is searched alone, and a "
                              "lone query only waits for a second thread)")
@@ -43,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_tool(query, build_parser().parse_args(argv), tensorflow=True)
+    # TensorFlow is started (quietly) only if the Keras model ends up serving the query.
+    return run_tool(query, build_parser().parse_args(argv))
 
 
 def query(args: argparse.Namespace) -> None:
@@ -58,7 +61,7 @@ def query(args: argparse.Namespace) -> None:
     if args.save_grid is not None:
         check_grid_output(args.save_grid, args.grid_height)
     set_threads(args.threads)
-    gallery, embedder, _ = open_gallery(args.index, args.model)
+    gallery, embedder, _ = open_gallery(args.index, args.model, runtime=args.runtime)
     results = query_gallery(gallery, embedder, args.image, args.top_k,
                             args.exclude_same_camera)
     if args.json:

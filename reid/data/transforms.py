@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from reid.config import DataConfig
+from reid.data.decode import normalize_pixels
 
 # ImageNet channel means (RGB) scaled to [0, 255]: the erasing fill.
 IMAGENET_MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53)
@@ -40,12 +41,8 @@ def sample_seed(seed: int, epoch: int, position: int | np.ndarray) -> np.ndarray
 
 
 def normalize(images: tf.Tensor | np.ndarray) -> tf.Tensor:
-    """Map [0, 255] pixels to [-1, 1], as keras.applications.mobilenet_v2.preprocess_input does.
-
-    Written out rather than calling Keras because that function divides NumPy inputs in place.
-    """
-    images = tf.convert_to_tensor(images, dtype=tf.float32)
-    return images / 127.5 - 1.0
+    """Map [0, 255] pixels to [-1, 1] (:func:`reid.data.decode.normalize_pixels`), as a tensor."""
+    return normalize_pixels(tf.convert_to_tensor(images, dtype=tf.float32))
 
 
 def random_flip(image: tf.Tensor, prob: float, seed: tf.Tensor) -> tf.Tensor:

@@ -40,7 +40,7 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
                    dataset_layout: str | None = None, features_path: pathlib.Path | None = None,
                    rerank: bool = False, overrides: Sequence[str] = (),
                    save_features: pathlib.Path | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, runtime: str = "auto") -> dict:
     """Score an exported model on a dataset's query/gallery split, or saved features.
 
     The evaluation settings come from the model's run folder (``config.yaml``) when there is
@@ -76,7 +76,7 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
                                    dataset=dataset_layout or cfg.data.dataset)
         dataset = load_dataset(data)
         check_images([r.path for r in dataset.query + dataset.gallery])
-        embedder = Embedder.load(resolve_model_dir(model))
+        embedder = Embedder.load(resolve_model_dir(model), runtime)
         features = extract_features(embedder, dataset, cfg.eval, progress)
     if save_features is not None:
         features.save(save_features)

@@ -25,6 +25,7 @@ from reid.index import faiss_index as fi
 from reid.index import versioned_folder as vf
 from reid.index.errors import GalleryError
 from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index, normalize_path
+from reid.modeling.embedder import runtimes_of_precision
 from reid.run_layout import RunLayout
 from reid.utils.io import file_sha256
 
@@ -196,20 +197,22 @@ def market_labels(paths: Sequence[str]) -> tuple[list[int | None], list[int | No
             [None if p is None else p[1] for p in parsed])
 
 
-def load_model(model: str | os.PathLike) -> tuple[object, pathlib.Path, str]:
+def load_model(model: str | os.PathLike, runtime: str = "auto"
+               ) -> tuple[object, pathlib.Path, str]:
     """(embedder, exported model folder, a line saying which export was used)."""
     from reid.modeling import Embedder, resolve_model_dir
 
     run = RunLayout(model)
     given = run.root
     model_dir = resolve_model_dir(given)
-    embedder = Embedder.load(model_dir)
+    embedder = Embedder.load(model_dir, runtime)
     note = f"model {model_dir}"
     if model_dir == run.best_model:
         note += f" ({run.model} not found; using the best-validation export)"
     elif model_dir != given:
         note += f" (the final export of run folder {given})"
-    note += f", fingerprint {embedder.fingerprint[:12]}, {embedder.embedding_dim}-d"
+    note += (f", fingerprint {embedder.fingerprint[:12]}, {embedder.embedding_dim}-d, "
+             f"runtime {embedder.runtime}")
     return embedder, model_dir, note
 
 
@@ -269,7 +272,7 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
                   overwrite: bool = False, config: IndexConfig | None = None,
                   index_type: str | None = None, batch_size: int | None = None,
                   source: str | None = None, progress: bool = True,
-                  lock_timeout: float = vf.DEFAULT_LOCK_TIMEOUT,
+                  lock_timeout: float = vf.DEFAULT_LOCK_TIMEOUT, runtime: str = "auto",
                   log: Callable[[str], None] = print) -> BuildReport:
     """Embed ``images`` and write them into the index at ``index_dir``.
 
@@ -304,7 +307,9 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
                 raise GalleryError(f"{index_dir}: the model that built the index, "
                                    f"{existing.model.describe()}, is gone; pass --model")
             model = recorded
-        embedder, model_dir, model_note = load_model(model)
+        if runtime == "auto" and existing is not None and append:
+            runtime = runtimes_of_precision(existing.model.precision)[0]
+        embedder, model_dir, model_note = load_model(model, runtime)
         log(model_note)
         info = ModelInfo.from_embedder(embedder, model_dir)
 

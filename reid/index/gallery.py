@@ -73,6 +73,8 @@ class ModelInfo:
     embedding_dim: int
     model_dir: str | None = None
     preprocessing: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: "float32" (Keras and every float32 conversion: one fingerprint) or a quantization.
+    precision: str = "float32"
 
     @classmethod
     def from_embedder(cls, embedder: Any, model_dir: str | os.PathLike | None = None
@@ -80,15 +82,18 @@ class ModelInfo:
         spec = embedder.spec
         return cls(fingerprint=embedder.fingerprint, embedding_dim=int(embedder.embedding_dim),
                    model_dir=None if model_dir is None else os.path.abspath(model_dir),
-                   preprocessing={k: spec[k] for k in PREPROCESSING_KEYS if k in spec})
+                   preprocessing={k: spec[k] for k in PREPROCESSING_KEYS if k in spec},
+                   precision=str(spec.get("precision", "float32")))
 
     def to_dict(self) -> dict[str, Any]:
         return {"fingerprint": self.fingerprint, "embedding_dim": self.embedding_dim,
-                "model_dir": self.model_dir, "preprocessing": dict(self.preprocessing)}
+                "model_dir": self.model_dir, "preprocessing": dict(self.preprocessing),
+                "precision": self.precision}
 
     def describe(self) -> str:
         where = self.model_dir or "an unrecorded model folder"
-        return f"{where} (fingerprint {self.fingerprint[:12]}, {self.embedding_dim}-d)"
+        quantized = "" if self.precision == "float32" else f"{self.precision}-quantized, "
+        return f"{where} ({quantized}fingerprint {self.fingerprint[:12]}, {self.embedding_dim}-d)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,6 +235,14 @@ class GalleryIndex:
             raise IndexMismatchError(
                 f"{prefix}index was built by model {built} but the querying model "
                 f"{other.describe()} gives {other.embedding_dim}-d embeddings")
+        if other.precision != self._model.precision:
+            from reid.modeling.embedder import runtimes_of_precision
+
+            runtimes = " or ".join(runtimes_of_precision(self._model.precision))
+            raise IndexMismatchError(
+                f"{prefix}index was built with the {self._model.precision} embeddings of "
+                f"{built}; these are {other.precision}, and the two cannot be compared: query "
+                f"with --runtime {runtimes}, or rebuild the index with this runtime")
         if other.fingerprint != self._model.fingerprint:
             raise IndexMismatchError(
                 f"{prefix}index was built by model {built}, not by {other.describe()}: query "
@@ -487,7 +500,8 @@ class GalleryIndex:
             model = ModelInfo(fingerprint=str(model_d["fingerprint"]),
                               embedding_dim=int(model_d["embedding_dim"]),
                               model_dir=model_d.get("model_dir"),
-                              preprocessing=dict(model_d.get("preprocessing") or {}))
+                              preprocessing=dict(model_d.get("preprocessing") or {}),
+                              precision=str(model_d.get("precision", "float32")))
             index_d = manifest["index"]
             params = dict(index_d["params"])
             if index_d["type"] != params.get("type"):

@@ -32,9 +32,12 @@ class QueryResult:
 
 
 def open_gallery(index_dir: str | os.PathLike, model: str | os.PathLike | None = None,
-                 verify: bool = True) -> tuple[GalleryIndex, Any, pathlib.Path]:
-    """(index, embedder, model folder): the index's own model unless ``model`` overrides it."""
+                 verify: bool = True, runtime: str = "auto"
+                 ) -> tuple[GalleryIndex, Any, pathlib.Path]:
+    """(index, embedder, model folder): the index's own model unless ``model`` overrides it,
+    served by ``runtime``; ``auto`` keeps to the precision the index was built with."""
     from reid.modeling import Embedder, resolve_model_dir
+    from reid.modeling.embedder import FLOAT32, runtimes_of_precision
 
     gallery = GalleryIndex.load(index_dir, verify=verify)
     if model is None:
@@ -47,15 +50,34 @@ def open_gallery(index_dir: str | os.PathLike, model: str | os.PathLike | None =
                                f"copy of it")
         model = recorded
     model_dir = resolve_model_dir(model)
-    embedder = Embedder.load(model_dir)
+    if runtime == "auto" and gallery.model.precision != FLOAT32:
+        runtime = runtimes_of_precision(gallery.model.precision)[0]
+    embedder = Embedder.load(model_dir, runtime)
     gallery.check_model(ModelInfo.from_embedder(embedder, model_dir), where=str(index_dir))
     return gallery, embedder, model_dir
 
 
+def load_query_image(path: str, height: int, width: int) -> np.ndarray:
+    """A query image as the gallery's pipeline saw its images, decoded without TensorFlow
+    (:mod:`reid.data.decode`, equal to float32 rounding) unless it is a GIF, which only
+    TensorFlow's decoder reads."""
+    from reid.data.decode import BadImageError, load_image_rgb
+
+    try:
+        return load_image_rgb(path, height, width)
+    except BadImageError:
+        with open(path, "rb") as f:
+            if f.read(4) != b"GIF8":
+                raise
+        from reid.data.pipeline import load_image
+        from reid.utils.quiet import start_tensorflow_quietly
+
+        start_tensorflow_quietly()
+        return load_image(path, height, width)
+
+
 def embed_queries(embedder: Any, paths: Sequence[str | os.PathLike]) -> np.ndarray:
     """Embeddings of the query images, decoded and resized exactly as the gallery was."""
-    from reid.data.pipeline import load_image
-
     if not paths:
         raise GalleryError("no query image given (--image Q.jpg)")
     height, width = embedder.input_size
@@ -65,7 +87,7 @@ def embed_queries(embedder: Any, paths: Sequence[str | os.PathLike]) -> np.ndarr
             raise GalleryError(f"{path}: is a folder, not a query image")
         if not os.path.isfile(path):
             raise GalleryError(f"{path}: query image not found")
-        images.append(load_image(os.fspath(path), height, width))
+        images.append(load_query_image(os.fspath(path), height, width))
     return embedder.embed(np.stack(images))
 
 

@@ -77,6 +77,12 @@ RUNTIME_CHOICES = ("auto", "keras", *CONVERTED)
 FLOAT32 = "float32"
 
 
+def runtimes_of_precision(precision: str) -> list[str]:
+    """The ``--runtime`` values whose embeddings have ``precision``."""
+    names = [f.name for f in CONVERTED.values() if (f.quantize or FLOAT32) == precision]
+    return (["auto", "keras"] if precision == FLOAT32 else []) + names
+
+
 def converted_format(fmt: str, quantize: str | None) -> ConvertedFormat:
     """The export that ``tools/export.py --format FMT [--quantize Q]`` writes."""
     name = fmt if quantize is None else f"{fmt}-{quantize}"
@@ -219,6 +225,9 @@ class Embedder:
 
     @classmethod
     def _load_keras(cls, folder: pathlib.Path, spec: dict[str, Any]) -> Embedder:
+        from reid.utils.quiet import start_tensorflow_quietly
+
+        start_tensorflow_quietly()  # this may be the process's first TensorFlow import
         import keras
 
         from reid.modeling import layers as _layers  # noqa: F401 - registers the custom layers

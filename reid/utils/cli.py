@@ -8,14 +8,13 @@ bars; the two reference tools print a generated document or write it with ``--wr
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 from reid.utils.io import atomic_write_text
-from reid.utils.quiet import held_stderr
+from reid.utils.quiet import start_tensorflow_quietly
 
 #: What a user can cause and fix: every error the project raises on purpose (bad config, missing
 #: or unreadable files, refused data, a damaged index) is a ValueError or RuntimeError, and the
@@ -41,27 +40,20 @@ def run_tool(work: Callable[[ToolArgs], object], args: ToolArgs, *,
     return 0
 
 
-def start_tensorflow_quietly() -> None:
-    """Import TensorFlow and let it look for GPUs with this process's stderr held back.
-
-    TensorFlow 2.21 writes its start-up lines (oneDNN notices, "Could not find cuda drivers",
-    a "CUDA error" from cuInit on a machine without a GPU) through absl before absl's logging is
-    initialised, where TF_CPP_MIN_LOG_LEVEL does not reach them; none is something a user of a
-    tool can act on. Only the file descriptor is redirected, to a temporary file, for the import
-    and the device probe. If either fails, what was held back is written out before the error
-    propagates; a native crash in them (which kills the process) would go unexplained.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the C++ INFO and WARNING lines later
-    with held_stderr():
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
-
-
 def add_overrides_option(parser: argparse.ArgumentParser, help: str,
                          metavar: str = "SECTION.KEY=VALUE") -> None:
     """``--set``: config overrides, any number, read by :func:`reid.config.load_config`."""
     parser.add_argument("--set", nargs="*", default=[], metavar=metavar, help=help)
+
+
+def add_runtime_option(parser: argparse.ArgumentParser) -> None:
+    """``--runtime``: which runtime embeds (see :meth:`reid.modeling.Embedder.load`)."""
+    from reid.modeling.embedder import RUNTIME_CHOICES
+
+    parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
+                        help="what embeds the images: auto (the fastest float32 conversion of "
+                             "the model present, made by tools/export.py or training, else "
+                             "Keras), keras, or a converted export by name")
 
 
 def add_no_progress_option(parser: argparse.ArgumentParser, help: str = "no progress bars"
