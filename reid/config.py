@@ -168,6 +168,9 @@ class TrainConfig:
                        "augmentation follow data.seed).", min=0)
     eval_every: int = _field(0, "Evaluate on query/gallery every N epochs (0 = only at the end).",
                              min=0)
+    export_litert: bool = _field(True, "After the last epoch, also convert the exported model "
+                                 "for LiteRT (checked against Keras on validation crops), so "
+                                 "indexing and queries run on the fast runtime from the start.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -39,7 +39,7 @@ def test_a_bug_keeps_its_traceback():
 
 def test_tensorflow_starts_without_chatter_and_stderr_comes_back():
     code = ("import sys\n"
-            "from reid.utils.cli import start_tensorflow_quietly\n"
+            "from reid.utils.quiet import start_tensorflow_quietly\n"
             "start_tensorflow_quietly()\n"
             "import tensorflow as tf\n"
             "print(int(tf.reduce_sum(tf.ones(3))))\n"
@@ -55,7 +55,7 @@ def test_tensorflow_starts_without_chatter_and_stderr_comes_back():
 def test_what_tensorflow_wrote_is_shown_when_its_start_fails(monkeypatch, capfd):
     import tensorflow as tf
 
-    from reid.utils.cli import start_tensorflow_quietly
+    from reid.utils.quiet import start_tensorflow_quietly
 
     def probe_fails():
         os.write(2, b"native: why the probe failed\n")

@@ -33,7 +33,8 @@ def tiny_config(root, **overrides):
         "data": {"root": str(root), "height": 64, "width": 32, "ids_per_batch": 4,
                  "images_per_id": 2, "pad": 2},
         "model": {"alpha": 0.35, "weights": None},
-        "train": {"epochs": 2, "steps_per_epoch": 3, "warmup_epochs": 1, "lr": 1e-3, "seed": 3},
+        "train": {"epochs": 2, "steps_per_epoch": 3, "warmup_epochs": 1, "lr": 1e-3, "seed": 3,
+                  "export_litert": False},
         "eval": {"batch_size": 32},
     }
     for key, value in overrides.items():

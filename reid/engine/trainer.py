@@ -277,6 +277,22 @@ class Trainer:
                     tf.summary.scalar(f"val_rerank/{k}", metrics["rerank"][k])
         return metrics
 
+    def export_litert(self, model_dir: pathlib.Path) -> None:
+        """Convert the final export for LiteRT, checked on validation crops (training ones
+        when there are none). A conversion that fails is reported, not fatal: the Keras
+        export serves, and tools/export.py can try again."""
+        from reid.modeling.convert import convert_with_images, format_record
+        from reid.modeling.embedder import CONVERTED
+
+        records = self.dataset.query + self.dataset.gallery or self.dataset.train
+        try:
+            record = convert_with_images(model_dir, CONVERTED["litert"],
+                                         [r.path for r in records], log=self.log)
+        except (ValueError, RuntimeError) as exc:  # ModelError is a ValueError
+            self.log(f"warning: no LiteRT export ({exc}); the Keras model serves")
+            return
+        self.log(format_record(record, model_dir))
+
     def fit(self, resume: bool = False, stop_after: int | None = None) -> TrainResult:
         """Train to ``train.epochs`` (or stop after ``stop_after`` more epochs, for tests)."""
         cfg = self.cfg
@@ -318,6 +334,8 @@ class Trainer:
         if self.epoch >= cfg.train.epochs:
             model_dir = self.layout.model
             export_embedder(self.models.embedding_model, model_dir, self._spec())
+            if cfg.train.export_litert:
+                self.export_litert(model_dir)
             atomic_write_text(self.layout.history, json.dumps(self.history, indent=1))
         return TrainResult(self.run_dir, self.epoch, self.history, model_dir, best_dir,
                            final_metrics)

@@ -69,17 +69,16 @@ def topk_agreement(reference: np.ndarray, other: np.ndarray, k: int = PARITY_K) 
     return float(np.mean([len(set(a[i]) & set(b[i])) / k for i in range(n)]))
 
 
-def parity_report(reference: np.ndarray, other: np.ndarray, quantize: str | None = None,
+def parity_report(reference: np.ndarray, other: np.ndarray, tolerance: Tolerance,
                   k: int = PARITY_K) -> dict[str, Any]:
     """How closely ``other`` (converted embeddings) follows ``reference`` (Keras), row by row,
-    and whether that is within the tolerance of ``quantize``."""
+    and whether that is within ``tolerance``."""
     reference = np.asarray(reference, np.float64)
     other = np.asarray(other, np.float64)
     if reference.shape != other.shape or not len(reference):
         raise ModelError(f"parity: embeddings of shapes {reference.shape} and {other.shape}")
     norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(other, axis=1)
     cosine = np.sum(reference * other, axis=1) / np.maximum(norms, 1e-300)
-    tolerance = TOLERANCES[quantize]
     report = {"images": len(reference), "max_abs_diff": float(np.abs(reference - other).max()),
               "min_cosine": float(cosine.min()), "mean_cosine": float(cosine.mean()),
               f"top{k}_agreement": topk_agreement(reference, other, k),
@@ -171,11 +170,13 @@ def _measure(runner: Any, images: np.ndarray) -> tuple[np.ndarray, dict[str, flo
 
 def convert_export(model_dir: str | pathlib.Path, fmt: ConvertedFormat, images: np.ndarray,
                    calibration: np.ndarray | None = None,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
+                   log: Callable[[str], None] = print,
+                   tolerance: Tolerance | None = None) -> dict[str, Any]:
     """Convert the Keras model of export ``model_dir`` to ``fmt``, check it on ``images``
     (normalised crops, as the spec says) and write the model file and its record beside the
-    export; returns the record. A conversion outside tolerance raises ModelError, and leaves
-    the folder as it was."""
+    export; returns the record. A conversion outside ``tolerance`` (default: the format's in
+    :data:`TOLERANCES`) raises ModelError, and leaves the folder as it was."""
+    tolerance = tolerance or TOLERANCES[fmt.quantize]
     folder = pathlib.Path(model_dir)
     spec = read_spec(folder)
     images = np.asarray(images, np.float32)[:PARITY_IMAGES]
@@ -197,8 +198,12 @@ def convert_export(model_dir: str | pathlib.Path, fmt: ConvertedFormat, images: 
     with atomic_path(target) as tmp:
         tmp.write_bytes(content)
         reference, keras_speed = _measure(keras_embedder._runner, images)
-        converted, speed = _measure(file_runner(fmt.runtime, tmp), images)
-        report = parity_report(reference, converted, fmt.quantize)
+        try:
+            converted, speed = _measure(file_runner(fmt.runtime, tmp), images)
+        except RuntimeError as exc:  # the runtime's own failure, e.g. a quantized division
+            raise ModelError(f"{folder}: the {fmt.name} conversion does not run "
+                             f"({str(exc).strip().splitlines()[0]}); nothing written") from None
+        report = parity_report(reference, converted, tolerance)
         if not report["passed"]:
             raise ModelError(f"{folder}: the {fmt.name} conversion is outside tolerance on "
                              f"{len(images)} images: {parity_failure(report)}; nothing written")
@@ -250,7 +255,8 @@ def sample(items: list, n: int, seed: int = 0) -> list:
 
 def convert_with_images(model_dir: str | pathlib.Path, fmt: ConvertedFormat,
                         parity_paths: list[str], calibration_paths: list[str] | None = None,
-                        log: Callable[[str], None] = print) -> dict[str, Any]:
+                        log: Callable[[str], None] = print,
+                        tolerance: Tolerance | None = None) -> dict[str, Any]:
     """:func:`convert_export` on image files: a sample of ``parity_paths`` to check on and,
     for int8, of ``calibration_paths`` (training images) to calibrate on. Unreadable files
     are an error naming them (check them, or skip them, before)."""
@@ -268,4 +274,4 @@ def convert_with_images(model_dir: str | pathlib.Path, fmt: ConvertedFormat,
     calibration = None
     if fmt.quantize == "int8" and calibration_paths:
         calibration = load(sample(list(calibration_paths), CALIBRATION_IMAGES, seed=1))
-    return convert_export(model_dir, fmt, images, calibration, log)
+    return convert_export(model_dir, fmt, images, calibration, log, tolerance)

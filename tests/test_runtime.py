@@ -1,0 +1,286 @@
+"""Converted exports and the runtimes that serve them: parity against Keras on real synthetic
+crops, the ``auto`` choice, damaged and mismatched exports, quantized indexes, TensorFlow-free
+queries and the TensorFlow-free decoder.
+
+The model is MobileNetV2 alpha 0.35 at 64x32 with random weights whose batch norms are set to
+the statistics of the crops, so its activations have the scale of a trained network's (at
+initialisation they shrink to about 1e-10, which no quantization can represent).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from reid.config import ModelConfig
+from reid.data.decode import BadImageError, load_image_rgb, resize_weights
+from reid.data.pipeline import eval_dataset, load_image
+from reid.data.synthetic import generate_dataset
+from reid.index import GalleryIndex, IndexMismatchError
+from reid.index.build import build_gallery
+from reid.index.query import open_gallery, query_gallery
+from reid.modeling import Embedder, ModelError, build_reid_model, export_embedder
+from reid.modeling.convert import (Tolerance, convert_with_images, parity_report,
+                                   topk_agreement)
+from reid.modeling.embedder import CONVERTED
+from tool_runner import tool_main
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+HEIGHT, WIDTH = 64, 32
+#: Random weights magnify rounding: float16 reaches a min cosine of about 0.996 on this model
+#: (0.99999 on the demo's trained one, docs/BENCHMARKS.md), below the release tolerance.
+LOOSE = Tolerance(0.99, 0.8)
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory) -> list[str]:
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_dataset(root, ids=8, cameras=3, images_per_id=6, seed=2, height=HEIGHT, width=WIDTH,
+                     workers=1)
+    return sorted(str(p) for p in root.glob("*/*.jpg"))
+
+
+def batch_norms(layer):
+    if isinstance(layer, keras.layers.BatchNormalization):
+        yield layer
+    for sub in getattr(layer, "layers", []):
+        yield from batch_norms(sub)
+
+
+def healthy_export(folder: pathlib.Path, crops: list[str], seed: int = 0) -> pathlib.Path:
+    """A random-weight export whose batch norms hold the crops' statistics."""
+    keras.utils.set_random_seed(seed)
+    model = build_reid_model(ModelConfig(alpha=0.35, weights=None), (HEIGHT, WIDTH, 3),
+                             num_classes=4).embedding_model
+    images = np.concatenate([np.asarray(b) for b in eval_dataset(crops, HEIGHT, WIDTH, 64)])
+    norms = list(batch_norms(model))
+    for bn in norms:
+        bn.momentum = 0.0  # one pass in training mode copies the batch statistics
+    model(images, training=True)
+    for bn in norms:
+        bn.momentum = 0.9
+    export_embedder(model, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, crops) -> pathlib.Path:
+    """An export with float32 LiteRT and ONNX conversions (do not modify)."""
+    folder = healthy_export(tmp_path_factory.mktemp("export") / "model", crops)
+    for name in ("litert", "onnx"):
+        convert_with_images(folder, CONVERTED[name], crops, log=lambda _: None)
+    return folder
+
+
+def images_of(paths: list[str]) -> np.ndarray:
+    return np.stack([load_image(p, HEIGHT, WIDTH) for p in paths])
+
+
+# --- parity: the measure itself --------------------------------------------------------------
+
+def test_topk_agreement_hand_worked():
+    # a and b are close, c and d are close; then b moves over to c.
+    ref = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0.9, 0.1]], float)
+    moved = ref.copy()
+    moved[1] = [0.2, 0.9, 0]
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+    assert topk_agreement(ref, ref, k=1) == 1.0
+    # Nearest neighbours: a->b, b->a, c->d, d->c before; a->b, b->c, c->d, d->c after.
+    assert topk_agreement(ref, moved, k=1) == 0.75
+    # With k=3 every row's neighbours are all the others.
+    assert topk_agreement(ref, moved, k=3) == 1.0
+
+
+def test_parity_report_numbers_and_verdict():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(20, 8))
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    flipped = ref.copy()
+    flipped[5] = -ref[5]
+    report = parity_report(ref, flipped, Tolerance(0.9999, 0.0))
+    assert report["min_cosine"] == pytest.approx(-1.0)
+    assert report["mean_cosine"] == pytest.approx(18 / 20)
+    assert report["max_abs_diff"] == pytest.approx(2 * np.abs(ref[5]).max())
+    assert report["images"] == 20 and not report["passed"]
+    assert parity_report(ref, flipped, Tolerance(-1.0, 0.0))["passed"]
+    assert parity_report(ref, 3 * ref, Tolerance(0.9999, 1.0))["passed"]  # length is no matter
+
+
+# --- conversions -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["litert", "onnx"])
+def test_float32_conversions_match_keras_and_share_its_fingerprint(converted, crops, name):
+    keras_embedder = Embedder.load(converted, runtime="keras")
+    served = Embedder.load(converted, runtime=name)
+    assert served.runtime == name and served.precision == "float32"
+    assert served.fingerprint == keras_embedder.fingerprint
+    images = images_of(crops)
+    a, b = keras_embedder.embed(images), served.embed(images)
+    cosine = np.sum(a * b, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() >= 0.9999 and np.abs(a - b).max() < 1e-5
+    record = json.loads((converted / CONVERTED[name].record).read_text())
+    assert record["parity"]["passed"] and record["parity"]["images"] == len(crops)
+    assert record["parity"]["min_cosine"] == pytest.approx(cosine.min(), abs=1e-6)
+    assert record["versions"]["tensorflow"] and record["speed"]["images_per_s"] > 0
+
+
+def test_float16_and_int8_have_their_own_fingerprints(tmp_path, crops):
+    folder = healthy_export(tmp_path / "model", crops)
+    f16 = convert_with_images(folder, CONVERTED["litert-float16"], crops, log=lambda _: None,
+                              tolerance=LOOSE)
+    assert f16["parity"]["min_cosine"] >= 0.99 and f16["precision"] == "float16"
+    # int8 of random weights is far from Keras: refused with the numbers, nothing written.
+    with pytest.raises(ModelError, match=r"litert-int8 conversion is outside tolerance on 48 "
+                                         r"images: min cosine .* < 0.95 \(short by"):
+        convert_with_images(folder, CONVERTED["litert-int8"], crops, crops, log=lambda _: None)
+    assert not (folder / CONVERTED["litert-int8"].file).exists()
+    int8 = convert_with_images(folder, CONVERTED["litert-int8"], crops, crops,
+                               log=lambda _: None, tolerance=Tolerance(-1.0, 0.0))
+    assert int8["calibration_images"] == len(crops)
+    fingerprints = {Embedder.load(folder, runtime=r).fingerprint
+                    for r in ("keras", "litert-float16", "litert-int8")}
+    assert len(fingerprints) == 3
+    # auto never picks a quantized export: its embeddings are not the Keras model's.
+    assert Embedder.load(folder).runtime == "keras"
+
+
+def test_auto_picks_the_fastest_float32_conversion(tmp_path, converted):
+    folder = tmp_path / "model"
+    shutil.copytree(converted, folder)
+    records = {name: json.loads((folder / CONVERTED[name].record).read_text())
+               for name in ("litert", "onnx")}
+    for fast, slow in (("litert", "onnx"), ("onnx", "litert")):
+        for name, speed in ((fast, 500.0), (slow, 100.0)):
+            records[name]["speed"]["images_per_s"] = speed
+            (folder / CONVERTED[name].record).write_text(json.dumps(records[name]))
+        assert Embedder.load(folder).runtime == fast
+    for name in ("litert", "onnx"):
+        (folder / CONVERTED[name].record).unlink()
+    assert Embedder.load(folder).runtime == "keras"
+    with pytest.raises(ModelError, match=f"{folder}: no litert export here; make it with "
+                                         f"tools/export.py --model {folder} --format litert"):
+        Embedder.load(folder, runtime="litert")
+
+
+def test_a_damaged_or_mismatched_conversion_is_named(tmp_path, converted, crops):
+    folder = tmp_path / "model"
+    shutil.copytree(converted, folder)
+    tflite = folder / CONVERTED["litert"].file
+    data = bytearray(tflite.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tflite.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=f"{tflite}: does not match its record "
+                                         r"\(damaged or replaced\); convert again"):
+        Embedder.load(folder, runtime="litert")
+    with pytest.warns(UserWarning, match="does not match its record"):
+        assert Embedder.load(folder).runtime == "onnx"  # the damaged one is passed over
+    # A conversion of other weights beside this export.
+    other = healthy_export(tmp_path / "other", crops, seed=1)
+    convert_with_images(other, CONVERTED["litert"], crops, log=lambda _: None)
+    for name in (CONVERTED["litert"].file, CONVERTED["litert"].record):
+        shutil.copy(other / name, folder / name)
+    with pytest.raises(ModelError, match=r"embedder.tflite.json: converted from other weights"):
+        Embedder.load(folder, runtime="litert")
+    (folder / CONVERTED["onnx"].record).write_text("{")
+    with pytest.raises(ModelError, match=r"embedder.onnx.json: cannot read the conversion "
+                                         r"record"):
+        Embedder.load(folder, runtime="onnx")
+
+
+def test_a_quantized_index_refuses_float_queries(tmp_path, crops):
+    folder = healthy_export(tmp_path / "model", crops)
+    convert_with_images(folder, CONVERTED["litert-float16"], crops, log=lambda _: None,
+                        tolerance=LOOSE)
+    index = tmp_path / "g"
+    build_gallery(crops[::2], index, folder, runtime="litert-float16", progress=False,
+                  log=lambda _: None)
+    assert GalleryIndex.load(index).model.precision == "float16"
+    with pytest.raises(IndexMismatchError, match="index was built with the float16 embeddings "
+                                                 ".*these are float32.*--runtime "
+                                                 "litert-float16"):
+        open_gallery(index, runtime="keras")
+    # auto keeps to the index's precision, for queries and for appending.
+    gallery, embedder, _ = open_gallery(index)
+    assert embedder.runtime == "litert-float16"
+    hits = query_gallery(gallery, embedder, [crops[0]], k=1)[0].hits
+    assert hits[0].path == crops[0] and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    report = build_gallery(crops[1::2], index, append=True, progress=False, log=lambda _: None)
+    assert report.added == len(crops[1::2]) and "runtime litert-float16" in report.model_note
+
+
+def test_a_converted_query_never_imports_tensorflow(tmp_path, converted, crops):
+    index = tmp_path / "g"
+    build_gallery(crops, index, converted, progress=False, log=lambda _: None)
+    code = ("import sys\n"
+            f"sys.path.insert(0, {str(ROOT / 'tools')!r})\n"
+            "import query\n"
+            f"code = query.main(['--index', {str(index)!r}, '--image', {crops[3]!r}, "
+            "'--top-k', '2', '--json'])\n"
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules, code)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    *results, last = done.stdout.strip().splitlines()
+    assert last == "False False 0"
+    assert json.loads("\n".join(results))[0][0]["path"] == crops[3]
+    assert done.stderr == ""  # no runtime start-up lines either
+
+
+def test_export_tool(tmp_path, crops, capsys):
+    folder = healthy_export(tmp_path / "model", crops)
+    main = tool_main("export")
+    assert main(["--model", str(folder), "--format", "litert", "--images", *crops[:20]]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"converting {folder} to litert ...\nlitert: {folder / 'embedder.tflite'}")
+    assert "parity on 20 images" in out and "the Keras model's: indexes are shared" in out
+    assert main(["--model", str(folder), "--format", "onnx", "--quantize", "int8",
+                 "--images", crops[0]]) == 1
+    assert capsys.readouterr().err == ("error: --format onnx --quantize int8: no such export "
+                                       "(choose from litert, litert-float16, litert-int8, "
+                                       "onnx)\n")
+    assert main(["--model", str(folder), "--format", "litert"]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {folder}: no run config beside the "
+                                              f"export to find crops in; pass --images")
+
+
+# --- the TensorFlow-free decoder --------------------------------------------------------------
+
+def test_resize_weights_hand_worked():
+    np.testing.assert_allclose(resize_weights(3, 3, antialias=True), np.eye(3))
+    # 2x up, half-pixel centres: output 1 samples input 0.25 of the way from pixel 0 to 1.
+    np.testing.assert_allclose(resize_weights(2, 4, antialias=False),
+                               [[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]])
+    # 2x down with antialiasing: a triangle twice as wide, normalised inside the image.
+    np.testing.assert_allclose(resize_weights(4, 2, antialias=True)[0],
+                               np.array([0.75, 0.75, 0.25, 0.0]) / 1.75)
+    assert np.allclose(resize_weights(37, 5, antialias=True).sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".bmp"])
+def test_the_decoder_sees_images_as_the_pipeline_does(tmp_path, suffix):
+    rng = np.random.default_rng(0)
+    for height, width in [(128, 64), (300, 140), (40, 20), (64, 32), (200, 20), (30, 90)]:
+        image = cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), np.uint8), (5, 5), 2)
+        path = str(tmp_path / f"{height}x{width}{suffix}")
+        cv2.imwrite(path, image)
+        for size in [(64, 32), (256, 128)]:  # shrinking, growing and mixed
+            np.testing.assert_allclose(load_image_rgb(path, *size), load_image(path, *size),
+                                       atol=1e-4)
+
+
+def test_the_decoder_refuses_what_it_cannot_read(tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(BadImageError, match=f"{text}: cannot read or decode image"):
+        load_image_rgb(text, HEIGHT, WIDTH)
+    with pytest.raises(BadImageError, match="cannot read image"):
+        load_image_rgb(tmp_path / "missing.jpg", HEIGHT, WIDTH)
