@@ -98,6 +98,9 @@ def test_topk_agreement_hand_worked():
     assert topk_agreement(ref, moved, k=1) == 0.75
     # With k=3 every row's neighbours are all the others.
     assert topk_agreement(ref, moved, k=3) == 1.0
+    # Ties: when the reference cannot tell rows apart, any order of the other agrees with it.
+    same = np.tile([[0.6, 0.8, 0.0]], (5, 1))
+    assert topk_agreement(same, np.random.default_rng(0).normal(size=(5, 3)), k=2) == 1.0
 
 
 def test_parity_report_numbers_and_verdict():

@@ -14,7 +14,7 @@ import pytest
 
 from reid.config import config_from_dict
 from reid.data import load_dataset
-from reid.data.pipeline import BadImageError
+from reid.data.pipeline import BadImageError, eval_dataset
 from reid.data.records import DatasetError, ImageRecord, make_dataset
 from reid.data.synthetic import generate_dataset
 from reid.engine.evaluator import evaluate_embedder
@@ -292,3 +292,21 @@ def test_validation_warns_when_the_embeddings_collapse(tiny_data, tmp_path):
     assert trainer.history[-1]["val"]["embedding_spread"] < 1e-4
     assert any(line.startswith("  warning: the embeddings of the validation images have "
                                "collapsed") for line in lines)
+
+
+@pytest.mark.slow
+def test_training_ends_with_a_litert_export_that_serves(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, train__epochs=1, train__export_litert=True)
+    lines: list[str] = []
+    trainer = Trainer(cfg, load_dataset(cfg.data), prepare_run_dir(tmp_path / "r", cfg, False),
+                      progress=False, log=lines.append)
+    result = trainer.fit()
+    served = Embedder.load(result.model_dir)
+    assert served.runtime == "litert"
+    assert served.fingerprint == Embedder.load(result.model_dir, runtime="keras").fingerprint
+    assert any(line.startswith(f"litert: {result.model_dir / 'embedder.tflite'}")
+               for line in lines)
+    images = np.concatenate([np.asarray(b) for b in
+                             eval_dataset([r.path for r in trainer.dataset.query], 64, 32, 64)])
+    np.testing.assert_allclose(served.embed(images),
+                               trainer.models.embedding_model(images).numpy(), atol=1e-5)

@@ -36,6 +36,8 @@ PARITY_K = 10
 #: Images a conversion is checked on, and an int8 one calibrated on, when the caller has more.
 PARITY_IMAGES = 256
 CALIBRATION_IMAGES = 200
+#: Similarities closer than this count as ties when neighbours are compared.
+TIES = 1e-4
 #: Batch size of the throughput measured while checking.
 SPEED_BATCH = 64
 
@@ -52,21 +54,28 @@ TOLERANCES = {None: Tolerance(0.9999, 0.95), "float16": Tolerance(0.999, 0.9),
               "int8": Tolerance(0.95, 0.6)}
 
 
-def topk_agreement(reference: np.ndarray, other: np.ndarray, k: int = PARITY_K) -> float:
-    """Mean over rows of |top-k(reference) & top-k(other)| / k, each row's neighbours found
-    among the other rows by inner product (unit rows: cosine)."""
+def topk_agreement(reference: np.ndarray, other: np.ndarray, k: int = PARITY_K,
+                   ties: float = TIES) -> float:
+    """The share of each row's k nearest neighbours under ``other`` that are among its k
+    nearest under ``reference``, up to ties: a neighbour counts when the reference's similarity
+    to it is within ``ties`` of the reference's k-th best. Neighbours are the other rows, by
+    inner product (cosine for unit rows). Without the ties, two near-identical embeddings of
+    a near-collapsed model would disagree on orderings that are rounding noise."""
     n = len(reference)
     k = min(k, n - 1)
     if k < 1:
         return 1.0
 
-    def neighbours(x: np.ndarray) -> np.ndarray:
+    def similarities(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
         sims = x @ x.T
         np.fill_diagonal(sims, -np.inf)
-        return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        return sims
 
-    a, b = neighbours(reference.astype(np.float64)), neighbours(other.astype(np.float64))
-    return float(np.mean([len(set(a[i]) & set(b[i])) / k for i in range(n)]))
+    ref, oth = similarities(reference), similarities(other)
+    top = np.argsort(-oth, axis=1, kind="stable")[:, :k]
+    kth = -np.sort(-ref, axis=1)[:, k - 1]
+    return float(np.mean(np.take_along_axis(ref, top, axis=1) >= kth[:, None] - ties))
 
 
 def parity_report(reference: np.ndarray, other: np.ndarray, tolerance: Tolerance,
