@@ -32,6 +32,14 @@ class Runner(Protocol):
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity, which containers narrow), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -41,7 +49,10 @@ class LiteRTRunner:
     """A ``.tflite`` model through ``ai-edge-litert`` (XNNPACK on CPU), any batch size.
 
     The interpreter's input is resized only when the batch size changes, so a run of equal
-    batches (and a stream of single queries) allocates once.
+    batches (and a stream of single queries) allocates once. ``threads`` defaults to the
+    cores this process may use: the interpreter's own default is one thread, which halved
+    MobileNetV2's speed at 256x128 on two cores (137 against 274 images/s, 6.1 against 3.2 ms
+    for one image).
     """
 
     runtime = "litert"
@@ -52,7 +63,8 @@ class LiteRTRunner:
         self.path = pathlib.Path(path)
         try:
             with held_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-                self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+                self._interpreter = Interpreter(model_path=str(self.path),
+                                                num_threads=threads or usable_cores())
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.path}: cannot load the LiteRT model "
                              f"({_first_line(exc)})") from None
