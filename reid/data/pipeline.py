@@ -193,6 +193,25 @@ def eval_dataset(paths: Sequence[str], height: int, width: int, batch_size: int,
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def indexed_eval_dataset(paths: Sequence[str], height: int, width: int,
+                         batch_size: int) -> tf.data.Dataset:
+    """``(positions in paths, normalised images)`` batches, in order, leaving out the files
+    that fail to decode: a check and the embedding in one decode (a gallery is read once).
+    Files whose header is over the pixel limit are left out undecoded."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    kept = np.array([i for i, p in enumerate(paths) if oversize_reason(str(p)) is None],
+                    dtype=np.int64)
+
+    def load(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return index, normalize(_read(path, height, width))
+
+    ds = tf.data.Dataset.from_tensor_slices((
+        kept, tf.constant([str(paths[i]) for i in kept], dtype=tf.string, shape=[len(kept)])))
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).ignore_errors()
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
 def load_image(path: str, height: int, width: int) -> np.ndarray:
     """One image as the evaluation pipeline sees it: float32 (H, W, 3), normalised to [-1, 1]."""
     return normalize(_decode_eager(str(path), height, width)).numpy()
@@ -204,5 +223,6 @@ __all__ = [
     "check_images",
     "decode_resize",
     "eval_dataset",
+    "indexed_eval_dataset",
     "load_image",
 ]

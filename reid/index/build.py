@@ -1,9 +1,9 @@
 """Build or extend a gallery index from image files: what ``tools/build_index.py`` runs.
 
 Unreadable files never stop a build: every file is decoded once (with the training pipeline's
-decoder) before anything is embedded, bad ones are set aside with the reason, and the index is
-written only after everything else succeeded, atomically, so a failure at any step leaves the
-folder as it was.
+decoder) as it is embedded, bad ones are set aside with the reason, and the index is written
+only after everything else succeeded, atomically, so a failure at any step leaves the folder as
+it was.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import glob
 import os
 import pathlib
 import time
-import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -116,37 +115,49 @@ def _why_unreadable(path: str) -> str:
     return "cannot read or decode image"
 
 
-def read_images(paths: Sequence[str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """({readable path: SHA-256 of its bytes}, [(unreadable path, reason)]), in input order.
-
-    Every file is decoded once, as training would, before anything is embedded."""
-    from reid.data.pipeline import check_images
-
-    with warnings.catch_warnings():  # the skipped files are returned, with reasons
-        warnings.simplefilter("ignore")
-        good = set(check_images(list(paths), skip_bad=True))
+def read_digests(paths: Sequence[str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """({path: SHA-256 of its bytes}, [(unreadable path, reason)]), in input order."""
     digests: dict[str, str] = {}
     bad: list[tuple[str, str]] = []
     for path in paths:
-        if path not in good:
-            bad.append((path, _why_unreadable(path)))
-            continue
         try:
             digests[path] = file_sha256(path)
-        except OSError as exc:  # gone or unreadable since it was decoded
+        except OSError as exc:
             bad.append((path, f"cannot read ({exc.strerror})"))
     return digests, bad
 
 
 def embed_images(embedder: object, paths: Sequence[str], batch_size: int,
-                 progress: bool = True) -> np.ndarray:
-    from reid.data.pipeline import eval_dataset
+                 progress: bool = True
+                 ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+    """(paths that decoded, their embeddings, [(path, reason)] for those that did not).
 
+    Each file is decoded once, as training would, and embedded in the same pass; the few that
+    fail are decoded again alone, for the reason."""
+    from reid.data.pipeline import indexed_eval_dataset
+
+    paths = list(paths)
+    dim = embedder.embedding_dim
     if not paths:
-        return np.zeros((0, embedder.embedding_dim), np.float32)
+        return [], np.zeros((0, dim), np.float32), []
     height, width = embedder.input_size
-    return embedder.embed_batches(eval_dataset(list(paths), height, width, batch_size),
-                                  progress=progress)
+    batches = indexed_eval_dataset(paths, height, width, batch_size)
+    bar = None
+    if progress:
+        import keras
+
+        bar = keras.utils.Progbar(len(paths), unit_name="image")
+    positions, rows = [], []
+    for index, images in batches:
+        positions.append(np.asarray(index))
+        rows.append(embedder.embed(images))
+        if bar is not None:
+            bar.add(len(positions[-1]))
+    found = np.concatenate(positions) if positions else np.zeros(0, np.int64)
+    vectors = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
+    decoded = set(found.tolist())
+    bad = [(p, _why_unreadable(p)) for i, p in enumerate(paths) if i not in decoded]
+    return [paths[i] for i in found], vectors, bad
 
 
 def record_missing_digests(gallery: GalleryIndex, log: Callable[[str], None]) -> int:
@@ -335,16 +346,19 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
             fi.check_ivfpq_training_size(gallery.config, len(todo))
         digested = record_missing_digests(gallery, log) if not created else 0
 
-        digests, bad = read_images(todo)
+        digests, bad = read_digests(todo)
         new, moved, copies = sort_by_content(gallery, digests)
         if moved:
             gallery.move({i: path for i, (_, path) in moved.items()})
         duplicates += [path for path, _ in copies]
-        vectors = embed_images(embedder, new, batch_size, progress)
-        pids, camids = market_labels([files.names.get(p, p) for p in new])
-        sources = None if source is None else [source] * len(new)
-        result = gallery.add(new, vectors, pids=pids, camids=camids, sources=sources,
-                             digests=[digests[p] for p in new])
+        good, vectors, undecoded = embed_images(embedder, new, batch_size, progress)
+        bad += undecoded
+        if not gallery.trained and good:  # IVF-PQ's count check again, on what decoded
+            fi.check_ivfpq_training_size(gallery.config, len(good))
+        pids, camids = market_labels([files.names.get(p, p) for p in good])
+        sources = None if source is None else [source] * len(good)
+        result = gallery.add(good, vectors, pids=pids, camids=camids, sources=sources,
+                             digests=[digests[p] for p in good])
         duplicates += result.duplicates
         # Nothing readable never replaces an existing index.
         saved = result.num_added > 0 or bool(moved) or digested > 0
