@@ -179,39 +179,43 @@ def main() -> None:
                       f"{s['images_per_s'] / keras['images_per_s']:>8.2f} {s['ms_one']:>8.2f} "
                       f"{keras['ms_one'] / s['ms_one']:>8.1f}", flush=True)
 
-        # The demo-size model indexes and queries the gallery, through Keras and through auto.
-        model = exports["demo"]
-        for name in ("litert-float16", "litert-int8"):  # auto uses float32 only; keep it so
-            for f in model.glob(f"embedder.{name.split('-')[1]}.tflite*"):
+        # Each model indexes and queries the gallery, through Keras and through auto.
+        summary = []
+        for size, rounds in (("demo", 3), ("256x128", 2)):
+            model = exports[size]
+            for f in model.glob("embedder.*.tflite*"):  # auto uses float32 only; keep it so
                 f.unlink()
-        build: dict[str, list[float]] = {"keras": [], "auto": []}
-        for _ in range(2):
-            for runtime in build:
-                index = tmp / f"index-{runtime}"
-                shutil.rmtree(index, ignore_errors=True)
-                build[runtime].append(timed([python, "tools/build_index.py", "--model",
-                                             str(model), "--images", str(args.gallery),
-                                             "--index", str(index), "--no-progress",
-                                             "--runtime", runtime]))
-        print(f"\nbuild_index of {len(gallery)} crops, end to end (demo-size model):")
-        for runtime, seconds in build.items():
-            best = min(seconds)
-            print(f"  --runtime {runtime:<6} {best:6.1f} s  {len(gallery) / best:6.0f} images/s "
-                  f"(runs: {', '.join(f'{s:.1f}' for s in seconds)})")
-        build_ratio = min(build["keras"]) / min(build["auto"])
-        queries: dict[str, list[float]] = {"keras": [], "auto": []}
-        for i in range(args.queries):
-            for runtime in queries:
-                queries[runtime].append(timed([python, "tools/query.py", "--index",
-                                               str(tmp / "index-auto"), "--image",
-                                               gallery[i * 97], "--runtime", runtime]))
-        print(f"\ntools/query.py, process start to printed result, {len(gallery)}-image index:")
-        for runtime, seconds in queries.items():
-            print(f"  --runtime {runtime:<6} median {statistics.median(seconds):.2f} s "
-                  f"(calls: {', '.join(f'{s:.2f}' for s in seconds)})")
-        print(f"\nbuild_index auto vs keras: {build_ratio:.2f}x (target "
-              f"{TARGETS['build_index end to end vs keras']}x); query with auto "
-              f"{statistics.median(queries['auto']):.2f} s (target {QUERY_TARGET_SECONDS} s)")
+            build: dict[str, list[float]] = {"keras": [], "auto": []}
+            for _ in range(rounds):
+                for runtime in build:
+                    index = tmp / f"index-{size}-{runtime}"
+                    shutil.rmtree(index, ignore_errors=True)
+                    build[runtime].append(timed([python, "tools/build_index.py", "--model",
+                                                 str(model), "--images", str(args.gallery),
+                                                 "--index", str(index), "--no-progress",
+                                                 "--runtime", runtime]))
+            print(f"\nbuild_index of {len(gallery)} crops, end to end ({size} model):")
+            for runtime, seconds in build.items():
+                best = min(seconds)
+                print(f"  --runtime {runtime:<6} {best:6.1f} s  {len(gallery) / best:6.0f} "
+                      f"images/s (runs: {', '.join(f'{s:.1f}' for s in seconds)})")
+            queries: dict[str, list[float]] = {"keras": [], "auto": []}
+            for i in range(args.queries):
+                for runtime in queries:
+                    queries[runtime].append(timed([python, "tools/query.py", "--index",
+                                                   str(tmp / f"index-{size}-auto"), "--image",
+                                                   gallery[i * 97], "--runtime", runtime]))
+            print(f"tools/query.py, process start to printed result, {len(gallery)}-image "
+                  f"index ({size} model):")
+            for runtime, seconds in queries.items():
+                print(f"  --runtime {runtime:<6} median {statistics.median(seconds):.2f} s "
+                      f"(calls: {', '.join(f'{s:.2f}' for s in seconds)})")
+            summary.append(f"{size}: build_index auto vs keras "
+                           f"{min(build['keras']) / min(build['auto']):.2f}x (target "
+                           f"{TARGETS['build_index end to end vs keras']}x), query with auto "
+                           f"{statistics.median(queries['auto']):.2f} s (target "
+                           f"{QUERY_TARGET_SECONDS} s)")
+        print("\n" + "\n".join(summary))
 
 
 if __name__ == "__main__":

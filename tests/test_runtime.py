@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pytest
 
-from reid.config import ModelConfig
+from reid.config import ModelConfig, config_from_dict, save_config
 from reid.data.decode import BadImageError, load_image_rgb, resize_weights
 from reid.data.pipeline import eval_dataset, load_image
 from reid.data.synthetic import generate_dataset
@@ -193,10 +193,34 @@ def test_a_damaged_or_mismatched_conversion_is_named(tmp_path, converted, crops)
         shutil.copy(other / name, folder / name)
     with pytest.raises(ModelError, match=r"embedder.tflite.json: converted from other weights"):
         Embedder.load(folder, runtime="litert")
-    (folder / CONVERTED["onnx"].record).write_text("{")
-    with pytest.raises(ModelError, match=r"embedder.onnx.json: cannot read the conversion "
-                                         r"record"):
-        Embedder.load(folder, runtime="onnx")
+    onnx_record = folder / CONVERTED["onnx"].record
+    good = json.loads(onnx_record.read_text())
+    for broken in ("{", json.dumps({**good, "speed": None}),
+                   json.dumps({**good, "speed": {"images_per_s": "fast"}}),
+                   json.dumps({k: v for k, v in good.items() if k != "fingerprint"})):
+        onnx_record.write_text(broken)
+        with pytest.raises(ModelError, match=r"embedder.onnx.json: cannot read the conversion "
+                                             r"record .*; convert again with tools/export.py"):
+            Embedder.load(folder, runtime="onnx")
+
+
+def test_a_file_the_pass_drops_but_that_decodes_is_still_embedded(converted, crops,
+                                                                  monkeypatch):
+    from reid.data import pipeline
+    from reid.index.build import embed_images
+
+    embedder = Embedder.load(converted, runtime="litert")
+    paths = crops[:7]
+    everything = embed_images(embedder, paths, 3, progress=False)
+    real = pipeline.indexed_eval_dataset
+
+    def dropping(*args, **kwargs):  # as if a transient error had hit position 4
+        return real(*args, **kwargs).unbatch().filter(lambda i, _: i != 4).batch(3)
+
+    monkeypatch.setattr(pipeline, "indexed_eval_dataset", dropping)
+    good, vectors, bad = embed_images(embedder, paths, 3, progress=False)
+    assert good == paths == everything[0] and bad == []
+    np.testing.assert_allclose(vectors, everything[1], atol=1e-6)
 
 
 def test_a_quantized_index_refuses_float_queries(tmp_path, crops):
@@ -253,6 +277,13 @@ def test_export_tool(tmp_path, crops, capsys):
     assert main(["--model", str(folder), "--format", "litert"]) == 1
     assert capsys.readouterr().err.startswith(f"error: {folder}: no run config beside the "
                                               f"export to find crops in; pass --images")
+    # A run whose dataset is not on this machine converts with --images alone.
+    run = tmp_path / "run"
+    shutil.copytree(folder, run / "model")
+    save_config(config_from_dict({"data": {"root": str(tmp_path / "elsewhere")}}),
+                run / "config.yaml")
+    assert main(["--model", str(run), "--format", "onnx", "--images", *crops[:10]]) == 0
+    assert "parity on 10 images" in capsys.readouterr().out
 
 
 # --- the TensorFlow-free decoder --------------------------------------------------------------
@@ -278,6 +309,27 @@ def test_the_decoder_sees_images_as_the_pipeline_does(tmp_path, suffix):
         for size in [(64, 32), (256, 128)]:  # shrinking, growing and mixed
             np.testing.assert_allclose(load_image_rgb(path, *size), load_image(path, *size),
                                        atol=1e-4)
+
+
+def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """The JPEG with an EXIF APP1 segment holding only an Orientation tag, as phones write."""
+    tiff = (b"II*\x00" + (8).to_bytes(4, "little") + (1).to_bytes(2, "little")
+            + (0x0112).to_bytes(2, "little") + (3).to_bytes(2, "little")
+            + (1).to_bytes(4, "little") + orientation.to_bytes(2, "little") + b"\x00\x00"
+            + (0).to_bytes(4, "little"))
+    body = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body + jpeg[2:]
+
+
+def test_the_decoder_ignores_exif_orientation_as_the_pipeline_does(tmp_path):
+    image = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 256, (80, 40, 3), np.uint8),
+                             (5, 5), 2)
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(with_exif_orientation(cv2.imencode(".jpg", image)[1].tobytes(), 6))
+    rotated = cv2.imread(str(path))  # OpenCV's default would turn it
+    assert rotated.shape[:2] == (40, 80)
+    np.testing.assert_allclose(load_image_rgb(path, HEIGHT, WIDTH),
+                               load_image(str(path), HEIGHT, WIDTH), atol=1e-4)
 
 
 def test_the_decoder_refuses_what_it_cannot_read(tmp_path):

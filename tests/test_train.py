@@ -310,3 +310,23 @@ def test_training_ends_with_a_litert_export_that_serves(tiny_data, tmp_path):
                              eval_dataset([r.path for r in trainer.dataset.query], 64, 32, 64)])
     np.testing.assert_allclose(served.embed(images),
                                trainer.models.embedding_model(images).numpy(), atol=1e-5)
+
+
+def test_a_failed_litert_conversion_is_a_warning_not_a_failed_run(tiny_data, tmp_path,
+                                                                  monkeypatch):
+    from reid.modeling import convert
+
+    class ConverterError(Exception):  # what tf.lite raises: not a ValueError or RuntimeError
+        pass
+
+    def fails(*args, **kwargs):
+        raise ConverterError("op not supported\nmore detail")
+
+    monkeypatch.setattr(convert, "convert_with_images", fails)
+    cfg = tiny_config(tiny_data)
+    lines: list[str] = []
+    trainer = Trainer(cfg, load_dataset(cfg.data), prepare_run_dir(tmp_path / "r", cfg, False),
+                      progress=False, log=lines.append)
+    trainer.export_litert(tmp_path / "r" / "model")
+    assert lines == ["warning: no LiteRT export (ConverterError: op not supported); the Keras "
+                     "model serves"]

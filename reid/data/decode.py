@@ -53,7 +53,9 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     antialias = h > height or w > width
     rows = resize_weights(h, height, antialias)
     cols = resize_weights(w, width, antialias)
-    out = np.einsum("ih,hwc,jw->ijc", rows, image.astype(np.float64), cols, optimize=True)
+    # float32, as TensorFlow computes it (and half the memory of float64 on a large frame).
+    out = np.einsum("ih,hwc,jw->ijc", rows.astype(np.float32), image.astype(np.float32),
+                    cols.astype(np.float32), optimize=True)
     return np.clip(out, 0.0, 255.0).astype(np.float32)
 
 
@@ -67,7 +69,10 @@ def decode_rgb(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(path, np.uint8)
     except OSError as exc:
         raise BadImageError(f"{path}: cannot read image ({exc.strerror})") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    # TensorFlow's decoders ignore EXIF orientation (a phone's "rotate 90 degrees"); so must
+    # this one, or a query would be turned against the gallery.
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
         raise BadImageError(f"{path}: cannot read or decode image (not a JPEG, PNG or BMP "
                             f"OpenCV can decode)")

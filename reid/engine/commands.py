@@ -106,7 +106,8 @@ def run_export(model: pathlib.Path, fmt_name: str, quantize: str | None = None,
     if (images is None or (calibration is None and quantize == "int8")) and run_config is None:
         raise ConfigError(f"{model_dir}: no run config beside the export to find crops in; "
                           f"pass --images" + (" and --calibration" if quantize == "int8" else ""))
-    if run_config is not None and (images is None or calibration is None):
+    if run_config is not None and (images is None or (calibration is None
+                                                      and quantize == "int8")):
         from reid.data import load_dataset
 
         dataset = load_dataset(load_config(run_config).data)

@@ -31,6 +31,7 @@ from reid.evaluation import collapse_warning
 from reid.engine.schedule import WarmupSchedule
 from reid.losses import ReidLoss
 from reid.modeling import Embedder, build_reid_model, export_embedder
+from reid.modeling.errors import first_line
 from reid.modeling.reid_model import FEATURES, LOGITS, ReidModels
 from reid.run_layout import RunLayout
 from reid.utils.io import atomic_write_text
@@ -288,8 +289,10 @@ class Trainer:
         try:
             record = convert_with_images(model_dir, CONVERTED["litert"],
                                          [r.path for r in records], log=self.log)
-        except (ValueError, RuntimeError) as exc:  # ModelError is a ValueError
-            self.log(f"warning: no LiteRT export ({exc}); the Keras model serves")
+        except Exception as exc:  # noqa: BLE001 - the converter's errors are plain Exceptions
+            # The run is done and exported; a conversion must not make it look failed.
+            self.log(f"warning: no LiteRT export ({type(exc).__name__}: {first_line(exc)}); "
+                     f"the Keras model serves")
             return
         self.log(format_record(record, model_dir))
 
@@ -334,8 +337,8 @@ class Trainer:
         if self.epoch >= cfg.train.epochs:
             model_dir = self.layout.model
             export_embedder(self.models.embedding_model, model_dir, self._spec())
+            atomic_write_text(self.layout.history, json.dumps(self.history, indent=1))
             if cfg.train.export_litert:
                 self.export_litert(model_dir)
-            atomic_write_text(self.layout.history, json.dumps(self.history, indent=1))
         return TrainResult(self.run_dir, self.epoch, self.history, model_dir, best_dir,
                            final_metrics)

@@ -105,14 +105,15 @@ def collect_images(specs: Sequence[str | os.PathLike]) -> ImageFiles:
     return ImageFiles(unique, repeats, subfolders, names)
 
 
-def _why_unreadable(path: str) -> str:
+def _why_unreadable(path: str) -> str | None:
+    """Why ``path`` does not decode, alone; None when it does."""
     from reid.data.pipeline import BadImageError, load_image
 
     try:
         load_image(path, 8, 8)
     except BadImageError as exc:
         return str(exc).removeprefix(f"{path}: ")
-    return "cannot read or decode image"
+    return None
 
 
 def read_digests(paths: Sequence[str]) -> tuple[dict[str, str], list[tuple[str, str]]]:
@@ -134,7 +135,7 @@ def embed_images(embedder: object, paths: Sequence[str], batch_size: int,
 
     Each file is decoded once, as training would, and embedded in the same pass; the few that
     fail are decoded again alone, for the reason."""
-    from reid.data.pipeline import indexed_eval_dataset
+    from reid.data.pipeline import indexed_eval_dataset, load_image
 
     paths = list(paths)
     dim = embedder.embedding_dim
@@ -153,11 +154,23 @@ def embed_images(embedder: object, paths: Sequence[str], batch_size: int,
         rows.append(embedder.embed(images))
         if bar is not None:
             bar.add(len(positions[-1]))
+    decoded = set(np.concatenate(positions).tolist()) if positions else set()
+    bad: list[tuple[str, str]] = []
+    for i, path in enumerate(paths):
+        if i in decoded:
+            continue
+        reason = _why_unreadable(path)
+        if reason is None:
+            # It decodes alone: whatever failed in the pass (memory, a file being written) was
+            # not the file. Embed it now, or the error propagates; it is never dropped.
+            positions.append(np.array([i]))
+            rows.append(embedder.embed(np.stack([load_image(path, height, width)])))
+        else:
+            bad.append((path, reason))
     found = np.concatenate(positions) if positions else np.zeros(0, np.int64)
     vectors = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
-    decoded = set(found.tolist())
-    bad = [(p, _why_unreadable(p)) for i, p in enumerate(paths) if i not in decoded]
-    return [paths[i] for i in found], vectors, bad
+    order = np.argsort(found, kind="stable")  # the input's order, retried files included
+    return [paths[i] for i in found[order]], vectors[order], bad
 
 
 def record_missing_digests(gallery: GalleryIndex, log: Callable[[str], None]) -> int:

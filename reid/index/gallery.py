@@ -235,7 +235,9 @@ class GalleryIndex:
             raise IndexMismatchError(
                 f"{prefix}index was built by model {built} but the querying model "
                 f"{other.describe()} gives {other.embedding_dim}-d embeddings")
-        if other.precision != self._model.precision:
+        # Another precision of the same model: say which runtime gives this one. (Another
+        # model altogether is the fingerprint's message below, precision included.)
+        if other.precision != self._model.precision and other.model_dir == self._model.model_dir:
             from reid.modeling.embedder import runtimes_of_precision
 
             runtimes = " or ".join(runtimes_of_precision(self._model.precision))

@@ -17,7 +17,7 @@ from typing import Any
 import keras
 
 from reid.config import ModelConfig
-from reid.modeling.errors import ModelError
+from reid.modeling.errors import ModelError, first_line
 
 #: Layers of keras' MobileNetV2 that perform its last downsampling (16x -> 32x).
 LAST_DOWNSAMPLING_PAD = "block_13_pad"
@@ -61,10 +61,6 @@ def check_input_shape(input_shape: tuple[int, int, int]) -> tuple[int, int, int]
     return h, w, c
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
 
 def _count_file_arrays(path: pathlib.Path) -> int:
     """Number of weight arrays in a Keras ``.weights.h5`` file (every dataset is one)."""
@@ -82,7 +78,7 @@ def _count_file_arrays(path: pathlib.Path) -> int:
             f.visititems(visit)
     except OSError as exc:
         raise ModelError(f"model.weights: {path}: not a readable HDF5 weights file "
-                         f"({_first_line(exc)})") from None
+                         f"({first_line(exc)})") from None
     return count
 
 
@@ -112,7 +108,7 @@ def load_weights_file(model: keras.Model, path: pathlib.Path, what: str) -> None
             ours, theirs, var = match.groups()
             detail = f"{var} has shape {ours} in the model but {theirs} in the file"
         else:
-            detail = _first_line(exc)
+            detail = first_line(exc)
         raise ModelError(f"model.weights: {path}: does not fit {what}: {detail}") from None
 
 
@@ -130,7 +126,7 @@ def _keras_mobilenet_v2(alpha: float, input_shape: tuple[int, int, int],
                                                   include_top=False, weights="imagenet")
     except Exception as exc:  # noqa: BLE001 - a failed download raises a bare Exception
         raise ModelError(f"model.weights: imagenet: cannot get the ImageNet weights of "
-                         f"MobileNetV2 alpha={alpha} ({_first_line(exc)}); set model.weights to "
+                         f"MobileNetV2 alpha={alpha} ({first_line(exc)}); set model.weights to "
                          f"a local .weights.h5 file or null") from None
 
 

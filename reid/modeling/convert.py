@@ -26,7 +26,7 @@ import numpy as np
 
 from reid.modeling.embedder import (CONVERTED_FORMAT, FLOAT32, ConvertedFormat, Embedder,
                                     read_spec)
-from reid.modeling.errors import ModelError
+from reid.modeling.errors import ModelError, first_line
 from reid.modeling.runtime import file_runner
 from reid.utils.io import atomic_path, atomic_write_text, file_sha256
 from reid.utils.quiet import held_stderr
@@ -211,7 +211,7 @@ def convert_export(model_dir: str | pathlib.Path, fmt: ConvertedFormat, images: 
             converted, speed = _measure(file_runner(fmt.runtime, tmp), images)
         except RuntimeError as exc:  # the runtime's own failure, e.g. a quantized division
             raise ModelError(f"{folder}: the {fmt.name} conversion does not run "
-                             f"({str(exc).strip().splitlines()[0]}); nothing written") from None
+                             f"({first_line(exc)}); nothing written") from None
         report = parity_report(reference, converted, tolerance)
         if not report["passed"]:
             raise ModelError(f"{folder}: the {fmt.name} conversion is outside tolerance on "

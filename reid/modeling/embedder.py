@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from reid.modeling.errors import ModelError
+from reid.modeling.errors import ModelError, first_line
 from reid.modeling.runtime import KerasRunner, Runner, file_runner
 from reid.run_layout import RunLayout
 from reid.utils.io import file_sha256
@@ -80,6 +80,9 @@ FLOAT32 = "float32"
 def runtimes_of_precision(precision: str) -> list[str]:
     """The ``--runtime`` values whose embeddings have ``precision``."""
     names = [f.name for f in CONVERTED.values() if (f.quantize or FLOAT32) == precision]
+    if not names:
+        raise ModelError(f"precision {precision!r}: no runtime gives it (known: {FLOAT32}, "
+                         f"{', '.join(sorted({f.quantize for f in CONVERTED.values() if f.quantize}))})")
     return (["auto", "keras"] if precision == FLOAT32 else []) + names
 
 
@@ -110,6 +113,12 @@ def read_spec(folder: pathlib.Path) -> dict[str, Any]:
     return spec
 
 
+def conversion_command(folder: pathlib.Path, fmt: ConvertedFormat) -> str:
+    """The command that (re)makes ``fmt``'s conversion of ``folder``."""
+    return (f"tools/export.py --model {folder} --format {fmt.runtime}"
+            + (f" --quantize {fmt.quantize}" if fmt.quantize else ""))
+
+
 def read_converted(folder: pathlib.Path, fmt: ConvertedFormat, spec: Mapping[str, Any],
                    verify: bool = True) -> dict[str, Any] | None:
     """The record of ``fmt``'s conversion in ``folder`` once it is known to belong to this
@@ -124,11 +133,13 @@ def read_converted(folder: pathlib.Path, fmt: ConvertedFormat, spec: Mapping[str
         source, size, digest = (record["source_fingerprint"], int(record["bytes"]),
                                 str(record["sha256"]))
         passed = bool(record["parity"]["passed"])
+        if not isinstance(record["fingerprint"], str):
+            raise TypeError("fingerprint is not a string")
+        float(record["speed"]["images_per_s"])  # what auto compares
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{record_path}: cannot read the conversion record ({exc}); convert "
-                         f"again with tools/export.py") from None
-    redo = f"convert again with tools/export.py --model {folder} --format {fmt.runtime}" + (
-        f" --quantize {fmt.quantize}" if fmt.quantize else "")
+        raise ModelError(f"{record_path}: cannot read the conversion record ({exc!r}); "
+                         f"convert again with {conversion_command(folder, fmt)}") from None
+    redo = f"convert again with {conversion_command(folder, fmt)}"
     if source != spec["fingerprint"]:
         raise ModelError(f"{record_path}: converted from other weights (fingerprint "
                          f"{str(source)[:12]}, the export's is {spec['fingerprint'][:12]}); {redo}")
@@ -158,7 +169,7 @@ def _auto_format(folder: pathlib.Path, spec: Mapping[str, Any]
             continue
         if record is None:
             continue
-        speed = float(record.get("speed", {}).get("images_per_s", 0.0))
+        speed = float(record["speed"]["images_per_s"])
         if best is None or speed > best[0]:
             best = (speed, fmt, record)
     return (None, None) if best is None else (best[1], best[2])
@@ -214,8 +225,7 @@ class Embedder:
             record = read_converted(folder, fmt, spec)
             if record is None:
                 raise ModelError(f"{folder}: no {fmt.name} export here; make it with "
-                                 f"tools/export.py --model {folder} --format {fmt.runtime}"
-                                 + (f" --quantize {fmt.quantize}" if fmt.quantize else ""))
+                                 f"{conversion_command(folder, fmt)}")
         if fmt is None:
             return cls._load_keras(folder, spec)
         runner = file_runner(fmt.runtime, folder / fmt.file, threads)
@@ -238,8 +248,8 @@ class Embedder:
         try:
             model = keras.saving.load_model(model_path, compile=False)
         except Exception as exc:  # noqa: BLE001 - zip, h5 and deserialisation errors vary
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"{model_path}: cannot load the embedding model ({first})") from None
+            raise ModelError(f"{model_path}: cannot load the embedding model "
+                             f"({first_line(exc)})") from None
         return cls(model, spec, source=str(folder / SPEC_FILE))
 
     @property

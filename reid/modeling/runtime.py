@@ -17,12 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from reid.modeling.errors import ModelError
+from reid.modeling.errors import ModelError, first_line
 from reid.utils.quiet import held_stderr
-
-#: Every runtime a runner exists for.
-RUNTIMES = ("keras", "litert", "onnx")
-
 
 class Runner(Protocol):
     """A loaded network: ``run(batch)`` -> its (first) output, as float32 NumPy."""
@@ -40,16 +36,13 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
 
 class LiteRTRunner:
     """A ``.tflite`` model through ``ai-edge-litert`` (XNNPACK on CPU), any batch size.
 
     The interpreter's input is resized only when the batch size changes, so a run of equal
-    batches (and a stream of single queries) allocates once. ``threads`` defaults to the
+    batches (and a stream of single queries) allocates once, which also makes a runner
+    unsafe to share between threads: give each thread its own. ``threads`` defaults to the
     cores this process may use: the interpreter's own default is one thread, which halved
     MobileNetV2's speed at 256x128 on two cores (137 against 274 images/s, 6.1 against 3.2 ms
     for one image).
@@ -67,7 +60,7 @@ class LiteRTRunner:
                                                 num_threads=threads or usable_cores())
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.path}: cannot load the LiteRT model "
-                             f"({_first_line(exc)})") from None
+                             f"({first_line(exc)})") from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch: int | None = None
@@ -105,7 +98,7 @@ class OnnxRunner:
                                                  providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelError(f"{self.path}: cannot load the ONNX model "
-                             f"({_first_line(exc)})") from None
+                             f"({first_line(exc)})") from None
         self._input = self._session.get_inputs()[0].name
 
     def run(self, batch: np.ndarray) -> np.ndarray:
