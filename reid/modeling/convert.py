@@ -159,18 +159,19 @@ def _versions(runtime: str) -> dict[str, str]:
     return found
 
 
-def _measure(runner: Any, images: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-    """(embeddings of ``images`` in batches of SPEED_BATCH, speed): images/s over the whole
-    sample after one warm-up batch, and the median of five single-image calls."""
-    runner.run(images[:SPEED_BATCH])
+def _measure(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray
+             ) -> tuple[np.ndarray, dict[str, float]]:
+    """(``run``'s embeddings of ``images`` in batches of SPEED_BATCH, speed): images/s over
+    the whole sample after one warm-up batch, and the median of five single-image calls."""
+    run(images[:SPEED_BATCH])
     start = time.perf_counter()
-    rows = [runner.run(images[i:i + SPEED_BATCH]) for i in range(0, len(images), SPEED_BATCH)]
+    rows = [run(images[i:i + SPEED_BATCH]) for i in range(0, len(images), SPEED_BATCH)]
     seconds = time.perf_counter() - start
     single = []
     for i in range(5):
         one = images[i % len(images)][None]
         start = time.perf_counter()
-        runner.run(one)
+        run(one)
         single.append(time.perf_counter() - start)
     return np.concatenate(rows), {"images_per_s": len(images) / max(seconds, 1e-9),
                                   "batch_size": SPEED_BATCH,
@@ -206,9 +207,9 @@ def convert_export(model_dir: str | pathlib.Path, fmt: ConvertedFormat, images: 
     target = folder / fmt.file
     with atomic_path(target) as tmp:
         tmp.write_bytes(content)
-        reference, keras_speed = _measure(keras_embedder._runner, images)
+        reference, keras_speed = _measure(keras_embedder.embed, images)
         try:
-            converted, speed = _measure(file_runner(fmt.runtime, tmp), images)
+            converted, speed = _measure(file_runner(fmt.runtime, tmp).run, images)
         except RuntimeError as exc:  # the runtime's own failure, e.g. a quantized division
             raise ModelError(f"{folder}: the {fmt.name} conversion does not run "
                              f"({first_line(exc)}); nothing written") from None
