@@ -18,6 +18,7 @@ import json
 import logging
 import pathlib
 import time
+import warnings
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -125,8 +126,10 @@ def _litert_bytes(model: Any, quantize: str | None, calibration: np.ndarray | No
         # Weights and activations in int8, the interface in float32: callers do not change.
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([image[None]] for image in calibration)
-    # The converter saves the model first, and Keras prints that it did, endpoints and all.
-    with contextlib.redirect_stdout(io.StringIO()), held_stderr():
+    # The converter saves the model first, and Keras prints that it did, endpoints and all;
+    # int8 warns that the float interface has no input statistics, which is what we asked for.
+    with contextlib.redirect_stdout(io.StringIO()), held_stderr(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         return converter.convert()
 
 
