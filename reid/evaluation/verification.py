@@ -1,0 +1,155 @@
+"""Verification and open-set figures: is this pair the same person, is this person in the gallery?
+
+Ranking metrics (mAP, CMC) say how well a gallery is ordered, never where to cut it. These say
+what a threshold on the cosine score does: over every query-gallery pair that the Market-1501
+protocol scores (a query's own identity seen by its own camera is left out, as in ranking),
+genuine pairs share an identity and impostor pairs do not. A pair is accepted when its score
+is at least the threshold, so
+
+* FAR(t), the false-accept (false-match) rate: the share of impostor pairs scoring >= t;
+* TAR(t), the true-accept rate: the share of genuine pairs scoring >= t;
+* EER: where FAR equals the false-reject rate 1 - TAR.
+
+Open-set identification (the protocol of face recognition's open-set benchmarks, Liao et al.
+2014): some identities are left out of the gallery, so their queries have no mate. At the
+threshold where a share ``far`` of the unmated queries still get a top-1 score >= t, the
+detection and identification rate DIR is the share of mated queries whose top-1 is their own
+identity with a score >= t. Pure NumPy, like the rest of :mod:`reid.evaluation`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pair_scores(query: np.ndarray, gallery: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray,
+                q_camids: np.ndarray, g_camids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(genuine, impostor) cosine scores of every scored query-gallery pair.
+
+    Left out, as the ranking protocol leaves them out: a gallery image of the query's identity
+    from the query's camera, and gallery "junk" (pid -1). Distractors (pid 0) are impostors.
+    """
+    q = np.asarray(query, np.float64)
+    g = np.asarray(gallery, np.float64)
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    scores = q @ g.T
+    q_pids, g_pids = np.asarray(q_pids)[:, None], np.asarray(g_pids)[None, :]
+    same_id = q_pids == g_pids
+    same_cam = np.asarray(q_camids)[:, None] == np.asarray(g_camids)[None, :]
+    scored = ~(same_id & same_cam) & (g_pids != -1)
+    return scores[scored & same_id], scores[scored & ~same_id]
+
+
+def _check(name: str, values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, np.float64).ravel()
+    if not len(values):
+        raise ValueError(f"{name}: no scores (a split without such pairs?)")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{name}: scores must be finite")
+    return values
+
+
+def threshold_at_far(impostor: np.ndarray, far: float) -> float:
+    """The lowest threshold whose false-accept rate is at most ``far``: it accepts at most
+    ``floor(far * n)`` of the n impostor scores (ties are accepted or rejected together, so
+    possibly fewer)."""
+    impostor = np.sort(_check("impostor", impostor))[::-1]
+    if not 0.0 <= far <= 1.0:
+        raise ValueError(f"far: expected a rate in [0, 1], got {far}")
+    allowed = int(np.floor(far * len(impostor) + 1e-9))
+    if allowed >= len(impostor):
+        return float(impostor[-1])
+    # Just above the first impostor that must be rejected: nothing lower rejects it.
+    return float(np.nextafter(impostor[allowed], np.inf))
+
+
+def accept_rate(scores: np.ndarray, threshold: float) -> float:
+    """The share of ``scores`` at least ``threshold``."""
+    scores = _check("scores", scores)
+    return float(np.mean(scores >= threshold))
+
+
+def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far: float) -> tuple[float, float]:
+    """(TAR, threshold) at the threshold of :func:`threshold_at_far`."""
+    threshold = threshold_at_far(impostor, far)
+    return accept_rate(genuine, threshold), threshold
+
+
+def roc_curve(genuine: np.ndarray, impostor: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(FAR, TAR, thresholds), thresholds every distinct score from the highest down: the
+    operating points a threshold can reach, from accepting nothing but the top to all."""
+    genuine = np.sort(_check("genuine", genuine))
+    impostor = np.sort(_check("impostor", impostor))
+    thresholds = np.unique(np.concatenate([genuine, impostor]))[::-1]
+    # Pairs scoring >= t: everything from the first index whose score is >= t.
+    tar = (len(genuine) - np.searchsorted(genuine, thresholds, side="left")) / len(genuine)
+    far = (len(impostor) - np.searchsorted(impostor, thresholds, side="left")) / len(impostor)
+    return far, tar, thresholds
+
+
+def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> tuple[float, float]:
+    """(EER, threshold): at the reachable threshold where FAR and the false-reject rate are
+    closest, their mean."""
+    far, tar, thresholds = roc_curve(genuine, impostor)
+    frr = 1.0 - tar
+    best = int(np.argmin(np.abs(far - frr)))
+    return float((far[best] + frr[best]) / 2), float(thresholds[best])
+
+
+def dir_at_far(mated_scores: np.ndarray, mated_correct: np.ndarray,
+               unmated_scores: np.ndarray, far: float) -> tuple[float, float]:
+    """(DIR, threshold) of open-set identification at rank 1.
+
+    ``mated_scores`` / ``mated_correct``: each mated query's top-1 score and whether that
+    top-1 is its own identity; ``unmated_scores``: each unmated query's top-1 score. The
+    threshold lets at most a share ``far`` of unmated queries through (:func:`threshold_at_far`).
+    """
+    threshold = threshold_at_far(unmated_scores, far)
+    mated_scores = _check("mated_scores", mated_scores)
+    mated_correct = np.asarray(mated_correct, bool).ravel()
+    if len(mated_correct) != len(mated_scores):
+        raise ValueError(f"mated_correct: {len(mated_correct)} values for "
+                         f"{len(mated_scores)} scores")
+    return float(np.mean(mated_correct & (mated_scores >= threshold))), threshold
+
+
+def open_set_split(g_pids: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """The identities to leave out of the gallery: a seeded share ``fraction`` of its real
+    identities (pid > 0; distractors and junk stay)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction: expected a share in (0, 1), got {fraction}")
+    ids = np.unique(np.asarray(g_pids)[np.asarray(g_pids) > 0])
+    count = int(round(fraction * len(ids)))
+    if count < 1 or count >= len(ids):
+        raise ValueError(f"fraction {fraction} of {len(ids)} identities leaves out {count}: "
+                         f"need at least one out and one in")
+    return np.sort(np.random.default_rng(seed).choice(ids, size=count, replace=False))
+
+
+def open_set_top1(query: np.ndarray, gallery: np.ndarray, q_pids: np.ndarray,
+                  g_pids: np.ndarray, q_camids: np.ndarray, g_camids: np.ndarray,
+                  left_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mated top-1 scores, whether each is correct, unmated top-1 scores) with the
+    identities ``left_out`` removed from the gallery, under the ranking protocol's camera
+    rule (a query's own identity from its own camera is not a candidate)."""
+    q = np.asarray(query, np.float64)
+    g = np.asarray(gallery, np.float64)
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    g_pids, g_camids = np.asarray(g_pids), np.asarray(g_camids)
+    q_pids, q_camids = np.asarray(q_pids), np.asarray(q_camids)
+    kept = ~np.isin(g_pids, left_out) & (g_pids != -1)
+    scores = q @ g[kept].T
+    candidate = ~((q_pids[:, None] == g_pids[kept][None, :])
+                  & (q_camids[:, None] == g_camids[kept][None, :]))
+    scores = np.where(candidate, scores, -np.inf)
+    top = np.argmax(scores, axis=1)
+    top_score = scores[np.arange(len(q)), top]
+    correct = g_pids[kept][top] == q_pids
+    # Mated: the query's identity is still in the gallery, seen by another camera.
+    mated = np.array([np.any((g_pids[kept] == p) & (g_camids[kept] != c))
+                      for p, c in zip(q_pids, q_camids)], bool)
+    unmated = np.isin(q_pids, left_out)
+    return top_score[mated], correct[mated], top_score[unmated]
