@@ -49,8 +49,18 @@ def test_evaluate_tool_end_to_end(model_and_data, tmp_path):
     assert "re-ranked" in result.stdout and "mAP" in result.stdout
     metrics = json.loads(out.read_text())
     assert set(metrics) == {"mAP", "rank1", "rank5", "rank10", "mINP", "num_query",
-                            "num_gallery", "rerank"}
+                            "num_gallery", "rerank", "verification"}
+    assert "verification (" in result.stdout and "open set" in result.stdout
     saved = np.load(feats)
+    genuine = sum(1 for qp, qc in zip(saved["q_pids"], saved["q_camids"])
+                  for gp, gc in zip(saved["g_pids"], saved["g_camids"])
+                  if qp == gp and qc != gc)
+    verification = metrics["verification"]
+    assert verification["genuine_pairs"] == genuine
+    assert verification["genuine_pairs"] + verification["impostor_pairs"] == sum(
+        1 for qp, qc in zip(saved["q_pids"], saved["q_camids"])
+        for gp, gc in zip(saved["g_pids"], saved["g_camids"]) if not (qp == gp and qc == gc))
+    assert 0.0 <= verification["eer"] <= 1.0
     assert metrics["num_query"] == len(saved["query"]) == len(list((data / "query").glob("*.jpg")))
     assert metrics["num_gallery"] == len(list((data / "bounding_box_test").glob("*.jpg")))
     want_map, want_rank1 = brute_force_map_rank1(saved["query"], saved["gallery"], saved["q_pids"],

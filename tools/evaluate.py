@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate(args: argparse.Namespace) -> None:
     from reid.engine.commands import run_evaluation
-    from reid.engine.evaluator import format_metrics
+    from reid.engine.evaluator import format_metrics, format_verification
     from reid.evaluation import collapse_warning
     from reid.utils.io import atomic_write_text
 
@@ -59,6 +59,7 @@ def evaluate(args: argparse.Namespace) -> None:
     print(f"queries {metrics['num_query']}, gallery {metrics['num_gallery']}, "
           f"valid queries {metrics['num_valid_queries']}")
     print(format_metrics(rows))
+    print(format_verification(metrics["verification"]))
     collapsed = collapse_warning(metrics["embedding_spread"], "the query and gallery images")
     if collapsed:
         print(collapsed, file=sys.stderr)
@@ -68,6 +69,7 @@ def evaluate(args: argparse.Namespace) -> None:
         if "rerank" in metrics:
             out["rerank"] = {k: metrics["rerank"][k]
                              for k in ("mAP", "rank1", "rank5", "rank10", "mINP")}
+        out["verification"] = metrics["verification"]
         atomic_write_text(args.json, json.dumps(out, indent=2) + "\n")
 
 

@@ -80,7 +80,13 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
         features = extract_features(embedder, dataset, cfg.eval, progress)
     if save_features is not None:
         features.save(save_features)
-    return score_features(features, cfg.eval)
+    from reid.evaluation.verification import verification_summary
+
+    metrics = score_features(features, cfg.eval)
+    metrics["verification"] = verification_summary(features.query, features.gallery,
+                                                   features.q_pids, features.g_pids,
+                                                   features.q_camids, features.g_camids)
+    return metrics
 
 
 def run_export(model: pathlib.Path, fmt_name: str, quantize: str | None = None,

@@ -126,3 +126,20 @@ def format_metrics(rows: dict[str, dict[str, Any]]) -> str:
         lines.append(f"{name:<24} {m['mAP']:>7.4f} {m['rank1']:>7.4f} {m['rank5']:>7.4f} "
                      f"{m['rank10']:>7.4f} {m['mINP']:>7.4f}")
     return "\n".join(lines)
+
+
+def format_verification(summary: dict[str, Any]) -> str:
+    """One line: TAR at each reported FAR, EER and open-set DIR (``-`` where the split is too
+    small for the figure)."""
+    def cell(key: str) -> str:
+        value = summary.get(key)
+        return "-" if value is None else f"{value:.4f}"
+
+    tars = "  ".join(f"TAR@FAR {k.split('far')[1]} {cell(k)}" for k in summary
+                     if k.startswith("tar@far"))
+    dirs = "  ".join(f"DIR@FAR {k.split('far')[1]} {cell(k)}" for k in summary
+                     if k.startswith("dir@far"))
+    return (f"verification ({summary['genuine_pairs']} genuine, {summary['impostor_pairs']} "
+            f"impostor pairs): {tars}  EER {cell('eer')}\nopen set (a third of the identities "
+            f"out of the gallery): {dirs}")
+

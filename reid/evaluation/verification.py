@@ -153,3 +153,35 @@ def open_set_top1(query: np.ndarray, gallery: np.ndarray, q_pids: np.ndarray,
                       for p, c in zip(q_pids, q_camids)], bool)
     unmated = np.isin(q_pids, left_out)
     return top_score[mated], correct[mated], top_score[unmated]
+
+
+#: The false-accept rates reported (TAR at each) and the open-set protocol's.
+REPORTED_FARS = (1e-2, 1e-3, 1e-4)
+OPEN_SET_FAR = 1e-2
+OPEN_SET_LEFT_OUT = 1 / 3
+
+
+def verification_summary(query: np.ndarray, gallery: np.ndarray, q_pids: np.ndarray,
+                         g_pids: np.ndarray, q_camids: np.ndarray, g_camids: np.ndarray,
+                         seed: int = 0) -> dict[str, float | int | None]:
+    """TAR at :data:`REPORTED_FARS`, EER, and DIR at FAR 1e-2 with a third of the gallery's
+    identities left out; a figure the split cannot give (too few impostor pairs for the rate,
+    too few identities to leave some out) is None."""
+    genuine, impostor = pair_scores(query, gallery, q_pids, g_pids, q_camids, g_camids)
+    summary: dict[str, float | int | None] = {"genuine_pairs": len(genuine),
+                                              "impostor_pairs": len(impostor)}
+    for far in REPORTED_FARS:
+        enough = len(genuine) and len(impostor) * far >= 1
+        summary[f"tar@far{far:g}"] = tar_at_far(genuine, impostor, far)[0] if enough else None
+    summary["eer"] = (equal_error_rate(genuine, impostor)[0]
+                      if len(genuine) and len(impostor) else None)
+    try:
+        left_out = open_set_split(g_pids, OPEN_SET_LEFT_OUT, seed)
+        mated, correct, unmated = open_set_top1(query, gallery, q_pids, g_pids, q_camids,
+                                                g_camids, left_out)
+        enough = len(mated) and len(unmated) * OPEN_SET_FAR >= 1
+        summary[f"dir@far{OPEN_SET_FAR:g}"] = (
+            dir_at_far(mated, correct, unmated, OPEN_SET_FAR)[0] if enough else None)
+    except ValueError:  # too few identities for the protocol
+        summary[f"dir@far{OPEN_SET_FAR:g}"] = None
+    return summary
