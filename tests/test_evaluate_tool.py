@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -61,6 +62,9 @@ def test_evaluate_tool_end_to_end(model_and_data, tmp_path):
         1 for qp, qc in zip(saved["q_pids"], saved["q_camids"])
         for gp, gc in zip(saved["g_pids"], saved["g_camids"]) if not (qp == gp and qc == gc))
     assert 0.0 <= verification["eer"] <= 1.0
+    roc = tmp_path / "roc.png"
+    assert evaluate(["--features", str(feats), "--save-roc", str(roc)]) == 0
+    assert cv2.imread(str(roc)).shape == (480, 640, 3)
     assert metrics["num_query"] == len(saved["query"]) == len(list((data / "query").glob("*.jpg")))
     assert metrics["num_gallery"] == len(list((data / "bounding_box_test").glob("*.jpg")))
     want_map, want_rank1 = brute_force_map_rank1(saved["query"], saved["gallery"], saved["q_pids"],
@@ -94,6 +98,8 @@ def test_evaluate_tool_errors_are_one_line(tmp_path, capsys):
     assert error_of("--features", str(single)).startswith(
         f"error: {single}: cannot read features: a single array")
     assert "--data-root" in error_of("--model", str(tmp_path))
+    assert error_of("--features", str(bad), "--save-roc", str(tmp_path / "roc.gif")) == (
+        f"error: --save-roc {tmp_path / 'roc.gif'}: expected a .png or .jpg file name")
     # An override of a section evaluation does not read would otherwise do nothing, silently.
     assert error_of("--features", str(bad), "--set", "train.epochs=3") == (
         "error: override 'train.epochs=3': evaluation of saved features reads only the 'eval' "

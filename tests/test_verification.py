@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -127,3 +128,23 @@ def test_bad_inputs_are_named():
         threshold_at_far(IMPOSTOR, 1.5)
     with pytest.raises(ValueError, match="leaves out 0"):
         open_set_split(np.array([1, 2, 3]), 0.1)
+
+
+def test_roc_picture_puts_the_curve_where_the_axes_say(tmp_path):
+    from reid.engine import roc_picture as rp
+
+    # The axes by hand: 1e-4 at the left margin, 1 at the right, TAR 0 at the bottom margin.
+    assert rp.to_pixel(1e-4, 0.0) == (rp.MARGIN_LEFT, rp.HEIGHT - rp.MARGIN_BOTTOM)
+    assert rp.to_pixel(1.0, 1.0) == (rp.WIDTH - rp.MARGIN_RIGHT, rp.MARGIN_TOP)
+    middle_x = rp.MARGIN_LEFT + (rp.WIDTH - rp.MARGIN_LEFT - rp.MARGIN_RIGHT) / 2
+    assert rp.to_pixel(1e-2, 0.5)[0] == round(middle_x)  # 1e-2 is halfway on a 1e-4..1 log axis
+    path = tmp_path / "roc.png"
+    far, tar = np.array([1e-4, 1e-2, 1.0]), np.array([0.5, 0.5, 1.0])
+    rp.save_roc(path, far, tar, {1e-2: 0.5})
+    picture = cv2.imread(str(path))
+    x, y = rp.to_pixel(10 ** -3, 0.5)  # on the flat stretch between the first two points
+    assert tuple(int(v) for v in picture[y, x]) == rp.CURVE
+    x, y = rp.to_pixel(10 ** -3, 0.9)  # well above it: no curve
+    assert tuple(int(v) for v in picture[y, x]) != rp.CURVE
+    with pytest.raises(ValueError, match="cannot write the ROC picture"):
+        rp.save_roc(tmp_path / "roc.txt", far, tar, {})

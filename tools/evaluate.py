@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write the features to this .npz")
     parser.add_argument("--rerank", action="store_true", help="add a k-reciprocal re-ranking row")
     parser.add_argument("--json", type=pathlib.Path, help="write the metrics to this JSON file")
+    parser.add_argument("--save-roc", type=pathlib.Path, metavar="ROC.png",
+                        help="draw the verification ROC (log false-accept rate) into this picture")
     add_overrides_option(parser, "override eval settings, e.g. eval.flip=true "
                                  "eval.distance=euclidean")
     add_runtime_option(parser)
@@ -52,7 +54,8 @@ def evaluate(args: argparse.Namespace) -> None:
 
     metrics = run_evaluation(args.model, args.data_root, args.dataset, args.features,
                              args.rerank, args.set, args.save_features,
-                             progress=not args.no_progress, runtime=args.runtime)
+                             progress=not args.no_progress, runtime=args.runtime,
+                             save_roc=args.save_roc)
     rows = {"original": metrics}
     if "rerank" in metrics:
         rows["re-ranked"] = metrics["rerank"]

@@ -40,7 +40,8 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
                    dataset_layout: str | None = None, features_path: pathlib.Path | None = None,
                    rerank: bool = False, overrides: Sequence[str] = (),
                    save_features: pathlib.Path | None = None,
-                   progress: bool = True, runtime: str = "auto") -> dict:
+                   progress: bool = True, runtime: str = "auto",
+                   save_roc: pathlib.Path | None = None) -> dict:
     """Score an exported model on a dataset's query/gallery split, or saved features.
 
     The evaluation settings come from the model's run folder (``config.yaml``) when there is
@@ -51,6 +52,10 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
 
     check_override_sections(overrides, ["eval"] if features_path else ["data", "eval"],
                             "evaluation" + (" of saved features" if features_path else ""))
+    if save_roc is not None and save_roc.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ConfigError(f"--save-roc {save_roc}: expected a .png or .jpg file name")
+    if save_roc is not None and not save_roc.parent.is_dir():
+        raise ConfigError(f"--save-roc {save_roc}: folder {save_roc.parent} not found")
     if rerank:
         overrides = [*overrides, "eval.rerank=true"]
     cfg = Config()
@@ -83,9 +88,16 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
     from reid.evaluation.verification import verification_summary
 
     metrics = score_features(features, cfg.eval)
-    metrics["verification"] = verification_summary(features.query, features.gallery,
-                                                   features.q_pids, features.g_pids,
-                                                   features.q_camids, features.g_camids)
+    labels = (features.q_pids, features.g_pids, features.q_camids, features.g_camids)
+    metrics["verification"] = verification_summary(features.query, features.gallery, *labels)
+    if save_roc is not None:
+        from reid.engine.roc_picture import save_roc as draw
+        from reid.evaluation.verification import REPORTED_FARS, pair_scores, roc_curve
+
+        far, tar, _ = roc_curve(*pair_scores(features.query, features.gallery, *labels))
+        marks = {rate: metrics["verification"][f"tar@far{rate:g}"] for rate in REPORTED_FARS
+                 if metrics["verification"][f"tar@far{rate:g}"] is not None}
+        draw(save_roc, far, tar, marks, title=f"ROC, EER {metrics['verification']['eer']:.4f}")
     return metrics
 
 
