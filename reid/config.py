@@ -90,6 +90,11 @@ class DataConfig:
     skip_bad_images: bool = _field(False, "Drop unreadable images (training, query, gallery) "
                                    "with a warning listing them, instead of stopping.")
     seed: int = _field(0, "Seed for sampling and augmentation.", min=0)
+    val_ids: int | float = _field(0, "Training identities held out as a validation "
+                                  "query/gallery (a count, or a share in (0, 1); seeded by "
+                                  "data.seed): training's validation and model_best/ then use "
+                                  "them, not the test split. 0: validate on the test split.",
+                                  min=0)
 
     def validate(self, where: str) -> None:
         lo, hi = self.erasing_area

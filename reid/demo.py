@@ -69,7 +69,7 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     from reid.data import load_dataset
     from reid.data.synthetic import generate_dataset
     from reid.engine.evaluator import evaluate_embedder, format_metrics
-    from reid.engine.trainer import Trainer, prepare_run_dir
+    from reid.engine.trainer import Trainer, prepare_run_dir, training_dataset
     from reid.modeling import Embedder
 
     paths = paths or DemoPaths()
@@ -102,8 +102,8 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
 
     log(f"== 3. training {config_path} -> {paths.run}")
     resume = run.has_checkpoints
-    trainer = Trainer(cfg, dataset, prepare_run_dir(paths.run, cfg, resume), progress=progress,
-                      log=log)
+    trainer = Trainer(cfg, training_dataset(dataset, cfg),
+                      prepare_run_dir(paths.run, cfg, resume), progress=progress, log=log)
     result = trainer.fit(resume=resume)
     step_done("training")
 
@@ -112,7 +112,8 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     # that was already complete has none, so it is evaluated from its exported model, through
     # Keras as training validated it: a conversion agrees to 1e-7, but a barely trained model's
     # near-ties can still rank differently, and a second run must print the same figures.
-    trained = result.final_metrics or evaluate_embedder(
+    validated_on_test = not cfg.data.val_ids  # else training validated on held-out identities
+    trained = (validated_on_test and result.final_metrics) or evaluate_embedder(
         Embedder.load(result.model_dir, runtime="keras"), dataset, cfg.eval, progress=progress)
     rows = {"untrained": untrained, "untrained + re-ranking": untrained["rerank"],
             "trained": trained, "trained + re-ranking": trained["rerank"]}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from reid.data.records import DatasetError, ImageRecord
+from reid.data.records import DatasetError, ImageRecord, ReidDataset, make_dataset
 
 
 def held_out_count(val_ids: int | float, eligible: int) -> int:
@@ -69,3 +69,17 @@ def hold_out_identities(train: Sequence[ImageRecord], val_ids: int | float, seed
         query += q
         gallery += g
     return [r for r in train if r.pid not in held], query, gallery
+
+
+def with_validation_split(dataset: ReidDataset, val_ids: int | float, seed: int = 0
+                          ) -> ReidDataset:
+    """``dataset`` for training with ``val_ids`` identities held out: its training split
+    without them (relabelled), and the held-out identities as its query and gallery, in place
+    of the test split, which training then never sees."""
+    kept, query, gallery = hold_out_identities(dataset.train, val_ids, seed)
+    if not query:
+        return dataset
+    held = len({r.pid for r in query})
+    return make_dataset(f"{dataset.name} (validation: {held} training identities held out)",
+                        dataset.root, kept, query, gallery)
+

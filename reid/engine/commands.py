@@ -8,7 +8,8 @@ import pathlib
 from collections.abc import Sequence
 
 from reid.config import ConfigError, load_config
-from reid.engine.trainer import TrainResult, Trainer, load_run_config, prepare_run_dir
+from reid.engine.trainer import (TrainResult, Trainer, load_run_config, prepare_run_dir,
+                                 training_dataset)
 from reid.run_layout import RunLayout
 
 
@@ -29,7 +30,7 @@ def run_training(config_path: pathlib.Path | None, output: pathlib.Path | None,
             raise ConfigError("--config is required (or --resume with --output)")
         cfg = load_config(config_path, overrides)
         output = output or pathlib.Path("runs") / cfg.name
-    dataset = load_dataset(cfg.data)
+    dataset = training_dataset(load_dataset(cfg.data), cfg)
     print(dataset.summary())
     run_dir = prepare_run_dir(output, cfg, resume)
     trainer = Trainer(cfg, dataset, run_dir, progress=progress)

@@ -65,6 +65,16 @@ def checked_test_splits(dataset: ReidDataset, skip_bad: bool) -> ReidDataset:
                                gallery=tuple(r for r in dataset.gallery if r.path in good))
 
 
+def training_dataset(dataset: ReidDataset, cfg: Config) -> ReidDataset:
+    """What training sees: with ``data.val_ids``, the training identities held out for
+    validation replace the test split (:mod:`reid.data.validation`)."""
+    from reid.data.validation import with_validation_split
+
+    if not cfg.data.val_ids:
+        return dataset
+    return with_validation_split(dataset, cfg.data.val_ids, cfg.data.seed)
+
+
 def check_dataset_fills_pk_batches(dataset: ReidDataset, cfg: Config) -> None:
     """Refuse, before any work, a dataset the P x K sampler cannot serve."""
     data = cfg.data
