@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from reid.evaluation.distance import l2_normalize
+
 #: Below this spread every pair of embeddings has cosine similarity above about 0.9996.
 COLLAPSE_SPREAD = 1e-4
 #: Rows looked at, evenly spaced: enough to see a spread, cheap on a memory-mapped gallery.
@@ -26,7 +28,7 @@ def embedding_spread(vectors: np.ndarray) -> float | None:
     rows = np.asarray(vectors[::max(1, len(vectors) // MAX_ROWS)], dtype=np.float64)
     if len(rows) < 2:
         return None
-    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    rows = l2_normalize(rows)
     mean = rows.mean(axis=0)
     norm = float(np.linalg.norm(mean))
     if norm < 1e-12:  # rows cancel out: as spread as they can be

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from reid.evaluation.distance import l2_normalize
+
 
 def pair_scores(query: np.ndarray, gallery: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray,
                 q_camids: np.ndarray, g_camids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -29,10 +31,8 @@ def pair_scores(query: np.ndarray, gallery: np.ndarray, q_pids: np.ndarray, g_pi
     Left out, as the ranking protocol leaves them out: a gallery image of the query's identity
     from the query's camera, and gallery "junk" (pid -1). Distractors (pid 0) are impostors.
     """
-    q = np.asarray(query, np.float64)
-    g = np.asarray(gallery, np.float64)
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    q = l2_normalize(np.asarray(query, np.float64))
+    g = l2_normalize(np.asarray(gallery, np.float64))
     scores = q @ g.T
     q_pids, g_pids = np.asarray(q_pids)[:, None], np.asarray(g_pids)[None, :]
     same_id = q_pids == g_pids
@@ -134,10 +134,8 @@ def open_set_top1(query: np.ndarray, gallery: np.ndarray, q_pids: np.ndarray,
     """(mated top-1 scores, whether each is correct, unmated top-1 scores) with the
     identities ``left_out`` removed from the gallery, under the ranking protocol's camera
     rule (a query's own identity from its own camera is not a candidate)."""
-    q = np.asarray(query, np.float64)
-    g = np.asarray(gallery, np.float64)
-    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    q = l2_normalize(np.asarray(query, np.float64))
+    g = l2_normalize(np.asarray(gallery, np.float64))
     g_pids, g_camids = np.asarray(g_pids), np.asarray(g_camids)
     q_pids, q_camids = np.asarray(q_pids), np.asarray(q_camids)
     kept = ~np.isin(g_pids, left_out) & (g_pids != -1)
