@@ -81,7 +81,7 @@ def score_both_sides(args: argparse.Namespace) -> None:
                                   dataset.num_train_pids)
         assign_group(models.training_model.weights, groups["model"],
                      f"{checkpoint}/model.npz")
-        embedder = Embedder(models.embedding_model)
+        embedder = Embedder(models.export_model())
         rows[f"{mode}, test"] = score_features(
             extract_features(embedder, dataset, eval_cfg, progress), eval_cfg)
         rows[f"{mode}, training ids"] = score_features(

@@ -27,6 +27,7 @@ from reid.evaluation.distance import METRICS as EVAL_DISTANCES
 from reid.index.index_types import INDEX_TYPES
 from reid.losses.choices import CONFIG_METRICS as LOSS_DISTANCES
 from reid.losses.choices import MINERS
+from reid.modeling.choices import NECK_FEATURES
 
 
 class ConfigError(ValueError):
@@ -90,10 +91,12 @@ class DataConfig:
     skip_bad_images: bool = _field(False, "Drop unreadable images (training, query, gallery) "
                                    "with a warning listing them, instead of stopping.")
     seed: int = _field(0, "Seed for sampling and augmentation.", min=0)
-    val_ids: int | float = _field(0, "Training identities held out as a validation "
+    val_ids: int | float = _field(0.1, "Training identities held out as a validation "
                                   "query/gallery (a count, or a share in (0, 1); seeded by "
-                                  "data.seed): training's validation and model_best/ then use "
-                                  "them, not the test split. 0: validate on the test split.",
+                                  "data.seed): training's validation, model_best/ and the "
+                                  "calibrated match thresholds use them, never the test split. "
+                                  "0: validate on the test split and calibrate nothing (the "
+                                  "run's log warns).",
                                   min=0)
 
     def validate(self, where: str) -> None:
@@ -126,9 +129,11 @@ class ModelConfig:
                                          min=0)
     neck_feat: str = _field("after", "Which side of the BNNeck the retrieval embedding comes "
                             "from: after (the classifier's input, joined with the stripe necks "
-                            "when model.parts > 0) or before (the global feature the triplet loss "
-                            "trains; stripes then serve training only).",
-                            choices=("after", "before"))
+                            "when model.parts > 0), before (the global feature the triplet loss "
+                            "trains; stripes then serve training only) or centered (before, "
+                            "minus the training mean the neck tracks: cosine scores spread out, "
+                            "so a match threshold is less fragile).",
+                            choices=NECK_FEATURES)
     parts: int = _field(0, "Horizontal stripes pooled on their own, each with a bottleneck, "
                         "BNNeck and classifier (PCB); with neck_feat: after the embedding joins "
                         "them to the global feature (0 = off).", min=0, max=32)

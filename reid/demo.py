@@ -45,7 +45,7 @@ def untrained_embedder(cfg: Config, num_classes: int):
 
     keras.utils.set_random_seed(cfg.train.seed)
     models = build_reid_model(cfg.model, (cfg.data.height, cfg.data.width, 3), num_classes)
-    return Embedder(models.embedding_model, {"config_name": cfg.name, "epoch": 0})
+    return Embedder(models.export_model(), {"config_name": cfg.name, "epoch": 0})
 
 
 def training_speed(history: list[dict[str, Any]]) -> float:

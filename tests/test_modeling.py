@@ -23,6 +23,7 @@ from reid.config import ModelConfig
 from reid.modeling import (EMBEDDING, FEATURES, LOGITS, Embedder, GeMPooling2D, L2Normalize,
                            ModelError, build_backbone, build_reid_model, export_embedder,
                            make_spec, rebuild_backbone, weights_fingerprint)
+from reid.modeling.reid_model import NECK_LAYER
 
 SHAPE = (64, 32, 3)
 NUM_CLASSES = 7
@@ -487,6 +488,27 @@ def test_neck_feat_before_embeds_the_triplet_feature(parts):
     assert after.embedding_model.output_shape[1] == 1280 + parts * 16
 
 
-def test_neck_feat_must_be_before_or_after():
-    with pytest.raises(ModelError, match="model.neck_feat: expected after or before, got 'mid'"):
+def test_neck_feat_must_be_a_known_side():
+    with pytest.raises(ModelError, match="model.neck_feat: expected one of after, before, "
+                                         "centered, got 'mid'"):
         build_reid_model(small_cfg(neck_feat="mid"), SHAPE, NUM_CLASSES)
+
+
+def test_neck_feat_centered_subtracts_the_necks_moving_mean(tmp_path):
+    keras.utils.set_random_seed(4)
+    models = build_reid_model(small_cfg(neck_feat="centered"), SHAPE, NUM_CLASSES)
+    before = build_reid_model(small_cfg(neck_feat="before"), SHAPE, NUM_CLASSES)
+    # Training checkpoints hold the training model's weights by position: the same for both.
+    assert ([tuple(w.shape) for w in models.training_model.weights]
+            == [tuple(w.shape) for w in before.training_model.weights])
+    mean = np.random.default_rng(0).uniform(0, 2, 1280).astype(np.float32)
+    models.training_model.get_layer(NECK_LAYER).moving_mean.assign(mean)
+    x = images(4, seed=8)
+    features = models.training_model(x, training=False)[FEATURES].numpy()
+    want = (features - mean) / np.linalg.norm(features - mean, axis=1, keepdims=True)
+    np.testing.assert_allclose(models.export_model()(x, training=False).numpy(), want,
+                               rtol=1e-5, atol=1e-6)
+    # The mean travels with the export.
+    export_embedder(models.export_model(), tmp_path / "m")
+    np.testing.assert_allclose(Embedder.load(tmp_path / "m", "keras").embed(x), want,
+                               rtol=1e-5, atol=1e-6)

@@ -304,12 +304,16 @@ def test_query_tool_table_json_and_grid(built, data, tmp_path, capsys):
 
     assert main(["--index", str(built), "--image", str(query), "--top-k", "3", "--json",
                  "--exclude-same-camera"]) == 0
-    results = json.loads(capsys.readouterr().out)
-    assert len(results) == 1 and len(results[0]) == 3
-    assert [set(hit) for hit in results[0]] == [{"rank", "score", "path", "pid", "camid"}] * 3
+    (result,) = json.loads(capsys.readouterr().out)
+    # The model has no calibration and no --threshold was given: ranks only.
+    assert result["query"] == str(query) and result["threshold"] is None
+    assert result["in_gallery"] is None and len(result["hits"]) == 3
+    assert [set(hit) for hit in result["hits"]] == [
+        {"rank", "score", "match", "path", "pid", "camid"}] * 3
     q_cam = int(query.name.split("_c")[1][0])
-    assert all(hit["camid"] != q_cam for hit in results[0])
-    assert [hit["rank"] for hit in results[0]] == [1, 2, 3]
+    assert result["camid"] == q_cam and all(hit["camid"] != q_cam for hit in result["hits"])
+    assert [hit["rank"] for hit in result["hits"]] == [1, 2, 3]
+    assert all(hit["match"] is None for hit in result["hits"])
 
 
 def test_build_tool_projector_option(tmp_path, run_dir, data, capsys):
@@ -571,7 +575,8 @@ def test_command_line_end_to_end(tmp_path, run_dir, data):
     assert f"added {len(files)}, skipped 0 as duplicates, skipped 0 as unreadable" in done.stdout
     done = run("query", "--index", tmp_path / "g", "--image", files[1], "--json")
     assert done.returncode == 0, done.stderr
-    (hits,) = json.loads(done.stdout)
+    (result,) = json.loads(done.stdout)
+    hits = result["hits"]
     assert hits[0]["path"] == str(files[1]) and hits[0]["score"] == pytest.approx(1, abs=1e-4)
 
 

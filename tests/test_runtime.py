@@ -258,7 +258,7 @@ def test_a_converted_query_never_imports_tensorflow(tmp_path, converted, crops):
     assert done.returncode == 0, done.stderr
     *results, last = done.stdout.strip().splitlines()
     assert last == "False False 0"
-    assert json.loads("\n".join(results))[0][0]["path"] == crops[3]
+    assert json.loads("\n".join(results))[0]["hits"][0]["path"] == crops[3]
     assert done.stderr == ""  # no runtime start-up lines either
 
 

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate(args: argparse.Namespace) -> None:
     from reid.engine.commands import run_evaluation
+    from reid.calibration import format_observed_rates
     from reid.engine.evaluator import format_metrics, format_verification
     from reid.evaluation import collapse_warning
     from reid.utils.io import atomic_write_text
@@ -63,6 +64,8 @@ def evaluate(args: argparse.Namespace) -> None:
           f"valid queries {metrics['num_valid_queries']}")
     print(format_metrics(rows))
     print(format_verification(metrics["verification"]))
+    if "calibrated" in metrics:
+        print(format_observed_rates(metrics["calibrated"]))
     collapsed = collapse_warning(metrics["embedding_spread"], "the query and gallery images")
     if collapsed:
         print(collapsed, file=sys.stderr)
@@ -73,6 +76,8 @@ def evaluate(args: argparse.Namespace) -> None:
             out["rerank"] = {k: metrics["rerank"][k]
                              for k in ("mAP", "rank1", "rank5", "rank10", "mINP")}
         out["verification"] = metrics["verification"]
+        if "calibrated" in metrics:
+            out["calibrated"] = metrics["calibrated"]
         atomic_write_text(args.json, json.dumps(out, indent=2) + "\n")
 
 

@@ -1,10 +1,13 @@
 """Find where else a person appears: search a gallery index with query images.
 
   tools/query.py --index GALLERY --image Q.jpg [--image ...] [--top-k 10]
-                 [--exclude-same-camera] [--json] [--save-grid OUT.png] [--model M]
+                 [--threshold auto|none|SCORE] [--exclude-same-camera] [--json]
+                 [--save-grid OUT.png] [--model M]
 
 The model is the one recorded in the index's manifest; --model may point at a copy of it (its
-fingerprint must match). Scores are cosine similarities (1 = identical embedding). Served by a
+fingerprint must match). Scores are cosine similarities (1 = identical embedding); a result
+at or above the match threshold is taken for the query's person, and a query none of whose
+results reach it is answered "no match in the gallery". Served by a
 LiteRT or ONNX export (--runtime auto, when one is present), a query never imports TensorFlow.
 """
 
@@ -29,8 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--exclude-same-camera", action="store_true",
                         help="leave out results from the query's camera (read from its "
                              "Market-style file name)")
+    parser.add_argument("--threshold", metavar="auto|none|SCORE",
+                        help="match threshold on the cosine score: auto is the model's "
+                             "calibrated false-match-rate 1e-2 threshold, none ranks only "
+                             "(default: auto when the model is calibrated, else none)")
     parser.add_argument("--json", action="store_true",
-                        help="print JSON: a list per query of {rank, score, path, pid, camid}")
+                        help="print JSON: a list per query of {query, pid, camid, threshold, "
+                             "in_gallery, hits: [{rank, score, match, path, pid, camid}]}")
     parser.add_argument("--save-grid", type=pathlib.Path, metavar="OUT.png",
                         help="draw each query and its results into this picture")
     parser.add_argument("--grid-height", type=int, default=128,
@@ -50,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def query(args: argparse.Namespace) -> None:
+    from reid.calibration import resolve_threshold
     from reid.evaluation import collapse_warning, embedding_spread
     from reid.index.faiss_index import set_threads
     from reid.index.grid import check_grid_output
@@ -58,12 +67,15 @@ def query(args: argparse.Namespace) -> None:
 
     if args.top_k < 1:
         raise ValueError(f"--top-k: expected a positive number, got {args.top_k}")
+    if args.threshold is not None and args.threshold.strip().lower() not in ("auto", "none"):
+        resolve_threshold(args.threshold, {}, "--threshold")  # a bad number fails before any work
     if args.save_grid is not None:
         check_grid_output(args.save_grid, args.grid_height)
     set_threads(args.threads)
-    gallery, embedder, _ = open_gallery(args.index, args.model, runtime=args.runtime)
+    gallery, embedder, model_dir = open_gallery(args.index, args.model, runtime=args.runtime)
+    threshold = resolve_threshold(args.threshold, embedder.spec, str(model_dir))
     results = query_gallery(gallery, embedder, args.image, args.top_k,
-                            args.exclude_same_camera)
+                            args.exclude_same_camera, threshold)
     if args.json:
         print(json.dumps(results_json(results), indent=2))
     else:

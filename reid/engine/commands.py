@@ -7,7 +7,8 @@ import dataclasses
 import pathlib
 from collections.abc import Sequence
 
-from reid.config import ConfigError, load_config
+from reid.calibration import Calibration
+from reid.config import Config, ConfigError, load_config
 from reid.engine.trainer import (TrainResult, Trainer, load_run_config, prepare_run_dir,
                                  training_dataset)
 from reid.run_layout import RunLayout
@@ -48,8 +49,10 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
     The evaluation settings come from the model's run folder (``config.yaml``) when there is
     one, so a run is scored as it was validated; ``overrides`` and ``rerank`` adjust them.
     """
-    from reid.config import Config, check_override_sections, config_from_dict
-    from reid.engine.evaluator import Features, extract_features, score_features
+    from reid.config import check_override_sections, config_from_dict
+    from reid.calibration import observed_rates, spec_calibration
+    from reid.engine.evaluator import (Features, extract_features,
+                                       features_as_queried_and_scored, score_features)
 
     check_override_sections(overrides, ["eval"] if features_path else ["data", "eval"],
                             "evaluation" + (" of saved features" if features_path else ""))
@@ -69,6 +72,7 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
         cfg = load_config(run_config, overrides)
     elif overrides:
         cfg = config_from_dict({}, "<defaults>", overrides)
+    calibration = None
     if features_path is not None:
         features = Features.load(features_path)
     else:
@@ -82,15 +86,26 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
                                    dataset=dataset_layout or cfg.data.dataset)
         dataset = load_dataset(data)
         check_images([r.path for r in dataset.query + dataset.gallery])
-        embedder = Embedder.load(resolve_model_dir(model), runtime)
-        features = extract_features(embedder, dataset, cfg.eval, progress)
+        model_dir = resolve_model_dir(model)
+        embedder = Embedder.load(model_dir, runtime)
+        calibration = spec_calibration(embedder.spec, str(model_dir))
+        if calibration is None:
+            features = extract_features(embedder, dataset, cfg.eval, progress)
+        else:  # its thresholds are checked as queries score: without flipping
+            plain, features = features_as_queried_and_scored(embedder, dataset, cfg.eval,
+                                                             progress)
     if save_features is not None:
         features.save(save_features)
-    from reid.evaluation.verification import verification_summary
+    from reid.evaluation.verification import pair_scores, verification_summary
 
     metrics = score_features(features, cfg.eval)
     labels = (features.q_pids, features.g_pids, features.q_camids, features.g_camids)
     metrics["verification"] = verification_summary(features.query, features.gallery, *labels)
+    if calibration is not None:
+        metrics["calibrated"] = {
+            "source": calibration.source,
+            "rates": observed_rates(calibration, *pair_scores(plain.query, plain.gallery,
+                                                              *labels))}
     if save_roc is not None:
         from reid.engine.roc_picture import save_roc as draw
         from reid.evaluation.verification import REPORTED_FARS, pair_scores, roc_curve
@@ -100,6 +115,51 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
                  if metrics["verification"][f"tar@far{rate:g}"] is not None}
         draw(save_roc, far, tar, marks, title=f"ROC, EER {metrics['verification']['eer']:.4f}")
     return metrics
+
+
+def run_calibration(model: pathlib.Path, data_root: pathlib.Path,
+                    dataset_layout: str | None = None, runtime: str = "auto",
+                    progress: bool = True) -> tuple[pathlib.Path, Calibration]:
+    """Calibrate the match thresholds of an export on labelled data and store them in its spec.
+
+    The pairs are those the ranking protocol scores between the dataset's query and gallery
+    splits, embedded as queries are (no flip). Only the spec changes, atomically; the
+    calibration it replaces moves to its ``calibration_history``.
+    """
+    import json
+
+    from reid.calibration import with_calibration
+    from reid.data import load_dataset
+    from reid.data.pipeline import check_images
+    from reid.engine.evaluator import calibrate_features, features_of_records
+    from reid.modeling import Embedder, resolve_model_dir
+    from reid.modeling.embedder import FLOAT32, SPEC_FILE, read_spec
+    from reid.utils.io import atomic_write_text
+
+    model_dir = resolve_model_dir(model)
+    saved = (RunLayout(folder).config for folder in (model_dir, model_dir.parent))
+    run_config = next((path for path in saved if path.is_file()), None)
+    cfg = load_config(run_config) if run_config is not None else Config()
+    data = dataclasses.replace(cfg.data, root=str(data_root),
+                               dataset=dataset_layout or cfg.data.dataset)
+    dataset = load_dataset(data)
+    if not dataset.query or not dataset.gallery:
+        raise ConfigError(f"{data_root}: calibration needs labelled query and gallery images; "
+                          f"found {len(dataset.query)} and {len(dataset.gallery)}")
+    check_images([r.path for r in dataset.query + dataset.gallery])
+    embedder = Embedder.load(model_dir, runtime)
+    if embedder.precision != FLOAT32:
+        raise ConfigError(f"--runtime {runtime}: calibrate with a float32 runtime (auto, keras, "
+                          f"litert or onnx); the thresholds serve every runtime of its "
+                          f"fingerprint")
+    eval_cfg = dataclasses.replace(cfg.eval, flip=False)
+    features = features_of_records(embedder, dataset.query, dataset.gallery, eval_cfg, progress)
+    identities = len(set(features.q_pids.tolist()))
+    calibration = calibrate_features(features, f"{data_root} ({identities} identities, "
+                                               f"tools/calibrate.py)")
+    spec = with_calibration(read_spec(model_dir), calibration)
+    atomic_write_text(model_dir / SPEC_FILE, json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    return model_dir, calibration
 
 
 def run_export(model: pathlib.Path, fmt_name: str, quantize: str | None = None,

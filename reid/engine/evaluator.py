@@ -12,10 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from reid.calibration import Calibration, calibrate
 from reid.config import EvalConfig
 from reid.data.records import ImageRecord, ReidDataset
 from reid.evaluation import (alpha_query_expansion, embedding_spread, evaluate_rank,
                              flip_average, pairwise_distance, re_ranking)
+from reid.evaluation.verification import pair_scores
 from reid.utils.io import atomic_path
 
 
@@ -57,18 +59,22 @@ class Features:
             raise ValueError(f"{path}: cannot read features ({exc})") from None
 
 
-def embed_records(embedder, records: Sequence[ImageRecord], batch_size: int, flip: bool = False,
-                  progress: bool = True) -> np.ndarray:
-    """Embeddings of ``records`` in order; with ``flip`` the mean of image and mirror image."""
+def _embed(embedder, records: Sequence[ImageRecord], batch_size: int, mirrored: bool,
+           progress: bool) -> np.ndarray:
     from reid.data.pipeline import eval_dataset
 
     height, width = embedder.input_size
     paths = [r.path for r in records]
-    feats = embedder.embed_batches(eval_dataset(paths, height, width, batch_size), progress)
+    return embedder.embed_batches(eval_dataset(paths, height, width, batch_size, flip=mirrored),
+                                  progress)
+
+
+def embed_records(embedder, records: Sequence[ImageRecord], batch_size: int, flip: bool = False,
+                  progress: bool = True) -> np.ndarray:
+    """Embeddings of ``records`` in order; with ``flip`` the mean of image and mirror image."""
+    feats = _embed(embedder, records, batch_size, False, progress)
     if flip:
-        mirrored = embedder.embed_batches(eval_dataset(paths, height, width, batch_size,
-                                                       flip=True), progress)
-        feats = flip_average(feats, mirrored)
+        feats = flip_average(feats, _embed(embedder, records, batch_size, True, progress))
     return feats
 
 
@@ -87,6 +93,31 @@ def features_of_records(embedder, query: Sequence[ImageRecord], gallery: Sequenc
                     embed_records(embedder, gallery, cfg.batch_size, cfg.flip, progress),
                     ids(query, "pid"), ids(gallery, "pid"), ids(query, "camid"),
                     ids(gallery, "camid"))
+
+
+def features_as_queried_and_scored(embedder, dataset: ReidDataset, cfg: EvalConfig,
+                                   progress: bool = True) -> tuple[Features, Features]:
+    """(features as a query embeds images: no flip; features as ``cfg`` scores them), sharing
+    the unflipped pass. Thresholds are calibrated on the first: queries and indexes never flip."""
+    plain = features_of_records(embedder, dataset.query, dataset.gallery,
+                                dataclasses.replace(cfg, flip=False), progress)
+    if not cfg.flip:
+        return plain, plain
+    scored = dataclasses.replace(
+        plain,
+        query=flip_average(plain.query, _embed(embedder, dataset.query, cfg.batch_size, True,
+                                               progress)),
+        gallery=flip_average(plain.gallery, _embed(embedder, dataset.gallery, cfg.batch_size,
+                                                   True, progress)))
+    return plain, scored
+
+
+def calibrate_features(features: Features, source: str) -> Calibration:
+    """Match thresholds from every pair of ``features`` the ranking protocol scores
+    (:func:`reid.evaluation.verification.pair_scores`)."""
+    genuine, impostor = pair_scores(features.query, features.gallery, features.q_pids,
+                                    features.g_pids, features.q_camids, features.g_camids)
+    return calibrate(genuine, impostor, source)
 
 
 def _summary(result: dict[str, Any]) -> dict[str, float]:

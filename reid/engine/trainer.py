@@ -26,7 +26,9 @@ from reid.data.pipeline import TrainInput, check_images
 from reid.data.records import DatasetError, ReidDataset
 from reid.engine.checkpoint import (assign_group, latest_checkpoint, load_checkpoint,
                                     save_checkpoint)
-from reid.engine.evaluator import evaluate_embedder
+from reid.calibration import Calibration, with_calibration
+from reid.engine.evaluator import (calibrate_features, features_as_queried_and_scored,
+                                   score_features)
 from reid.evaluation import collapse_warning
 from reid.engine.schedule import WarmupSchedule
 from reid.losses import ReidLoss
@@ -190,6 +192,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_map = -1.0
         self.epoch = 0
+        #: Thresholds calibrated by the latest validation, stored in the exports made after it.
+        self.calibration: Calibration | None = None
 
     # -- state -----------------------------------------------------------------------------
     def _variable_groups(self) -> dict[str, list]:
@@ -271,16 +275,25 @@ class Trainer:
         return stats
 
     def embedder(self) -> Embedder:
-        return Embedder(self.models.embedding_model, self._spec())
+        return Embedder(self.models.export_model(), self._spec())
 
     def _spec(self) -> dict[str, Any]:
         model = self.cfg.model
-        return {"config_name": self.cfg.name, "epoch": self.epoch, "backbone": model.backbone,
+        spec = {"config_name": self.cfg.name, "epoch": self.epoch, "backbone": model.backbone,
                 "alpha": model.alpha}
+        return spec if self.calibration is None else with_calibration(spec, self.calibration)
 
     def validate(self, writer) -> dict[str, Any]:
-        metrics = evaluate_embedder(self.embedder(), self.dataset, self.cfg.eval,
-                                    progress=self.progress)
+        """Score the model on the validation split; on held-out identities (``data.val_ids``)
+        also calibrate its match thresholds there, for the exports that follow."""
+        plain, scored = features_as_queried_and_scored(self.embedder(), self.dataset,
+                                                       self.cfg.eval, progress=self.progress)
+        metrics = score_features(scored, self.cfg.eval)
+        self.calibration = None
+        if self.cfg.data.val_ids:
+            held = len(np.unique(plain.q_pids))
+            self.calibration = calibrate_features(
+                plain, f"validation: {held} training identities held out of {self.dataset.root}")
         with writer.as_default(step=self.epoch):
             for k in ("mAP", "rank1", "rank5", "rank10", "mINP"):
                 tf.summary.scalar(f"val/{k}", metrics[k])
@@ -313,6 +326,11 @@ class Trainer:
             self.log(f"resumed {self.run_dir} after epoch {self.epoch}")
         writer = tf.summary.create_file_writer(str(self.layout.logs))
         evaluate = bool(self.dataset.query) and bool(self.dataset.gallery)
+        if evaluate and not cfg.data.val_ids:
+            self.log("warning: data.val_ids is 0, so validation and model_best/ use the test "
+                     "split (choices made there flatter the test figures) and no match "
+                     "threshold is calibrated; hold out training identities with data.val_ids, "
+                     "or calibrate later with tools/calibrate.py")
         done = 0
         best_dir = self.layout.best_model if self.layout.best_model.exists() else None
         durations: list[float] = []  # this process's epochs, validation and checkpoint included
@@ -338,7 +356,7 @@ class Trainer:
                 if metrics["mAP"] > self.best_map:
                     self.best_map = metrics["mAP"]
                     best_dir = self.layout.best_model
-                    export_embedder(self.models.embedding_model, best_dir, self._spec())
+                    export_embedder(self.models.export_model(), best_dir, self._spec())
                 self.save()  # again, with the validation in the history and the best mAP
             writer.flush()
             done += 1
@@ -346,7 +364,7 @@ class Trainer:
         model_dir = None
         if self.epoch >= cfg.train.epochs:
             model_dir = self.layout.model
-            export_embedder(self.models.embedding_model, model_dir, self._spec())
+            export_embedder(self.models.export_model(), model_dir, self._spec())
             atomic_write_text(self.layout.history, json.dumps(self.history, indent=1))
             if cfg.train.export_litert:
                 self.export_litert(model_dir)

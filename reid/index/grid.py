@@ -3,7 +3,8 @@
 One row per query. Every crop is scaled to the same height (keeping its aspect ratio) and
 centred in a cell of the same width. When both the query's and a result's person ids are known,
 the result is framed green (same person) or red (another person); results of unknown identity
-get no frame. Captions give the rank, the score and the person id.
+get no frame. Captions give the rank, the score and the person id. With a match threshold,
+results below it are faded behind a red bar, and a query without any match says so.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ GAP = 6
 CAPTION = 34  # two text lines below each crop
 SEPARATOR = 16  # extra space between the query and its results
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+FADED = 0.35  # weight of a crop scoring below the match threshold, over white
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +45,16 @@ class GridItem:
 
 @dataclasses.dataclass(frozen=True)
 class GridRow:
+    """A query and its results; with a match ``threshold``, results scoring below it are drawn
+    faded behind a red bar, and a query none of whose results match says "no match"."""
+
     query: GridItem
     results: Sequence[GridItem]
+    threshold: float | None = None
+
+    def matches(self, item: GridItem) -> bool:
+        return self.threshold is None or (item.score is not None
+                                          and item.score >= self.threshold)
 
 
 def _read_crop(path: str, height: int, width: int) -> np.ndarray:
@@ -118,21 +128,30 @@ def render_grid(rows: Sequence[GridRow], cell_height: int = 128,
         items = [(row.query, GAP)] + [
             (item, GAP + box_w + SEPARATOR + c * (box_w + GAP))
             for c, item in enumerate(row.results)]
+        cut = next((x for item, x in items[1:] if not row.matches(item)), None)
         for item, x in items:
             is_query = item is row.query
             color = BLUE if is_query else frame_color(row.query.pid, item.pid)
             if color is not None:
                 canvas[y:y + box_h, x:x + box_w] = color
-            canvas[y + FRAME:y + FRAME + cell_height, x + FRAME:x + FRAME + width] = _read_crop(
-                item.path, cell_height, width)
+            crop = _read_crop(item.path, cell_height, width)
+            if not is_query and not row.matches(item):
+                crop = cv2.addWeighted(crop, FADED, np.full_like(crop, 255), 1 - FADED, 0)
+            canvas[y + FRAME:y + FRAME + cell_height, x + FRAME:x + FRAME + width] = crop
             pid = "?" if item.pid is None else str(item.pid)
+            second_color = TEXT
             if is_query:
                 first, second = "query", f"pid {pid}"
+                if row.threshold is not None and not any(map(row.matches, row.results)):
+                    second, second_color = "no match", RED
             else:
                 rank = f"#{item.rank} " if item.rank is not None else ""
                 first, second = f"{rank}{item.score:.3f}", f"pid {pid}"
             _put(canvas, first, (x + 1, y + box_h + 13))
-            _put(canvas, second, (x + 1, y + box_h + 27))
+            _put(canvas, second, (x + 1, y + box_h + 27), color=second_color)
+        if cut is not None:  # the threshold: everything right of the bar scored below it
+            bar = cut - (SEPARATOR if cut == items[1][1] else GAP) // 2
+            canvas[y:y + box_h, bar - 1:bar + 1] = RED
     return canvas
 
 

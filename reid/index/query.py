@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from reid.calibration import MatchThreshold
 from reid.data.market1501 import MARKET_PATTERN_HELP, parse_market_name
 from reid.index.errors import GalleryError
 from reid.index.gallery import GalleryIndex, Hit, ModelInfo
@@ -29,6 +30,18 @@ class QueryResult:
     camid: int | None
     hits: list[Hit]
     search_ms: float
+    threshold: MatchThreshold | None = None
+
+    def is_match(self, hit: Hit) -> bool | None:
+        """Whether ``hit`` is taken for the query's person; None without a threshold."""
+        return None if self.threshold is None else self.threshold.matches(hit.score)
+
+    @property
+    def in_gallery(self) -> bool | None:
+        """Whether any result matches: False is "no match in the gallery"."""
+        if self.threshold is None:
+            return None
+        return any(self.threshold.matches(h.score) for h in self.hits)
 
 
 def open_gallery(index_dir: str | os.PathLike, model: str | os.PathLike | None = None,
@@ -92,11 +105,12 @@ def embed_queries(embedder: Any, paths: Sequence[str | os.PathLike]) -> np.ndarr
 
 
 def query_gallery(gallery: GalleryIndex, embedder: Any, images: Sequence[str | os.PathLike],
-                  k: int = 10, exclude_same_camera: bool = False) -> list[QueryResult]:
+                  k: int = 10, exclude_same_camera: bool = False,
+                  threshold: MatchThreshold | None = None) -> list[QueryResult]:
     """Search the gallery with each image; person id and camera come from Market-style names.
 
     ``exclude_same_camera`` drops every result from the query's own camera (its camera must be
-    readable from its file name).
+    readable from its file name). With a ``threshold`` each result is a match or not.
     """
     labels = [parse_market_name(os.fspath(p)) for p in images]
     if exclude_same_camera:
@@ -112,7 +126,7 @@ def query_gallery(gallery: GalleryIndex, embedder: Any, images: Sequence[str | o
         hits = gallery.search(vectors[i:i + 1], k, exclude_camids=exclude)[0]
         elapsed = (time.perf_counter() - start) * 1000
         pid, camid = labels[i] if labels[i] is not None else (None, None)
-        results.append(QueryResult(os.fspath(path), pid, camid, hits, elapsed))
+        results.append(QueryResult(os.fspath(path), pid, camid, hits, elapsed, threshold))
     return results
 
 
@@ -121,18 +135,27 @@ def _cell(value: int | None) -> str:
 
 
 def format_results(results: Sequence[QueryResult], gallery_size: int) -> str:
-    """A ranked table per query: rank, score, pid, camera, path."""
+    """A ranked table per query: rank, score, [match,] pid, camera, path; with a threshold, a
+    query none of whose results match ends with "no match in the gallery"."""
     blocks = []
     for r in results:
         who = f"pid {_cell(r.pid)}, camera {_cell(r.camid)}"
         lines = [f"query {r.query} ({who}): top {len(r.hits)} of {gallery_size} in "
-                 f"{r.search_ms:.1f} ms",
-                 f"{'rank':>4}  {'score':>6}  {'pid':>5}  {'cam':>3}  path"]
+                 f"{r.search_ms:.1f} ms"]
+        if r.threshold is not None:
+            lines.append(f"match threshold {r.threshold.value:.4f} ({r.threshold.origin})")
+        match = "  match" if r.threshold is not None else ""
+        lines.append(f"{'rank':>4}  {'score':>6}{match}  {'pid':>5}  {'cam':>3}  path")
         for h in r.hits:
-            lines.append(f"{h.rank:>4}  {h.score:>6.4f}  {_cell(h.pid):>5}  {_cell(h.camid):>3}  "
-                         f"{h.path}")
+            cell = "" if r.threshold is None else f"  {'yes' if r.is_match(h) else 'no':>5}"
+            lines.append(f"{h.rank:>4}  {h.score:>6.4f}{cell}  {_cell(h.pid):>5}  "
+                         f"{_cell(h.camid):>3}  {h.path}")
         if not r.hits:
             lines.append("  (no results)")
+        if r.in_gallery is False:
+            best = f"the best score, {r.hits[0].score:.4f}, is" if r.hits else "nothing scored"
+            lines.append(f"no match in the gallery: {best} below the match threshold "
+                         f"{r.threshold.value:.4f}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -144,14 +167,21 @@ def missing_files(results: Sequence[QueryResult]) -> list[str]:
     return [p for p in paths if not os.path.exists(p)]
 
 
-def results_json(results: Sequence[QueryResult]) -> list[list[dict[str, Any]]]:
-    """One list per query, in query order, of ``{rank, score, path, pid, camid}``."""
-    return [[h.to_json() for h in r.hits] for r in results]
+def results_json(results: Sequence[QueryResult]) -> list[dict[str, Any]]:
+    """One object per query, in query order: ``query``, ``pid``, ``camid``, ``threshold``
+    (null without one), ``in_gallery`` (false: no match in the gallery; null without a
+    threshold) and ``hits``, each ``{rank, score, match, path, pid, camid}``."""
+    return [{"query": r.query, "pid": r.pid, "camid": r.camid,
+             "threshold": None if r.threshold is None else r.threshold.value,
+             "in_gallery": r.in_gallery,
+             "hits": [{**h.to_json(), "match": r.is_match(h)} for h in r.hits]}
+            for r in results]
 
 
 def save_results_grid(results: Sequence[QueryResult], path: str | os.PathLike,
                       cell_height: int = 128) -> None:
     rows = [GridRow(GridItem(r.query, pid=r.pid),
-                    [GridItem(h.path, h.score, h.pid, h.rank) for h in r.hits])
+                    [GridItem(h.path, h.score, h.pid, h.rank) for h in r.hits],
+                    None if r.threshold is None else r.threshold.value)
             for r in results]
     save_grid(rows, path, cell_height)

@@ -4,8 +4,9 @@ This is the "strong baseline" head (Luo et al., 2019): the triplet loss works on
 before batch norm, the identity classifier on the feature after it, and the neck's BN has no
 shift (``center=False``) so the classifier sees features centred on the origin, where its
 bias-free softmax separates identities by angle. Retrieval uses the L2-normalised neck output
-(``model.neck_feat: after``, the strong baseline's default) or the feature before the neck
-(``before``, its other option). The two can rank very differently: the classifier is free to
+(``model.neck_feat: after``, the strong baseline's default), the feature before the neck
+(``before``, its other option), or that feature minus the training mean (``centered``, which
+spreads cosine scores for a match threshold; :class:`reid.modeling.layers.Centering`). The two can rank very differently: the classifier is free to
 learn each identity as one cluster per camera, while the triplet loss's batch-hard positive is
 likely the other camera's image, so the feature before the neck is the one trained to join
 cameras. On CUHK03 it beat the neck for every ImageNet-started model measured, but not
@@ -20,7 +21,9 @@ import keras
 
 from reid.config import ModelConfig
 from reid.modeling.backbone import ModelError, build_backbone, check_input_shape
-from reid.modeling.layers import GeMPooling2D, L2Normalize, StripePooling2D
+from reid.modeling.choices import NECK_FEATURES
+from reid.modeling.layers import (Centering, GeMPooling2D, L2Normalize,
+                                  StripePooling2D)
 
 #: Keys of the training model's output dict.
 FEATURES, LOGITS, EMBEDDING = "features", "logits", "embedding"
@@ -29,6 +32,7 @@ FEATURES, LOGITS, EMBEDDING = "features", "logits", "embedding"
 POOL_LAYER, DROPOUT_LAYER = "pool", "dropout"
 BOTTLENECK_LAYER, NECK_LAYER = "bottleneck", "bnneck"
 CLASSIFIER_LAYER, EMBEDDING_LAYER = "classifier", "embedding"
+CENTERING_LAYER = "centering"
 PART_POOL_LAYER, PART_BOTTLENECK_LAYER = "part_pool", "part_bottleneck"
 PART_NECK_LAYER, PART_CLASSIFIER_LAYER = "part_bnneck", "part_classifier"
 
@@ -42,8 +46,9 @@ class ReidModels:
     ``"embedding"`` (L2-normalised neck output, ``(N, D)``). With ``model.parts`` P > 0 the
     logits are ``(N, 1 + P, num_classes)`` (global head first) and, with ``neck_feat:
     after``, the embedding joins the global neck to the P stripe necks before normalising;
-    with ``neck_feat: before`` it is the normalised ``"features"``. ``embedding_model(images)``
-    returns only the embedding. ``backbone`` is the nested MobileNetV2, so training can set
+    with ``neck_feat: before`` (and ``centered``) it is the normalised ``"features"``.
+    ``embedding_model(images)`` returns only the embedding; with ``neck_feat: centered`` it
+    subtracts ``centering``'s mean from the features first (:meth:`export_model` sets it). ``backbone`` is the nested MobileNetV2, so training can set
     ``backbone.trainable = False`` for the first ``freeze_backbone_epochs`` (recompile or
     retrace afterwards; in Keras 3 a frozen backbone's batch norms also run in inference mode).
     ``feature_dim`` is D of ``"features"``, the size the triplet and center losses work in; the
@@ -55,6 +60,16 @@ class ReidModels:
     backbone: keras.Model
     feature_dim: int
     num_classes: int
+    centering: Centering | None = None
+
+    def export_model(self) -> keras.Model:
+        """The embedding model as it embeds now: with ``neck_feat: centered`` its mean is first
+        set to the BNNeck's moving mean, the running mean of the training features. Validation
+        and exports go through here, never through ``embedding_model`` directly."""
+        if self.centering is not None:
+            neck = self.training_model.get_layer(NECK_LAYER)
+            self.centering.mean.assign(neck.moving_mean)
+        return self.embedding_model
 
 
 def _part_heads(feature_map: keras.KerasTensor, model_cfg: ModelConfig,
@@ -124,17 +139,20 @@ def build_reid_model(model_cfg: ModelConfig, input_shape: tuple[int, int, int],
         logits = keras.layers.Concatenate(axis=1, name="all_logits")(
             [keras.layers.Reshape((1, num_classes), name="global_logits")(logits), part_logits])
         neck = keras.layers.Concatenate(name="joined_neck")([neck, part_neck])
-    if model_cfg.neck_feat == "before":
-        retrieval = features
-    elif model_cfg.neck_feat == "after":
-        retrieval = neck
-    else:
-        raise ModelError(f"model.neck_feat: expected after or before, got {model_cfg.neck_feat!r}")
-    embedding = L2Normalize(name=EMBEDDING_LAYER)(retrieval)
-
+    if model_cfg.neck_feat not in NECK_FEATURES:
+        raise ModelError(f"model.neck_feat: expected one of {', '.join(NECK_FEATURES)}, got "
+                         f"{model_cfg.neck_feat!r}")
+    embedding = L2Normalize(name=EMBEDDING_LAYER)(neck if model_cfg.neck_feat == "after"
+                                                  else features)
     training_model = keras.Model(inputs, {FEATURES: features, LOGITS: logits,
                                           EMBEDDING: embedding}, name="reid_train")
+    centering = None
+    if model_cfg.neck_feat == "centered":
+        # Only in the embedding model: its mean is set at export, and training checkpoints
+        # (the training model's weights, by position) stay the same for every neck_feat.
+        centering = Centering(name=CENTERING_LAYER)
+        embedding = L2Normalize(name=EMBEDDING_LAYER)(centering(features))
     embedding_model = keras.Model(inputs, embedding, name="reid_embedder")
     return ReidModels(training_model=training_model, embedding_model=embedding_model,
                       backbone=backbone, feature_dim=int(features.shape[-1]),
-                      num_classes=num_classes)
+                      num_classes=num_classes, centering=centering)

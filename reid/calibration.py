@@ -1,0 +1,199 @@
+"""Match thresholds from genuine and impostor scores: "is this person in the gallery at all?"
+
+A ranked list never says where to stop. A threshold on the cosine score does, and the one a
+user can reason about is set by the false-match rate it allows: at FAR 1e-2, one stranger pair
+in a hundred scores above it. Thresholds are read off the score distributions of labelled pairs
+that played no part in choosing the model's weights or recipe's test figures: training's
+validation identities (``data.val_ids``), or a user's own labelled images of a new site
+(``tools/calibrate.py``). They are stored in the export's spec, beside the weights they belong
+to, so every index and query of the model finds them. Pure NumPy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from reid.evaluation.verification import accept_rate, equal_error_rate, threshold_at_far
+
+#: The false-match rates a calibration holds thresholds for; the first is ``--threshold auto``.
+CALIBRATED_FARS: tuple[float, ...] = (1e-2, 1e-3)
+AUTO_FAR = CALIBRATED_FARS[0]
+#: The spec's key.
+SPEC_KEY = "calibration"
+
+
+class CalibrationError(ValueError):
+    """No usable calibration: the message says which and how to make one."""
+
+
+def far_key(far: float) -> str:
+    """``1e-2 -> 'far=0.01'``: how a calibration names the threshold of a false-match rate."""
+    return f"far={far:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """Thresholds on the cosine score and the figures they were read from.
+
+    ``thresholds`` maps :func:`far_key` of each calibrated rate, and ``"eer"``, to a score; a
+    rate the pairs cannot resolve (fewer than ``1 / far`` impostor pairs) is left out.
+    ``tar`` holds the true-match rate each threshold gave on the same pairs.
+    """
+
+    thresholds: dict[str, float]
+    tar: dict[str, float]
+    eer: float
+    genuine_pairs: int
+    impostor_pairs: int
+    source: str
+    created: str
+
+    def threshold(self, far: float = AUTO_FAR) -> float:
+        key = far_key(far)
+        if key not in self.thresholds:
+            raise CalibrationError(
+                f"the calibration ({self.source}) has no threshold at false-match rate {far:g}: "
+                f"its {self.impostor_pairs} impostor pairs cannot resolve it")
+        return self.thresholds[key]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, value: Any, where: str) -> Calibration:
+        """Read what :meth:`to_json` wrote; a damaged entry is a one-line error naming ``where``."""
+        try:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"expected an object, got {type(value).__name__}")
+            thresholds = {str(k): float(v) for k, v in value["thresholds"].items()}
+            calibration = cls(thresholds=thresholds,
+                              tar={str(k): float(v) for k, v in value["tar"].items()},
+                              eer=float(value["eer"]),
+                              genuine_pairs=int(value["genuine_pairs"]),
+                              impostor_pairs=int(value["impostor_pairs"]),
+                              source=str(value["source"]), created=str(value["created"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CalibrationError(f"{where}: unreadable calibration ({exc!r}); recalibrate "
+                                   f"with tools/calibrate.py") from None
+        if not all(math.isfinite(t) for t in thresholds.values()):
+            raise CalibrationError(f"{where}: calibration thresholds must be finite numbers")
+        return calibration
+
+    def describe(self) -> str:
+        return f"{self.source}; {self.genuine_pairs} genuine, {self.impostor_pairs} impostor pairs"
+
+
+def calibrate(genuine: np.ndarray, impostor: np.ndarray, source: str) -> Calibration:
+    """Thresholds at :data:`CALIBRATED_FARS` and at the equal-error rate of these scores."""
+    genuine = np.asarray(genuine, np.float64).ravel()
+    impostor = np.asarray(impostor, np.float64).ravel()
+    if not len(genuine) or not len(impostor):
+        raise CalibrationError(f"{source}: calibration needs both genuine and impostor pairs, "
+                               f"got {len(genuine)} and {len(impostor)}")
+    thresholds: dict[str, float] = {}
+    for far in CALIBRATED_FARS:
+        if len(impostor) * far >= 1:
+            thresholds[far_key(far)] = threshold_at_far(impostor, far)
+    eer, thresholds["eer"] = equal_error_rate(genuine, impostor)
+    tar = {key: accept_rate(genuine, t) for key, t in thresholds.items()}
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return Calibration(thresholds, tar, eer, len(genuine), len(impostor), source, created)
+
+
+def observed_rates(calibration: Calibration, genuine: np.ndarray, impostor: np.ndarray
+                   ) -> dict[str, dict[str, float]]:
+    """What each calibrated threshold does on other labelled pairs (a test split): the
+    false-match rate actually observed there and the true-match rate, by threshold key."""
+    return {key: {"threshold": t, "far": accept_rate(impostor, t), "tar": accept_rate(genuine, t)}
+            for key, t in calibration.thresholds.items()}
+
+
+def spec_calibration(spec: Mapping[str, Any], where: str) -> Calibration | None:
+    """The calibration stored in an export's spec, or None when it has none."""
+    if SPEC_KEY not in spec:
+        return None
+    return Calibration.from_json(spec[SPEC_KEY], where)
+
+
+def with_calibration(spec: Mapping[str, Any], calibration: Calibration) -> dict[str, Any]:
+    """``spec`` holding ``calibration``; the one it replaces is kept in ``calibration_history``
+    (a user's earlier site calibration is not lost by recalibrating)."""
+    updated = dict(spec)
+    history = list(updated.get("calibration_history", []))
+    if SPEC_KEY in updated:
+        history.append(updated[SPEC_KEY])
+    updated[SPEC_KEY] = calibration.to_json()
+    if history:
+        updated["calibration_history"] = history
+    return updated
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchThreshold:
+    """The score at or above which a result is taken for the query's person, and why."""
+
+    value: float
+    origin: str
+
+    def matches(self, score: float) -> bool:
+        return score >= self.value
+
+
+def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str
+                      ) -> MatchThreshold | None:
+    """What ``--threshold`` asks for, given the spec of the model that embeds.
+
+    ``None`` (not given): the calibrated threshold when the model has one, else no match
+    decision at all, as before calibration existed. ``auto``: the calibrated false-match-rate
+    :data:`AUTO_FAR` threshold, an error without one. ``none``: no decision. A number: that
+    cosine score.
+    """
+    if requested is not None and requested.strip().lower() == "none":
+        return None
+    calibration = spec_calibration(spec, where)
+    if requested is None or requested.strip().lower() == "auto":
+        if calibration is None:
+            if requested is None:
+                return None
+            raise CalibrationError(
+                f"--threshold auto: {where} has no calibrated match threshold (trained with "
+                f"data.val_ids: 0?); calibrate it with tools/calibrate.py --model MODEL "
+                f"--data-root LABELLED_DATA, or give a number")
+        return MatchThreshold(calibration.threshold(AUTO_FAR),
+                              f"false-match rate {AUTO_FAR:g}, calibrated on "
+                              f"{calibration.source}")
+    try:
+        value = float(requested)
+    except ValueError:
+        raise CalibrationError(f"--threshold {requested!r}: expected auto, none or a cosine "
+                               f"score in [-1, 1]") from None
+    if not -1.0 <= value <= 1.0:
+        raise CalibrationError(f"--threshold {requested}: a cosine score lies in [-1, 1]")
+    return MatchThreshold(value, "given")
+
+
+def format_calibration(calibration: Calibration) -> str:
+    """The thresholds, a line each, with the true-match rate each gave."""
+    lines = [f"calibrated on {calibration.describe()}"]
+    for key, t in calibration.thresholds.items():
+        what = (f"equal-error rate {calibration.eer:.4f}" if key == "eer"
+                else f"false-match rate {key.split('=')[1]}")
+        lines.append(f"  threshold {t:.4f} at {what}: true-match rate "
+                     f"{calibration.tar[key]:.4f}")
+    return "\n".join(lines)
+
+
+def format_observed_rates(calibrated: Mapping[str, Any]) -> str:
+    """What the model's calibrated thresholds did on the evaluated split (``observed_rates``)."""
+    lines = [f"calibrated thresholds ({calibrated['source']}) on these pairs, as queries score:"]
+    for key, rates in calibrated["rates"].items():
+        asked = "equal error" if key == "eer" else f"false-match rate {key.split('=')[1]}"
+        lines.append(f"  {rates['threshold']:.4f} ({asked}): observed false-match rate "
+                     f"{rates['far']:.5f}, true-match rate {rates['tar']:.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,178 @@
+"""Match thresholds (reid.calibration): hand-worked cases and brute force, the spec round trip,
+--threshold, and a calibration that transfers from one synthetic draw to another."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+from reid.calibration import (CALIBRATED_FARS, Calibration, CalibrationError, calibrate,
+                              far_key, observed_rates, resolve_threshold, spec_calibration,
+                              with_calibration)
+from tool_runner import tool_main
+
+# 1,000 impostors at 0.000, 0.001, ..., 0.999 and 100 genuine pairs at 0.500, 0.505, ..., 0.995.
+IMPOSTOR = np.arange(1000) / 1000
+GENUINE = 0.5 + np.arange(100) / 200
+
+
+def accepted(scores: np.ndarray, t: float) -> float:
+    return sum(1 for s in scores if s >= t) / len(scores)
+
+
+def test_thresholds_hand_worked():
+    c = calibrate(GENUINE, IMPOSTOR, "hand-made")
+    # FAR 1e-2 allows 10 of 1,000 impostors (0.990-0.999): 0.989 must be rejected.
+    t = c.threshold(1e-2)
+    assert 0.989 < t <= 0.990
+    assert accepted(IMPOSTOR, t) == 0.01 and accepted(IMPOSTOR, 0.989) == 0.011
+    # FAR 1e-3 allows one (0.999).
+    assert 0.998 < c.threshold(1e-3) <= 0.999
+    # True-match rates at those thresholds: genuine 0.990 and 0.995 pass the first, none the second.
+    assert c.tar[far_key(1e-2)] == accepted(GENUINE, t) == 0.02
+    assert c.tar[far_key(1e-3)] == 0.0
+    assert (c.genuine_pairs, c.impostor_pairs, c.source) == (100, 1000, "hand-made")
+
+
+def test_equal_error_threshold_against_brute_force():
+    rng = np.random.default_rng(0)
+    genuine, impostor = rng.normal(0.6, 0.1, 300), rng.normal(0.3, 0.1, 3000)
+    c = calibrate(genuine, impostor, "normal")
+    # Every distinct score is a reachable threshold; the EER is where FAR and FRR are closest.
+    best = min(np.unique(np.concatenate([genuine, impostor])),
+               key=lambda t: abs(accepted(impostor, t) - (1 - accepted(genuine, t))))
+    assert c.thresholds["eer"] == best
+    assert c.eer == pytest.approx((accepted(impostor, best) + 1 - accepted(genuine, best)) / 2)
+    assert c.tar["eer"] == accepted(genuine, best)
+
+
+def test_a_separable_case_is_separated_exactly():
+    genuine = np.linspace(0.7, 0.9, 50)
+    impostor = np.linspace(0.1, 0.5, 2000)
+    c = calibrate(genuine, impostor, "separable")
+    assert c.eer == 0.0 and 0.5 < c.thresholds["eer"] <= 0.7
+    for far in CALIBRATED_FARS:
+        assert c.tar[far_key(far)] == 1.0 and accepted(impostor, c.threshold(far)) <= far
+
+
+def test_rates_the_pairs_cannot_resolve_are_left_out():
+    c = calibrate(GENUINE, IMPOSTOR[:500], "500 impostors")
+    assert far_key(1e-2) in c.thresholds and far_key(1e-3) not in c.thresholds
+    with pytest.raises(CalibrationError, match="500 impostor pairs cannot resolve it"):
+        c.threshold(1e-3)
+    with pytest.raises(CalibrationError, match="both genuine and impostor pairs"):
+        calibrate(GENUINE, [], "no impostors")
+
+
+def test_observed_rates_against_brute_force():
+    c = calibrate(GENUINE, IMPOSTOR, "hand-made")
+    other_g, other_i = GENUINE - 0.01, IMPOSTOR[::-1] * 0.999
+    for key, rates in observed_rates(c, other_g, other_i).items():
+        t = c.thresholds[key]
+        assert rates == {"threshold": t, "far": accepted(other_i, t), "tar": accepted(other_g, t)}
+
+
+def test_spec_round_trip_keeps_the_replaced_calibration():
+    first, second = calibrate(GENUINE, IMPOSTOR, "site A"), calibrate(GENUINE, IMPOSTOR, "site B")
+    spec = with_calibration(with_calibration({"fingerprint": "f"}, first), second)
+    spec = json.loads(json.dumps(spec))  # what spec.json holds
+    assert spec_calibration(spec, "spec.json") == second
+    assert spec["calibration_history"] == [first.to_json()]
+    assert spec_calibration({"fingerprint": "f"}, "spec.json") is None
+    damaged = {**spec, "calibration": {**spec["calibration"], "thresholds": {"far=0.01": "x"}}}
+    with pytest.raises(CalibrationError, match="m/spec.json: unreadable calibration"):
+        spec_calibration(damaged, "m/spec.json")
+
+
+def test_resolve_threshold():
+    c = calibrate(GENUINE, IMPOSTOR, "site A")
+    calibrated = with_calibration({}, c)
+    assert resolve_threshold(None, {}, "m") is None  # nothing asked, nothing calibrated
+    for asked in (None, "auto", "AUTO"):
+        t = resolve_threshold(asked, calibrated, "m")
+        assert t.value == c.threshold(1e-2) and "site A" in t.origin
+    assert resolve_threshold("none", calibrated, "m") is None
+    assert resolve_threshold("0.25", calibrated, "m").value == 0.25
+    with pytest.raises(CalibrationError, match="m has no calibrated match threshold.*"
+                                               "tools/calibrate.py"):
+        resolve_threshold("auto", {}, "m")
+    for bad in ("1.5", "high"):
+        with pytest.raises(CalibrationError, match=f"--threshold '?{bad}'?"):
+            resolve_threshold(bad, {}, "m")
+
+
+TRAIN_CONFIG = """
+data: {dataset: market1501, height: 64, width: 32, ids_per_batch: 8, images_per_id: 4, pad: 2,
+       erasing_prob: 0.0, val_ids: 20}
+model: {alpha: 0.35, weights: null, last_stride: 2, neck_feat: centered}
+loss: {triplet_distance: cosine}
+train: {epochs: 3, steps_per_epoch: 40, lr: 3.0e-3, warmup_epochs: 1, schedule: cosine,
+        export_litert: false}
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
+    """A small model trained on one synthetic draw, which holds out 20 of its 60 training
+    identities to calibrate on; that draw's test identities, and a second draw's (another
+    seed: other people, cameras and pictures), to check the thresholds on."""
+    from reid.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("calibration")
+    first, second = root / "draw1", root / "draw2"
+    generate_dataset(first, ids=100, test_ids=40, cameras=3, images_per_id=8, seed=11,
+                     height=64, width=32, workers=1)
+    generate_dataset(second, ids=41, test_ids=40, cameras=3, images_per_id=8, seed=12,
+                     height=64, width=32, workers=1)
+    config = root / "small.yaml"
+    config.write_text(TRAIN_CONFIG)
+    assert tool_main("train")(["--config", str(config), "--output", str(root / "run"),
+                               "--set", f"data.root={first}", "--no-progress"]) == 0
+    return root / "run" / "model", first, second
+
+
+def observed_far(model: pathlib.Path, data: pathlib.Path, tmp_path: pathlib.Path) -> float:
+    out = tmp_path / "metrics.json"
+    assert tool_main("evaluate")(["--model", str(model), "--data-root", str(data),
+                                  "--json", str(out), "--no-progress"]) == 0
+    return json.loads(out.read_text())["calibrated"]["rates"][far_key(1e-2)]["far"]
+
+
+@pytest.mark.slow
+def test_training_calibrates_on_validation_and_it_transfers(trained, tmp_path, capsys):
+    model, first, second = trained
+    calibration = spec_calibration(json.loads((model / "spec.json").read_text()), "spec")
+    assert "validation: 20 training identities" in calibration.source
+    # Test identities of the same draw, and of another draw, were never seen: the false-match
+    # rate asked for (1e-2) holds there within 2.5x (measured: 1.1x and 1.5x; the target on
+    # real data is 2x, and this 3-epoch model calibrates on only about 5,000 impostor pairs).
+    for data in (first, second):
+        assert 0.4e-2 <= observed_far(model, data, tmp_path) <= 2.5e-2
+    assert "observed false-match rate" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_calibrate_tool_rewrites_the_spec_and_keeps_the_old_calibration(trained, tmp_path,
+                                                                        capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(trained[0], model)
+    before = json.loads((model / "spec.json").read_text())
+    assert tool_main("calibrate")(["--model", str(model), "--data-root", str(trained[2]),
+                                   "--no-progress"]) == 0
+    assert f"written to {model / 'spec.json'}" in capsys.readouterr().out
+    after = json.loads((model / "spec.json").read_text())
+    assert str(trained[2]) in after["calibration"]["source"]
+    assert after["calibration_history"] == [before["calibration"]]
+    assert {k: v for k, v in after.items() if not k.startswith("calibration")} == {
+        k: v for k, v in before.items() if not k.startswith("calibration")}
+    # Calibrated on this very split, the asked rate is met there exactly (up to ties).
+    assert observed_far(model, trained[2], tmp_path) <= 1e-2
+    assert tool_main("calibrate")(["--model", str(model), "--data-root",
+                                   str(tmp_path / "nowhere")]) == 1
+    assert "nowhere" in capsys.readouterr().err
