@@ -171,7 +171,7 @@ def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str
     try:
         value = float(requested)
     except ValueError:
-        raise CalibrationError(f"--threshold {requested!r}: expected auto, none or a cosine "
+        raise CalibrationError(f"--threshold {requested}: expected auto, none or a cosine "
                                f"score in [-1, 1]") from None
     if not -1.0 <= value <= 1.0:
         raise CalibrationError(f"--threshold {requested}: a cosine score lies in [-1, 1]")

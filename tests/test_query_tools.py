@@ -695,3 +695,95 @@ def test_relocating_a_format_1_index_says_what_it_could_not_check(tmp_path, run_
     assert report.format().splitlines()[-1] == (
         "  warning: the content of 3 of them was not checked (indexed before digests were "
         "kept)")
+
+
+# --- match thresholds (issue 18) --------------------------------------------------------------
+
+def _query_json(main, capsys, *args) -> dict:
+    assert main(["--json", *map(str, args)]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    return result
+
+
+def test_query_threshold_marks_matches_and_no_match(built, data, run_dir, tmp_path, capsys):
+    from reid.calibration import calibrate, with_calibration
+
+    main = tool_main("query")
+    query = sorted((data / "query").glob("*.jpg"))[0]
+    ranked = _query_json(main, capsys, "--index", built, "--image", query, "--top-k", "4",
+                         "--threshold", "none")
+    scores = [h["score"] for h in ranked["hits"]]
+    assert ranked["threshold"] is None and all(h["match"] is None for h in ranked["hits"])
+
+    between = (scores[1] + scores[2]) / 2
+    result = _query_json(main, capsys, "--index", built, "--image", query, "--top-k", "4",
+                         "--threshold", between)
+    assert result["threshold"] == between and result["in_gallery"] is True
+    assert [h["match"] for h in result["hits"]] == [s >= between for s in scores] == [
+        True, True, False, False]
+
+    above = (scores[0] + 1) / 2
+    assert main(["--index", str(built), "--image", str(query), "--top-k", "4",
+                 "--threshold", str(above)]) == 0
+    out = capsys.readouterr().out
+    assert f"no match in the gallery: the best score, {scores[0]:.4f}, is below the match " \
+           f"threshold {above:.4f}" in out
+    assert out.count("     no  ") == 4 and f"match threshold {above:.4f} (given)" in out
+    result = _query_json(main, capsys, "--index", built, "--image", query, "--threshold", above)
+    assert result["in_gallery"] is False and not any(h["match"] for h in result["hits"])
+
+    # A calibrated copy of the model (same weights, same fingerprint): its threshold is the
+    # default, and auto names it.
+    calibrated = tmp_path / "calibrated"
+    shutil.copytree(run_dir / "model", calibrated)
+    # FAR 1e-2 lets the 10 impostors at 1.0 through and rejects the 990 at ``between``.
+    impostor = np.r_[np.ones(10), np.full(990, between)]
+    spec = json.loads((calibrated / "spec.json").read_text())
+    calibration = calibrate([scores[0]], impostor, "hand-made pairs")
+    (calibrated / "spec.json").write_text(json.dumps(with_calibration(spec, calibration)))
+    for asked in ((), ("--threshold", "auto")):
+        result = _query_json(main, capsys, "--index", built, "--image", query, "--top-k", "4",
+                             "--model", calibrated, *asked)
+        assert result["threshold"] == calibration.threshold(1e-2)
+        assert [h["match"] for h in result["hits"]] == [True, True, False, False]
+
+
+def test_query_threshold_errors(built, data, capsys):
+    main = tool_main("query")
+    query = sorted((data / "query").glob("*.jpg"))[0]
+    assert main(["--index", str(built), "--image", str(query), "--threshold", "auto"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --threshold auto:") and "tools/calibrate.py" in err
+    for bad in ("1.5", "high"):
+        assert main(["--index", str(built), "--image", str(query), "--threshold", bad]) == 1
+        assert capsys.readouterr().err.startswith(f"error: --threshold {bad}")
+
+
+def test_grid_fades_results_below_the_threshold(data):
+    from reid.index.grid import RED, GridItem, GridRow, render_grid
+
+    files = gallery_files(data)[:4]
+    items = [GridItem(str(f), score, rank=i + 1) for i, (f, score) in
+             enumerate(zip(files, (0.9, 0.8, 0.4, 0.3)))]
+    query = GridItem(str(files[0]))
+    plain = render_grid([GridRow(query, items)], cell_height=64).astype(int)
+    cut = render_grid([GridRow(query, items, threshold=0.5)], cell_height=64).astype(int)
+    none = render_grid([GridRow(query, items, threshold=0.95)], cell_height=64).astype(int)
+    width = 48 + 6  # cell plus its frame (FRAME 3 on each side)
+    first = 6 + width + 16  # the first result's left edge
+
+    def cell(picture, c):
+        x = first + c * (width + 6)
+        return picture[9:9 + 64, x + 3:x + 3 + 48]
+
+    for c in (0, 1):  # matches are drawn as they are
+        assert np.array_equal(cell(cut, c), cell(plain, c))
+    for c in (2, 3):  # the rest are faded towards white
+        assert cell(cut, c).mean() > cell(plain, c).mean() + 10
+    # A red bar stands between the last match and the first non-match.
+    bar = first + 2 * (width + 6) - 3
+    assert (cut[6:6 + 70, bar] == RED).all()
+    assert not (plain[6:6 + 70, bar] == RED).all()
+    # Nothing matches: every result faded and the query's caption changes.
+    assert all(cell(none, c).mean() > cell(plain, c).mean() + 10 for c in range(4))
+    assert not np.array_equal(none[80:110, 6:6 + width], plain[80:110, 6:6 + width])
