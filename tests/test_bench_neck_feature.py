@@ -1,4 +1,4 @@
-"""bench/neck_feature.py: its training-identity split, and a run scored both ways end to end."""
+"""bench/neck_feature.py: its training-identity split, and a run scored four ways end to end."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from reid.data import load_dataset
 from reid.data.records import ImageRecord
 from reid.data.pipeline import eval_dataset
 from reid.data.synthetic import generate_dataset
-from reid.engine.trainer import Trainer, prepare_run_dir
+from reid.engine.trainer import Trainer, prepare_run_dir, training_dataset
+from reid.evaluation.verification import equal_error_rate, pair_scores
 from reid.modeling.reid_model import NECK_LAYER, PART_NECK_LAYER
 from reference import brute_force_map_rank1
 from tool_runner import load_bench
@@ -61,7 +62,9 @@ def numpy_embeddings(models, records, cfg):
     if cfg.model.parts:
         after.append(neck_by_hand(model.get_layer(PART_NECK_LAYER), features[1]))
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
-    return {"before": unit(features[0]), "after": unit(np.concatenate(after, axis=1))}
+    mean = np.asarray(model.get_layer(NECK_LAYER).moving_mean, np.float64)
+    return {"before": unit(features[0]), "after": unit(np.concatenate(after, axis=1)),
+            "centered": unit(features[0] - mean)}
 
 
 def standardise_neck(neck, raw: np.ndarray, rng: np.random.Generator) -> None:
@@ -73,18 +76,19 @@ def standardise_neck(neck, raw: np.ndarray, rng: np.random.Generator) -> None:
 
 
 @pytest.mark.parametrize("parts", [0, 2])
-def test_a_run_is_scored_after_and_before_the_neck(tmp_path, capsys, parts):
+def test_a_run_is_scored_four_ways(tmp_path, capsys, parts):
     bench = load_bench("neck_feature")
-    generate_dataset(tmp_path / "data", ids=10, cameras=2, images_per_id=6, seed=2, height=64,
+    generate_dataset(tmp_path / "data", ids=14, cameras=2, images_per_id=6, seed=2, height=64,
                      width=32)
     cfg = config_from_dict({
         "data": {"root": str(tmp_path / "data"), "height": 64, "width": 32, "ids_per_batch": 4,
-                 "images_per_id": 2, "pad": 2},
+                 "images_per_id": 2, "pad": 2, "val_ids": 3},
         "model": {"alpha": 0.35, "weights": None, "parts": parts, "part_dim": 8},
         "train": {"epochs": 1, "warmup_epochs": 0, "seed": 1},
         "eval": {"batch_size": 32}}, name="tiny")
     run = prepare_run_dir(tmp_path / "run", cfg, resume=False)
-    dataset = load_dataset(cfg.data)
+    full = load_dataset(cfg.data)
+    dataset = training_dataset(full, cfg)  # 3 training identities held out for validation
     trainer = Trainer(cfg, dataset, run, progress=False)
     # A few training steps collapse a tiny network's inference features (its batch norms'
     # moving statistics have barely moved), which makes every ranking a tie. Untrained weights
@@ -101,24 +105,24 @@ def test_a_run_is_scored_after_and_before_the_neck(tmp_path, capsys, parts):
     assert bench.main(["--run", str(run), "--no-progress"]) == 0
     out = capsys.readouterr().out
 
-    def printed(name):
-        line = next(line for line in out.splitlines() if line.startswith(name))
-        return [float(v) for v in re.findall(r"\d\.\d{4}", line)]
-
-    train_q, train_g = bench.training_identity_split(dataset.train)
-    splits = {"test": (dataset.query, dataset.gallery), "training ids": (train_q, train_g)}
-    want = {}
+    splits = {"test": (full.query, full.gallery), "validation": (dataset.query, dataset.gallery)}
+    want, eers = {}, {}
     for split, (query, gallery) in splits.items():
         q, g = (numpy_embeddings(trainer.models, recs, cfg) for recs in (query, gallery))
         ids = ([r.pid for r in query], [r.pid for r in gallery],
                [r.camid for r in query], [r.camid for r in gallery])
-        for mode in ("after", "before"):
+        for mode in ("after", "before", "centered"):
             want[f"{mode}, {split}"] = brute_force_map_rank1(q[mode], g[mode], *ids)
+            eers[f"{mode}, {split}"] = equal_error_rate(*pair_scores(q[mode], g[mode], *ids))[0]
     for name, (m_ap, rank1) in want.items():
-        shown = printed(name)
+        ranking, separation = [line for line in out.splitlines() if line.startswith(name)]
+        shown = [float(v) for v in re.findall(r"\d\.\d{4}", ranking)]
         assert shown[:2] == pytest.approx([m_ap, rank1], abs=6e-5), name
-    # The two sides really differ here, so a swap of "after" and "before" would fail above.
-    assert abs(want["after, test"][0] - want["before, test"][0]) > 1e-3
+        assert float(separation.split()[2]) == pytest.approx(eers[name], abs=6e-5), name
+    # The sides really differ here, so a swap of two would fail above.
+    assert len({round(want[f"{m}, test"][0], 3) for m in ("after", "before", "centered")}) == 3
+    assert re.search(r"whitened, validation +\d\.\d{4}", out)
+    assert "highest validation mAP among the exportable features: " in out
 
 
 def test_a_folder_without_checkpoints_is_a_one_line_error(tmp_path, capsys):
