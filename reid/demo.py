@@ -68,7 +68,10 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     """Run every step and return the metrics; ``log`` receives the human-readable report."""
     from reid.data import load_dataset
     from reid.data.synthetic import generate_dataset
-    from reid.engine.evaluator import evaluate_embedder, format_metrics
+    from reid.calibration import format_observed_rates, observed_rates, spec_calibration
+    from reid.engine.evaluator import (evaluate_embedder, features_as_queried_and_scored,
+                                       format_metrics, score_features)
+    from reid.evaluation.verification import pair_scores
     from reid.engine.trainer import Trainer, prepare_run_dir, training_dataset
     from reid.modeling import Embedder
 
@@ -112,13 +115,21 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     # that was already complete has none, so it is evaluated from its exported model, through
     # Keras as training validated it: a conversion agrees to 1e-7, but a barely trained model's
     # near-ties can still rank differently, and a second run must print the same figures.
-    validated_on_test = not cfg.data.val_ids  # else training validated on held-out identities
-    trained = (validated_on_test and result.final_metrics) or evaluate_embedder(
-        Embedder.load(result.model_dir, runtime="keras"), dataset, cfg.eval, progress=progress)
+    embedder = Embedder.load(result.model_dir, runtime="keras")
+    plain, scored = features_as_queried_and_scored(embedder, dataset, cfg.eval, progress)
+    trained = score_features(scored, cfg.eval)
     rows = {"untrained": untrained, "untrained + re-ranking": untrained["rerank"],
             "trained": trained, "trained + re-ranking": trained["rerank"]}
     table = format_metrics(rows)
     log(table)
+    calibration = spec_calibration(embedder.spec, str(result.model_dir))
+    threshold_lines = []
+    if calibration is not None:
+        labels = (plain.q_pids, plain.g_pids, plain.q_camids, plain.g_camids)
+        trained["calibrated"] = {"source": calibration.source, "rates": observed_rates(
+            calibration, *pair_scores(plain.query, plain.gallery, *labels))}
+        threshold_lines = format_observed_rates(trained["calibrated"]).splitlines()
+        log("\n".join(threshold_lines))
     step_done("trained")
 
     search = _index_and_query(result.model_dir, dataset, paths, log, progress)
@@ -132,6 +143,8 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     log("")
     log("== summary")
     log(table)
+    for line in threshold_lines:
+        log(line)
     log(f"dataset:  {paths.data}")
     log(f"model:    {result.model_dir}  (TensorBoard logs: {run.logs})")
     for line in search:
@@ -156,6 +169,7 @@ def _index_and_query(model_dir, dataset, paths: DemoPaths, log, progress: bool =
                      num_queries: int = 3) -> list[str]:
     """Index the gallery, query it with the first few query images, save the ranked pictures."""
     from reid.index.build import build_gallery
+    from reid.calibration import resolve_threshold
     from reid.index.query import format_results, open_gallery, query_gallery, save_results_grid
 
     log(f"== 5. gallery index -> {paths.index}")
@@ -163,15 +177,21 @@ def _index_and_query(model_dir, dataset, paths: DemoPaths, log, progress: bool =
     report = build_gallery([gallery_dir], paths.index, model_dir, overwrite=True,
                            progress=progress, log=log)
     log(report.format())
-    gallery, embedder, _ = open_gallery(paths.index)
-    # One query per person, so the picture shows different people rather than one in 3 cameras.
+    gallery, embedder, model_dir = open_gallery(paths.index)
+    # One query per person, so the picture shows different people rather than one in 3 cameras;
+    # the last is a training identity, who is nowhere in the gallery.
     first_of_each = {r.pid: r.path for r in reversed(dataset.query)}
     images = [first_of_each[pid] for pid in sorted(first_of_each)[:num_queries]]
-    log(f"== 6. querying with {len(images)} query images (other cameras only)")
-    results = query_gallery(gallery, embedder, images, k=10, exclude_same_camera=True)
-    log(format_results(results[:1], gallery.count))
+    images.append(dataset.train[0].path)
+    threshold = resolve_threshold(None, embedder.spec, str(model_dir))
+    log(f"== 6. querying with {len(images)} images (other cameras only), the last of a person "
+        f"who is not in the gallery")
+    results = query_gallery(gallery, embedder, images, k=10, exclude_same_camera=True,
+                            threshold=threshold)
+    log(format_results([results[0], results[-1]], gallery.count))
     paths.pictures.mkdir(parents=True, exist_ok=True)
     pictures = paths.pictures / "ranked_lists.png"
     save_results_grid(results, pictures)
     return [f"index:    {paths.index} ({gallery.count} images)",
-            f"pictures: {pictures} (query, then its top 10; green = same person)"]
+            f"pictures: {pictures} (query, then its top 10; green = same person; faded, "
+            f"behind the red bar: below the match threshold)"]

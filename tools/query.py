@@ -1,7 +1,7 @@
 """Find where else a person appears: search a gallery index with query images.
 
   tools/query.py --index GALLERY --image Q.jpg [--image ...] [--top-k 10]
-                 [--threshold auto|none|SCORE] [--exclude-same-camera] [--json]
+                 [--threshold auto/none/SCORE] [--exclude-same-camera] [--json]
                  [--save-grid OUT.png] [--model M]
 
 The model is the one recorded in the index's manifest; --model may point at a copy of it (its
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--exclude-same-camera", action="store_true",
                         help="leave out results from the query's camera (read from its "
                              "Market-style file name)")
-    parser.add_argument("--threshold", metavar="auto|none|SCORE",
+    parser.add_argument("--threshold", metavar="auto/none/SCORE",
                         help="match threshold on the cosine score: auto is the model's "
                              "calibrated false-match-rate 1e-2 threshold, none ranks only "
                              "(default: auto when the model is calibrated, else none)")

@@ -56,10 +56,12 @@ def hold_out_identities(train: Sequence[ImageRecord], val_ids: int | float, seed
         return list(train), [], []
     if count > len(eligible):
         raise DatasetError(f"data.val_ids: {val_ids} asks for {count} validation identities, but "
-                           f"only {len(eligible)} training identities are seen by two cameras")
+                           f"only {len(eligible)} training identities are seen by two cameras; "
+                           f"lower it, or set data.val_ids: 0 to validate on the test split")
     if len(by_pid) - count < 2:
         raise DatasetError(f"data.val_ids: holding out {count} of {len(by_pid)} training "
-                           f"identities leaves fewer than 2 to train on")
+                           f"identities leaves fewer than 2 to train on; lower it, or set "
+                           f"data.val_ids: 0 to validate on the test split")
     rng = random.Random(seed)
     held = set(rng.sample(eligible, count))
     query: list[ImageRecord] = []

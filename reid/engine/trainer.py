@@ -26,7 +26,7 @@ from reid.data.pipeline import TrainInput, check_images
 from reid.data.records import DatasetError, ReidDataset
 from reid.engine.checkpoint import (assign_group, latest_checkpoint, load_checkpoint,
                                     save_checkpoint)
-from reid.calibration import Calibration, with_calibration
+from reid.calibration import Calibration, CalibrationError, with_calibration
 from reid.engine.evaluator import (calibrate_features, features_as_queried_and_scored,
                                    score_features)
 from reid.evaluation import collapse_warning
@@ -292,8 +292,13 @@ class Trainer:
         self.calibration = None
         if self.cfg.data.val_ids:
             held = len(np.unique(plain.q_pids))
-            self.calibration = calibrate_features(
-                plain, f"validation: {held} training identities held out of {self.dataset.root}")
+            try:
+                self.calibration = calibrate_features(
+                    plain, f"validation: {held} training identities held out of "
+                           f"{self.dataset.root}")
+            except CalibrationError as exc:  # one identity has no impostor pairs
+                self.log(f"  warning: no match threshold calibrated ({exc}); hold out more "
+                         f"identities (data.val_ids) or use tools/calibrate.py")
         with writer.as_default(step=self.epoch):
             for k in ("mAP", "rank1", "rank5", "rank10", "mINP"):
                 tf.summary.scalar(f"val/{k}", metrics[k])
