@@ -28,7 +28,9 @@ class ReidDataset:
     """Train, query and gallery splits; training pids relabelled to 0..N-1.
 
     ``train_pid_map`` maps each original training pid to its label, so predictions can be traced
-    back to the dataset's own identities.
+    back to the dataset's own identities. ``held_out`` counts training identities held out as
+    the query and gallery (:mod:`reid.data.validation`): then those splits are a validation
+    split, which may choose things, and not the test split, which may only report.
     """
 
     name: str
@@ -37,6 +39,7 @@ class ReidDataset:
     query: tuple[ImageRecord, ...]
     gallery: tuple[ImageRecord, ...]
     train_pid_map: dict[int, int]
+    held_out: int = 0
 
     @property
     def num_train_pids(self) -> int:
@@ -68,6 +71,7 @@ def make_dataset(
     train: Sequence[ImageRecord],
     query: Sequence[ImageRecord],
     gallery: Sequence[ImageRecord],
+    held_out: int = 0,
 ) -> ReidDataset:
     """Assemble a dataset, relabelling the training split."""
     train_relabelled, pid_map = relabel(train)
@@ -78,4 +82,5 @@ def make_dataset(
         query=tuple(query),
         gallery=tuple(gallery),
         train_pid_map=pid_map,
+        held_out=held_out,
     )

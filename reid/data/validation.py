@@ -83,5 +83,5 @@ def with_validation_split(dataset: ReidDataset, val_ids: int | float, seed: int 
         return dataset
     held = len({r.pid for r in query})
     return make_dataset(f"{dataset.name} (validation: {held} training identities held out)",
-                        dataset.root, kept, query, gallery)
+                        dataset.root, kept, query, gallery, held_out=held)
 

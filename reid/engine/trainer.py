@@ -290,12 +290,11 @@ class Trainer:
                                                        self.cfg.eval, progress=self.progress)
         metrics = score_features(scored, self.cfg.eval)
         self.calibration = None
-        if self.cfg.data.val_ids:
-            held = len(np.unique(plain.q_pids))
+        if self.dataset.held_out:  # never on a test split
             try:
                 self.calibration = calibrate_features(
-                    plain, f"validation: {held} training identities held out of "
-                           f"{self.dataset.root}")
+                    plain, f"validation: {self.dataset.held_out} training identities held out "
+                           f"of {self.dataset.root}")
             except CalibrationError as exc:  # one identity has no impostor pairs
                 self.log(f"  warning: no match threshold calibrated ({exc}); hold out more "
                          f"identities (data.val_ids) or use tools/calibrate.py")
@@ -331,11 +330,11 @@ class Trainer:
             self.log(f"resumed {self.run_dir} after epoch {self.epoch}")
         writer = tf.summary.create_file_writer(str(self.layout.logs))
         evaluate = bool(self.dataset.query) and bool(self.dataset.gallery)
-        if evaluate and not cfg.data.val_ids:
-            self.log("warning: data.val_ids is 0, so validation and model_best/ use the test "
-                     "split (choices made there flatter the test figures) and no match "
-                     "threshold is calibrated; hold out training identities with data.val_ids, "
-                     "or calibrate later with tools/calibrate.py")
+        if evaluate and not self.dataset.held_out:
+            self.log("warning: no training identities held out (data.val_ids: 0), so "
+                     "validation and model_best/ use the test split (choices made there flatter "
+                     "the test figures) and no match threshold is calibrated; hold out training "
+                     "identities with data.val_ids, or calibrate later with tools/calibrate.py")
         done = 0
         best_dir = self.layout.best_model if self.layout.best_model.exists() else None
         durations: list[float] = []  # this process's epochs, validation and checkpoint included
@@ -368,6 +367,10 @@ class Trainer:
             durations.append(time.perf_counter() - epoch_start)
         model_dir = None
         if self.epoch >= cfg.train.epochs:
+            if done == 0 and evaluate and self.dataset.held_out:
+                # A finished run re-exported (another model.neck_feat): its thresholds are
+                # those of the feature now exported, so calibrate it again.
+                self.validate(writer)
             model_dir = self.layout.model
             export_embedder(self.models.export_model(), model_dir, self._spec())
             atomic_write_text(self.layout.history, json.dumps(self.history, indent=1))
