@@ -107,10 +107,34 @@ def calibrate(genuine: np.ndarray, impostor: np.ndarray, source: str) -> Calibra
 
 
 def observed_rates(calibration: Calibration, genuine: np.ndarray, impostor: np.ndarray
-                   ) -> dict[str, dict[str, float]]:
+                   ) -> dict[str, dict[str, float | None]]:
     """What each calibrated threshold does on other labelled pairs (a test split): the
-    false-match rate actually observed there and the true-match rate, by threshold key."""
-    return {key: {"threshold": t, "far": accept_rate(impostor, t), "tar": accept_rate(genuine, t)}
+    false-match rate actually observed there and the true-match rate, by threshold key (None
+    where the split has no such pairs)."""
+    def rate(scores: np.ndarray, t: float) -> float | None:
+        return accept_rate(scores, t) if len(scores) else None
+
+    return {key: {"threshold": t, "far": rate(impostor, t), "tar": rate(genuine, t)}
+            for key, t in calibration.thresholds.items()}
+
+
+def open_set_rates(calibration: Calibration, mated_scores: np.ndarray,
+                   mated_correct: np.ndarray, unmated_scores: np.ndarray
+                   ) -> dict[str, dict[str, float | None]]:
+    """What each calibrated (per-pair) threshold does to whole-gallery answers, by threshold
+    key: the share of people absent from the gallery whose best result still reaches it (they
+    get a "match" instead of "no match in the gallery"), and the detection and identification
+    rate of those present (best result their own and at or above it). A stranger meets many
+    gallery images, so the first is well above the per-pair rate the threshold was set for.
+    """
+    mated_scores = np.asarray(mated_scores, np.float64)
+    mated_correct = np.asarray(mated_correct, bool)
+    unmated_scores = np.asarray(unmated_scores, np.float64)
+    return {key: {"threshold": t,
+                  "stranger_match_rate": (float(np.mean(unmated_scores >= t))
+                                          if len(unmated_scores) else None),
+                  "dir": (float(np.mean(mated_correct & (mated_scores >= t)))
+                          if len(mated_scores) else None)}
             for key, t in calibration.thresholds.items()}
 
 
@@ -152,30 +176,31 @@ def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str
     ``None`` (not given): the calibrated threshold when the model has one, else no match
     decision at all, as before calibration existed. ``auto``: the calibrated false-match-rate
     :data:`AUTO_FAR` threshold, an error without one. ``none``: no decision. A number: that
-    cosine score.
+    cosine score (the spec is not read, so a damaged calibration does not stand in its way).
     """
-    if requested is not None and requested.strip().lower() == "none":
+    asked = None if requested is None else requested.strip().lower()
+    if asked == "none":
         return None
+    if asked not in (None, "auto"):
+        try:
+            value = float(requested)
+        except ValueError:
+            raise CalibrationError(f"--threshold {requested}: expected auto, none or a cosine "
+                                   f"score in [-1, 1]") from None
+        if not -1.0 <= value <= 1.0:
+            raise CalibrationError(f"--threshold {requested}: a cosine score lies in [-1, 1]")
+        return MatchThreshold(value, "given")
     calibration = spec_calibration(spec, where)
-    if requested is None or requested.strip().lower() == "auto":
-        if calibration is None:
-            if requested is None:
-                return None
-            raise CalibrationError(
-                f"--threshold auto: {where} has no calibrated match threshold (trained with "
-                f"data.val_ids: 0?); calibrate it with tools/calibrate.py --model MODEL "
-                f"--data-root LABELLED_DATA, or give a number")
-        return MatchThreshold(calibration.threshold(AUTO_FAR),
-                              f"false-match rate {AUTO_FAR:g}, calibrated on "
-                              f"{calibration.source}")
-    try:
-        value = float(requested)
-    except ValueError:
-        raise CalibrationError(f"--threshold {requested}: expected auto, none or a cosine "
-                               f"score in [-1, 1]") from None
-    if not -1.0 <= value <= 1.0:
-        raise CalibrationError(f"--threshold {requested}: a cosine score lies in [-1, 1]")
-    return MatchThreshold(value, "given")
+    if asked is None and (calibration is None or far_key(AUTO_FAR) not in calibration.thresholds):
+        return None
+    if calibration is None:
+        raise CalibrationError(
+            f"--threshold auto: {where} has no calibrated match threshold (trained with "
+            f"data.val_ids: 0?); calibrate it with tools/calibrate.py --model MODEL "
+            f"--data-root LABELLED_DATA, or give a number")
+    return MatchThreshold(calibration.threshold(AUTO_FAR),
+                          f"false-match rate {AUTO_FAR:g} per pair, calibrated on "
+                          f"{calibration.source}")
 
 
 def format_calibration(calibration: Calibration) -> str:
@@ -192,8 +217,17 @@ def format_calibration(calibration: Calibration) -> str:
 def format_observed_rates(calibrated: Mapping[str, Any]) -> str:
     """What the model's calibrated thresholds did on the evaluated split (``observed_rates``)."""
     lines = [f"calibrated thresholds ({calibrated['source']}) on these pairs, as queries score:"]
+    def cell(value: float | None, digits: int) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    open_set = calibrated.get("open_set", {})
     for key, rates in calibrated["rates"].items():
         asked = "equal error" if key == "eer" else f"false-match rate {key.split('=')[1]}"
-        lines.append(f"  {rates['threshold']:.4f} ({asked}): observed false-match rate "
-                     f"{rates['far']:.5f}, true-match rate {rates['tar']:.4f}")
+        line = (f"  {rates['threshold']:.4f} ({asked}): observed false-match rate "
+                f"{cell(rates['far'], 5)}, true-match rate {cell(rates['tar'], 4)}")
+        if key in open_set:
+            absent = cell(open_set[key]["stranger_match_rate"], 4)
+            line += (f"; with a third of the people out of the gallery, {absent} of them "
+                     f"matched anyway, DIR {cell(open_set[key]['dir'], 4)}")
+        lines.append(line)
     return "\n".join(lines)

@@ -406,6 +406,27 @@ def load_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> Conf
     return config_from_dict(raw, str(path), overrides, name=path.stem)
 
 
+#: Keys added after runs were saved without them, whose default changes what a run does -> the
+#: value that did what the code did before. A run folder's config.yaml lacking the key is read
+#: with it, so old runs resume, re-export and are scored as they were trained (``val_ids``: the
+#: held-out identities change the training split and the classifier's size).
+ADDED_KEYS: dict[tuple[str, str], Any] = {("data", "val_ids"): 0}
+
+
+def load_saved_config(path: str | pathlib.Path, overrides: Iterable[str] = ()) -> Config:
+    """A run folder's saved ``config.yaml``, read as the run was trained (:data:`ADDED_KEYS`),
+    with ``overrides`` applied after."""
+    path = pathlib.Path(path)
+    try:
+        raw = _yaml_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        raw = None  # load_config reports it
+    sections = raw if isinstance(raw, Mapping) else {}
+    legacy = [f"{section}.{key}={json.dumps(value)}" for (section, key), value in ADDED_KEYS.items()
+              if key not in (sections.get(section) or {})]
+    return load_config(path, [*legacy, *overrides])
+
+
 def save_config(config: Config, path: str | pathlib.Path) -> None:
     """Write the resolved config as YAML, atomically, so a run folder always holds a full copy."""
     from reid.utils.io import atomic_write_text

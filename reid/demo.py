@@ -68,10 +68,10 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     """Run every step and return the metrics; ``log`` receives the human-readable report."""
     from reid.data import load_dataset
     from reid.data.synthetic import generate_dataset
-    from reid.calibration import format_observed_rates, observed_rates, spec_calibration
-    from reid.engine.evaluator import (evaluate_embedder, features_as_queried_and_scored,
-                                       format_metrics, score_features)
-    from reid.evaluation.verification import pair_scores
+    from reid.calibration import format_observed_rates, spec_calibration
+    from reid.engine.evaluator import (calibrated_figures, evaluate_embedder,
+                                       features_as_queried_and_scored, format_metrics,
+                                       score_features)
     from reid.engine.trainer import Trainer, prepare_run_dir, training_dataset
     from reid.modeling import Embedder
 
@@ -125,9 +125,7 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
     calibration = spec_calibration(embedder.spec, str(result.model_dir))
     threshold_lines = []
     if calibration is not None:
-        labels = (plain.q_pids, plain.g_pids, plain.q_camids, plain.g_camids)
-        trained["calibrated"] = {"source": calibration.source, "rates": observed_rates(
-            calibration, *pair_scores(plain.query, plain.gallery, *labels))}
+        trained["calibrated"] = calibrated_figures(calibration, plain)
         threshold_lines = format_observed_rates(trained["calibrated"]).splitlines()
         log("\n".join(threshold_lines))
     step_done("trained")

@@ -132,3 +132,27 @@ def test_a_folder_without_checkpoints_is_a_one_line_error(tmp_path, capsys):
     assert bench.main(["--run", str(run)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"error: {run}/checkpoints: no checkpoint to score"
+
+
+def test_pca_whitening_gives_identity_covariance_on_its_fit_set():
+    bench = load_bench("neck_feature")
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(500, 20)) @ rng.normal(size=(20, 20)) + 3.0
+    mean, projection = bench.pca_whitening(features, dims=8)
+    whitened = (features - mean) @ projection
+    assert projection.shape == (20, 8)
+    np.testing.assert_allclose(whitened.mean(axis=0), 0, atol=1e-10)
+    np.testing.assert_allclose(np.cov(whitened, rowvar=False), np.eye(8), atol=1e-8)
+    # The 8 directions are the leading principal ones (numpy's eigenvectors of the covariance).
+    values, vectors = np.linalg.eigh(np.cov(features, rowvar=False))
+    leading = vectors[:, np.argsort(values)[::-1][:8]]
+    directions = projection / np.linalg.norm(projection, axis=0)
+    np.testing.assert_allclose(np.abs(np.sum(directions * leading, axis=0)), 1, atol=1e-6)
+
+
+def test_d_prime_by_hand():
+    bench = load_bench("neck_feature")
+    # Means 0.8 and 0.2, variances 0.01 and 0.03: (0.8 - 0.2) / sqrt(0.02).
+    genuine = np.array([0.7, 0.9])
+    impostor = np.array(0.2 + np.sqrt(0.03) * np.array([-1.0, 1.0]))
+    assert bench.d_prime(genuine, impostor) == pytest.approx(0.6 / np.sqrt(0.02))

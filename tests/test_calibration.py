@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import pathlib
 
-import keras
 import numpy as np
 import pytest
 
-from reid.calibration import (CALIBRATED_FARS, Calibration, CalibrationError, calibrate,
-                              far_key, observed_rates, resolve_threshold, spec_calibration,
-                              with_calibration)
+from reid.calibration import (CALIBRATED_FARS, CalibrationError, calibrate, far_key,
+                              observed_rates, open_set_rates, resolve_threshold,
+                              spec_calibration, with_calibration)
 from tool_runner import tool_main
 
 # 1,000 impostors at 0.000, 0.001, ..., 0.999 and 100 genuine pairs at 0.500, 0.505, ..., 0.995.
@@ -43,11 +42,11 @@ def test_equal_error_threshold_against_brute_force():
     genuine, impostor = rng.normal(0.6, 0.1, 300), rng.normal(0.3, 0.1, 3000)
     c = calibrate(genuine, impostor, "normal")
     # Every distinct score is a reachable threshold; the EER is where FAR and FRR are closest.
-    best = min(np.unique(np.concatenate([genuine, impostor])),
-               key=lambda t: abs(accepted(impostor, t) - (1 - accepted(genuine, t))))
-    assert c.thresholds["eer"] == best
-    assert c.eer == pytest.approx((accepted(impostor, best) + 1 - accepted(genuine, best)) / 2)
-    assert c.tar["eer"] == accepted(genuine, best)
+    gap = lambda t: abs(accepted(impostor, t) - (1 - accepted(genuine, t)))  # noqa: E731
+    t = c.thresholds["eer"]
+    assert gap(t) == min(gap(s) for s in np.unique(np.concatenate([genuine, impostor])))
+    assert c.eer == pytest.approx((accepted(impostor, t) + 1 - accepted(genuine, t)) / 2)
+    assert c.tar["eer"] == accepted(genuine, t)
 
 
 def test_a_separable_case_is_separated_exactly():
@@ -76,6 +75,17 @@ def test_observed_rates_against_brute_force():
         assert rates == {"threshold": t, "far": accepted(other_i, t), "tar": accepted(other_g, t)}
 
 
+def test_open_set_rates_by_hand():
+    c = calibrate(GENUINE, IMPOSTOR, "hand-made")  # FAR 1e-2 threshold just above 0.989
+    mated = np.array([0.995, 0.995, 0.5, 0.999])
+    correct = np.array([True, False, True, True])
+    unmated = np.array([0.991, 0.2, 0.3, 0.4])
+    rates = open_set_rates(c, mated, correct, unmated)[far_key(1e-2)]
+    # One stranger of four passes; two of four present people are found at rank 1 above it.
+    assert rates["stranger_match_rate"] == 0.25 and rates["dir"] == 0.5
+    assert open_set_rates(c, [], [], unmated)[far_key(1e-2)]["dir"] is None
+
+
 def test_spec_round_trip_keeps_the_replaced_calibration():
     first, second = calibrate(GENUINE, IMPOSTOR, "site A"), calibrate(GENUINE, IMPOSTOR, "site B")
     spec = with_calibration(with_calibration({"fingerprint": "f"}, first), second)
@@ -97,6 +107,13 @@ def test_resolve_threshold():
         assert t.value == c.threshold(1e-2) and "site A" in t.origin
     assert resolve_threshold("none", calibrated, "m") is None
     assert resolve_threshold("0.25", calibrated, "m").value == 0.25
+    # A number needs no calibration, even a damaged one.
+    assert resolve_threshold("0.25", {"calibration": "garbage"}, "m").value == 0.25
+    # Too few impostor pairs for FAR 1e-2: a plain query ranks only; auto says why.
+    small = with_calibration({}, calibrate(GENUINE, IMPOSTOR[:50], "50 impostors"))
+    assert resolve_threshold(None, small, "m") is None
+    with pytest.raises(CalibrationError, match="50 impostor pairs cannot resolve it"):
+        resolve_threshold("auto", small, "m")
     with pytest.raises(CalibrationError, match="m has no calibrated match threshold.*"
                                                "tools/calibrate.py"):
         resolve_threshold("auto", {}, "m")

@@ -195,3 +195,16 @@ def test_a_removed_key_still_loads_from_an_old_run_folder_at_its_old_default(tmp
     with pytest.raises(ConfigError, match=r"model.rescale_kernels: this key was removed; only "
                                           r"false"):
         load_config(old, ["model.rescale_kernels=true"])
+
+
+def test_a_saved_run_config_without_a_later_key_reads_as_it_was_trained(tmp_path):
+    from reid.config import load_saved_config
+
+    saved = tmp_path / "config.yaml"
+    saved.write_text("data:\n  root: data/x\ntrain:\n  epochs: 3\n")
+    # A run saved before data.val_ids existed validated on the test split.
+    assert load_saved_config(saved).data.val_ids == 0
+    assert load_saved_config(saved, ["data.val_ids=5"]).data.val_ids == 5
+    assert load_config(saved).data.val_ids == 0.1  # a config a user writes gets the default
+    saved.write_text("data:\n  val_ids: 7\n")
+    assert load_saved_config(saved).data.val_ids == 7

@@ -763,12 +763,16 @@ def test_grid_fades_results_below_the_threshold(data):
     from reid.index.grid import RED, GridItem, GridRow, render_grid
 
     files = gallery_files(data)[:4]
-    items = [GridItem(str(f), score, rank=i + 1) for i, (f, score) in
-             enumerate(zip(files, (0.9, 0.8, 0.4, 0.3)))]
-    query = GridItem(str(files[0]))
-    plain = render_grid([GridRow(query, items)], cell_height=64).astype(int)
-    cut = render_grid([GridRow(query, items, threshold=0.5)], cell_height=64).astype(int)
-    none = render_grid([GridRow(query, items, threshold=0.95)], cell_height=64).astype(int)
+    scores = (0.9, 0.8, 0.4, 0.3)
+
+    def row(threshold):
+        return [GridRow(GridItem(str(files[0])), [
+            GridItem(str(f), score, rank=i + 1, match=None if threshold is None
+                     else score >= threshold) for i, (f, score) in enumerate(zip(files, scores))])]
+
+    plain = render_grid(row(None), cell_height=64).astype(int)
+    cut = render_grid(row(0.5), cell_height=64).astype(int)
+    none = render_grid(row(0.95), cell_height=64).astype(int)
     width = 48 + 6  # cell plus its frame (FRAME 3 on each side)
     first = 6 + width + 16  # the first result's left edge
 

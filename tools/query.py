@@ -74,6 +74,11 @@ def query(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     gallery, embedder, model_dir = open_gallery(args.index, args.model, runtime=args.runtime)
     threshold = resolve_threshold(args.threshold, embedder.spec, str(model_dir))
+    if threshold is not None and threshold.origin != "given" and embedder.precision != "float32":
+        print(f"warning: the match threshold was calibrated on float32 embeddings; "
+              f"{embedder.runtime} ({embedder.precision}) scores differ slightly, so its "
+              f"false-match rate is approximate (tools/calibrate.py calibrates float32 only)",
+              file=sys.stderr)
     results = query_gallery(gallery, embedder, args.image, args.top_k,
                             args.exclude_same_camera, threshold)
     if args.json:

@@ -50,8 +50,8 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
     one, so a run is scored as it was validated; ``overrides`` and ``rerank`` adjust them.
     """
     from reid.config import check_override_sections, config_from_dict
-    from reid.calibration import observed_rates, spec_calibration
-    from reid.engine.evaluator import (Features, extract_features,
+    from reid.calibration import spec_calibration
+    from reid.engine.evaluator import (Features, calibrated_figures, extract_features,
                                        features_as_queried_and_scored, score_features)
 
     check_override_sections(overrides, ["eval"] if features_path else ["data", "eval"],
@@ -96,16 +96,13 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
                                                              progress)
     if save_features is not None:
         features.save(save_features)
-    from reid.evaluation.verification import pair_scores, verification_summary
+    from reid.evaluation.verification import verification_summary
 
     metrics = score_features(features, cfg.eval)
     labels = (features.q_pids, features.g_pids, features.q_camids, features.g_camids)
     metrics["verification"] = verification_summary(features.query, features.gallery, *labels)
     if calibration is not None:
-        metrics["calibrated"] = {
-            "source": calibration.source,
-            "rates": observed_rates(calibration, *pair_scores(plain.query, plain.gallery,
-                                                              *labels))}
+        metrics["calibrated"] = calibrated_figures(calibration, plain)
     if save_roc is not None:
         from reid.engine.roc_picture import save_roc as draw
         from reid.evaluation.verification import REPORTED_FARS, pair_scores, roc_curve

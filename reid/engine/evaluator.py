@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from reid.calibration import Calibration, calibrate
+from reid.calibration import Calibration, calibrate, observed_rates, open_set_rates
 from reid.config import EvalConfig
 from reid.data.records import ImageRecord, ReidDataset
 from reid.evaluation import (alpha_query_expansion, embedding_spread, evaluate_rank,
                              flip_average, pairwise_distance, re_ranking)
-from reid.evaluation.verification import pair_scores
+from reid.evaluation.verification import (OPEN_SET_LEFT_OUT, open_set_split, open_set_top1,
+                                          pair_scores)
 from reid.utils.io import atomic_path
 
 
@@ -118,6 +119,24 @@ def calibrate_features(features: Features, source: str) -> Calibration:
     genuine, impostor = pair_scores(features.query, features.gallery, features.q_pids,
                                     features.g_pids, features.q_camids, features.g_camids)
     return calibrate(genuine, impostor, source)
+
+
+def calibrated_figures(calibration: Calibration, features: Features, seed: int = 0
+                       ) -> dict[str, Any]:
+    """What a model's calibrated thresholds do on ``features`` (unflipped, as queries are
+    embedded): per pair (:func:`reid.calibration.observed_rates`) and, with a seeded third of
+    the identities left out of the gallery, per query (:func:`reid.calibration.open_set_rates`;
+    left out when the split has too few identities)."""
+    labels = (features.q_pids, features.g_pids, features.q_camids, features.g_camids)
+    figures: dict[str, Any] = {"source": calibration.source, "rates": observed_rates(
+        calibration, *pair_scores(features.query, features.gallery, *labels))}
+    try:
+        left_out = open_set_split(features.g_pids, OPEN_SET_LEFT_OUT, seed)
+    except ValueError:  # too few identities to leave some out
+        return figures
+    figures["open_set"] = open_set_rates(
+        calibration, *open_set_top1(features.query, features.gallery, *labels, left_out))
+    return figures
 
 
 def _summary(result: dict[str, Any]) -> dict[str, float]:

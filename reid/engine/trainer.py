@@ -21,18 +21,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from reid.config import Config, ConfigError, load_config, save_config
+from reid.config import Config, ConfigError, load_saved_config, save_config
 from reid.data.pipeline import TrainInput, check_images
 from reid.data.records import DatasetError, ReidDataset
 from reid.engine.checkpoint import (assign_group, latest_checkpoint, load_checkpoint,
                                     save_checkpoint)
-from reid.calibration import Calibration, CalibrationError, with_calibration
+from reid.calibration import (AUTO_FAR, Calibration, CalibrationError, far_key,
+                              with_calibration)
 from reid.engine.evaluator import (calibrate_features, features_as_queried_and_scored,
                                    score_features)
 from reid.evaluation import collapse_warning
 from reid.engine.schedule import WarmupSchedule
 from reid.losses import ReidLoss
-from reid.modeling import Embedder, build_reid_model, export_embedder
+from reid.modeling import Embedder, build_reid_model, export_embedder, weights_fingerprint
 from reid.modeling.errors import first_line
 from reid.modeling.reid_model import FEATURES, LOGITS, ReidModels
 from reid.run_layout import RunLayout
@@ -84,8 +85,10 @@ def check_dataset_fills_pk_batches(dataset: ReidDataset, cfg: Config) -> None:
         raise DatasetError(f"{dataset.root}: training needs at least 2 identities, found "
                            f"{dataset.num_train_pids}")
     if dataset.num_train_pids < data.ids_per_batch:
+        held = (f" once {dataset.held_out} are held out for validation (data.val_ids)"
+                if dataset.held_out else "")
         raise DatasetError(f"{dataset.root}: data.ids_per_batch is {data.ids_per_batch} but the "
-                           f"training split has only {dataset.num_train_pids} identities")
+                           f"training split has only {dataset.num_train_pids} identities{held}")
     if not data.sample_with_replacement:
         counts = np.bincount([r.pid for r in dataset.train])
         if counts.max() < data.images_per_id:
@@ -106,7 +109,7 @@ def prepare_run_dir(run_dir: str | pathlib.Path, cfg: Config, resume: bool) -> p
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = layout.config
     if resume and has_checkpoints and saved.exists():
-        changed = _changed_keys(load_config(saved).to_dict(), cfg.to_dict())
+        changed = _changed_keys(load_saved_config(saved).to_dict(), cfg.to_dict())
         if changed:
             raise TrainingError(f"{run_dir}: cannot resume with a different config "
                                 f"({', '.join(changed)} changed); use another --output")
@@ -126,12 +129,23 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             and f"{section}.{key}" not in RESUMABLE_CHANGES]
 
 
+def _fingerprint_of(model_dir: pathlib.Path) -> str | None:
+    """The weights fingerprint of the export in ``model_dir``; None when there is none."""
+    from reid.modeling.embedder import read_spec
+    from reid.modeling.errors import ModelError
+
+    try:
+        return str(read_spec(model_dir)["fingerprint"])
+    except (ModelError, KeyError):
+        return None
+
+
 def load_run_config(run_dir: str | pathlib.Path, overrides=()) -> Config:
     """The resolved config a run was started with (``--resume`` continues with it)."""
     path = RunLayout(run_dir).config
     if not path.exists():
         raise ConfigError(f"{path}: not found; is {run_dir} a training run folder?")
-    return load_config(path, overrides)
+    return load_saved_config(path, overrides)
 
 
 def time_left(durations: Sequence[float], epochs_left: int) -> float | None:
@@ -298,6 +312,12 @@ class Trainer:
             except CalibrationError as exc:  # one identity has no impostor pairs
                 self.log(f"  warning: no match threshold calibrated ({exc}); hold out more "
                          f"identities (data.val_ids) or use tools/calibrate.py")
+            else:
+                if far_key(AUTO_FAR) not in self.calibration.thresholds:
+                    self.log(f"  warning: {self.calibration.impostor_pairs} validation impostor "
+                             f"pairs cannot resolve a false-match rate of {AUTO_FAR:g}, so "
+                             f"queries will rank without a match threshold; hold out more "
+                             f"identities (data.val_ids) or use tools/calibrate.py")
         with writer.as_default(step=self.epoch):
             for k in ("mAP", "rank1", "rank5", "rank10", "mINP"):
                 tf.summary.scalar(f"val/{k}", metrics[k])
@@ -367,14 +387,20 @@ class Trainer:
             durations.append(time.perf_counter() - epoch_start)
         model_dir = None
         if self.epoch >= cfg.train.epochs:
-            if done == 0 and evaluate and self.dataset.held_out:
-                # A finished run re-exported (another model.neck_feat): its thresholds are
-                # those of the feature now exported, so calibrate it again.
-                self.validate(writer)
             model_dir = self.layout.model
-            export_embedder(self.models.export_model(), model_dir, self._spec())
-            atomic_write_text(self.layout.history, json.dumps(self.history, indent=1))
-            if cfg.train.export_litert:
-                self.export_litert(model_dir)
+            if done == 0 and _fingerprint_of(model_dir) == weights_fingerprint(
+                    self.models.export_model()):
+                # A finished run resumed as it was: its export stands, with any calibration
+                # tools/calibrate.py made since.
+                self.log(f"{model_dir}: up to date")
+            else:
+                if done == 0 and evaluate and self.dataset.held_out:
+                    # A finished run re-exported as another feature (model.neck_feat): the
+                    # thresholds must be those of the feature now exported.
+                    self.validate(writer)
+                export_embedder(self.models.export_model(), model_dir, self._spec())
+                atomic_write_text(self.layout.history, json.dumps(self.history, indent=1))
+                if cfg.train.export_litert:
+                    self.export_litert(model_dir)
         return TrainResult(self.run_dir, self.epoch, self.history, model_dir, best_dir,
                            final_metrics)

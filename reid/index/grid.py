@@ -41,20 +41,22 @@ class GridItem:
     score: float | None = None
     pid: int | None = None
     rank: int | None = None
+    #: A result's match decision: False draws it faded behind a red bar; None (no threshold)
+    #: and True draw it as it is.
+    match: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class GridRow:
-    """A query and its results; with a match ``threshold``, results scoring below it are drawn
-    faded behind a red bar, and a query none of whose results match says "no match"."""
+    """A query and its results; when every result has ``match`` False, the query's caption
+    says "no match"."""
 
     query: GridItem
     results: Sequence[GridItem]
-    threshold: float | None = None
 
-    def matches(self, item: GridItem) -> bool:
-        return self.threshold is None or (item.score is not None
-                                          and item.score >= self.threshold)
+    @property
+    def no_match(self) -> bool:
+        return bool(self.results) and all(item.match is False for item in self.results)
 
 
 def _read_crop(path: str, height: int, width: int) -> np.ndarray:
@@ -128,21 +130,21 @@ def render_grid(rows: Sequence[GridRow], cell_height: int = 128,
         items = [(row.query, GAP)] + [
             (item, GAP + box_w + SEPARATOR + c * (box_w + GAP))
             for c, item in enumerate(row.results)]
-        cut = next((x for item, x in items[1:] if not row.matches(item)), None)
+        cut = next((x for item, x in items[1:] if item.match is False), None)
         for item, x in items:
             is_query = item is row.query
             color = BLUE if is_query else frame_color(row.query.pid, item.pid)
             if color is not None:
                 canvas[y:y + box_h, x:x + box_w] = color
             crop = _read_crop(item.path, cell_height, width)
-            if not is_query and not row.matches(item):
+            if not is_query and item.match is False:
                 crop = cv2.addWeighted(crop, FADED, np.full_like(crop, 255), 1 - FADED, 0)
             canvas[y + FRAME:y + FRAME + cell_height, x + FRAME:x + FRAME + width] = crop
             pid = "?" if item.pid is None else str(item.pid)
             second_color = TEXT
             if is_query:
                 first, second = "query", f"pid {pid}"
-                if row.threshold is not None and not any(map(row.matches, row.results)):
+                if row.no_match:
                     second, second_color = "no match", RED
             else:
                 rank = f"#{item.rank} " if item.rank is not None else ""

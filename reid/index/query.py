@@ -168,11 +168,12 @@ def missing_files(results: Sequence[QueryResult]) -> list[str]:
 
 
 def results_json(results: Sequence[QueryResult]) -> list[dict[str, Any]]:
-    """One object per query, in query order: ``query``, ``pid``, ``camid``, ``threshold``
-    (null without one), ``in_gallery`` (false: no match in the gallery; null without a
-    threshold) and ``hits``, each ``{rank, score, match, path, pid, camid}``."""
+    """One object per query, in query order: ``query``, ``pid``, ``camid``, ``threshold`` and
+    ``threshold_origin`` (null without one), ``in_gallery`` (false: no match in the gallery;
+    null without a threshold) and ``hits``, each ``{rank, score, match, path, pid, camid}``."""
     return [{"query": r.query, "pid": r.pid, "camid": r.camid,
              "threshold": None if r.threshold is None else r.threshold.value,
+             "threshold_origin": None if r.threshold is None else r.threshold.origin,
              "in_gallery": r.in_gallery,
              "hits": [{**h.to_json(), "match": r.is_match(h)} for h in r.hits]}
             for r in results]
@@ -181,7 +182,6 @@ def results_json(results: Sequence[QueryResult]) -> list[dict[str, Any]]:
 def save_results_grid(results: Sequence[QueryResult], path: str | os.PathLike,
                       cell_height: int = 128) -> None:
     rows = [GridRow(GridItem(r.query, pid=r.pid),
-                    [GridItem(h.path, h.score, h.pid, h.rank) for h in r.hits],
-                    None if r.threshold is None else r.threshold.value)
+                    [GridItem(h.path, h.score, h.pid, h.rank, r.is_match(h)) for h in r.hits])
             for r in results]
     save_grid(rows, path, cell_height)

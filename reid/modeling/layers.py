@@ -132,10 +132,10 @@ class L2Normalize(keras.layers.Layer):
 class Centering(keras.layers.Layer):
     """Subtract a fixed vector, the mean of the training features, before normalising.
 
-    The feature before the BNNeck comes out of ReLU6 and average pooling, so every component is
-    non-negative and all embeddings share one large mean direction: cosine scores of strangers
-    crowd just below those of true matches (0.90 against 0.93 on CUHK03), and a threshold on
-    them is fragile. Cosine about the training mean spreads them. The mean is a non-trainable
+    The feature before the BNNeck comes out of ReLU6 and average pooling (without a bottleneck
+    layer, ``model.embedding_dim: 0``, every component is non-negative), so all embeddings share
+    one large mean direction: cosine scores of strangers crowd just below those of true matches
+    (0.90 against 0.93 on CUHK03), and a threshold on them is fragile. Cosine about the training mean spreads them. The mean is a non-trainable
     weight, set from the BNNeck's moving mean when the model is exported
     (:meth:`reid.modeling.reid_model.ReidModels.export_model`), so it is saved with the model.
     """
