@@ -23,7 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "synthetic.yaml"
 TINY = ("data.height=64", "data.width=32", "model.alpha=0.35", "data.ids_per_batch=4",
         "data.images_per_id=2", "train.epochs=1", "train.steps_per_epoch=2",
-        "eval.batch_size=64")
+        "eval.batch_size=64", "data.val_ids=2")
 STEPS = ("== 1. synthetic pedestrians", "== 2. untrained model", "== 3. training",
          "== 4. trained model", "== 5. gallery index", "== 6. querying", "== summary")
 
