@@ -122,11 +122,16 @@ def score_four_ways(args: argparse.Namespace) -> None:
 
     def raw_and_after(records, mirrored=False) -> tuple[np.ndarray, np.ndarray]:
         paths = [r.path for r in records]
+        batches = -(-len(paths) // cfg.eval.batch_size)
+        bar = keras.utils.Progbar(batches, unit_name="batch") if progress else None
         raw, after = [], []
-        for batch in eval_dataset(paths, *size, cfg.eval.batch_size, flip=mirrored):
+        for i, batch in enumerate(eval_dataset(paths, *size, cfg.eval.batch_size,
+                                               flip=mirrored), start=1):
             out = network(batch, training=False)
             raw.append(np.asarray(out[FEATURES], np.float64))
             after.append(np.asarray(out[EMBEDDING], np.float64))
+            if bar is not None:
+                bar.update(i)
         return np.concatenate(raw), np.concatenate(after)
 
     rng = np.random.default_rng(0)

@@ -21,13 +21,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from reid.calibration import (AUTO_FAR, Calibration, CalibrationError, far_key,
+                              with_calibration)
 from reid.config import Config, ConfigError, load_saved_config, save_config
 from reid.data.pipeline import TrainInput, check_images
 from reid.data.records import DatasetError, ReidDataset
 from reid.engine.checkpoint import (assign_group, latest_checkpoint, load_checkpoint,
                                     save_checkpoint)
-from reid.calibration import (AUTO_FAR, Calibration, CalibrationError, far_key,
-                              with_calibration)
 from reid.engine.evaluator import (calibrate_features, features_as_queried_and_scored,
                                    score_features)
 from reid.evaluation import collapse_warning
