@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -218,7 +219,7 @@ def test_finished_run_resumed_with_neck_feat_before_re_exports_the_same_weights(
 
 def test_a_run_calibrates_on_its_validation_split_and_recalibrates_a_re_export(tiny_data,
                                                                               tmp_path):
-    from reid.calibration import calibrate, spec_calibration
+    from reid.calibration import calibrate, spec_calibration, with_calibration
     from reid.engine.trainer import training_dataset
     from reid.evaluation.verification import pair_scores
 
@@ -245,6 +246,18 @@ def test_a_run_calibrates_on_its_validation_split_and_recalibrates_a_re_export(t
     assert "validation: 2 training identities held out" in got.source
     assert got.thresholds == pytest.approx(want.thresholds, abs=1e-5)
     assert stored(first.best_model_dir).thresholds == pytest.approx(want.thresholds, abs=1e-5)
+    # Resumed as it was, a finished run keeps its export and a calibration made since ...
+    spec_path = first.model_dir / "spec.json"
+    spec = json.loads(spec_path.read_text())
+    site = calibrate(np.ones(5), np.zeros(200), "a site")
+    spec_path.write_text(json.dumps(with_calibration(spec, site)))
+    Trainer(cfg, dataset, prepare_run_dir(run, cfg, resume=True), progress=False).fit(resume=True)
+    assert stored(first.model_dir).source == "a site"
+    # ... and an export made before calibration existed gets one.
+    spec_path.write_text(json.dumps({k: v for k, v in spec.items()
+                                     if not k.startswith("calibration")}))
+    Trainer(cfg, dataset, prepare_run_dir(run, cfg, resume=True), progress=False).fit(resume=True)
+    assert stored(first.model_dir).thresholds == pytest.approx(want.thresholds, abs=1e-5)
     # Re-exported as another feature without training: calibrated again, for that feature.
     centered = tiny_config(tiny_data, train__epochs=1, data__val_ids=2,
                            model__neck_feat="centered")

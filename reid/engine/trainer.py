@@ -129,15 +129,18 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             and f"{section}.{key}" not in RESUMABLE_CHANGES]
 
 
-def _fingerprint_of(model_dir: pathlib.Path) -> str | None:
-    """The weights fingerprint of the export in ``model_dir``; None when there is none."""
+def _export_state(model_dir: pathlib.Path) -> tuple[str | None, bool]:
+    """(weights fingerprint, whether it holds a calibration) of the export in ``model_dir``;
+    (None, False) when there is none."""
+    from reid.calibration import SPEC_KEY
     from reid.modeling.embedder import read_spec
     from reid.modeling.errors import ModelError
 
     try:
-        return str(read_spec(model_dir)["fingerprint"])
+        spec = read_spec(model_dir)
+        return str(spec["fingerprint"]), SPEC_KEY in spec
     except (ModelError, KeyError):
-        return None
+        return None, False
 
 
 def load_run_config(run_dir: str | pathlib.Path, overrides=()) -> Config:
@@ -388,15 +391,16 @@ class Trainer:
         model_dir = None
         if self.epoch >= cfg.train.epochs:
             model_dir = self.layout.model
-            if done == 0 and _fingerprint_of(model_dir) == weights_fingerprint(
-                    self.models.export_model()):
+            fingerprint, calibrated = _export_state(model_dir)
+            if (done == 0 and fingerprint == weights_fingerprint(self.models.export_model())
+                    and (calibrated or not (evaluate and self.dataset.held_out))):
                 # A finished run resumed as it was: its export stands, with any calibration
                 # tools/calibrate.py made since.
                 self.log(f"{model_dir}: up to date")
             else:
                 if done == 0 and evaluate and self.dataset.held_out:
-                    # A finished run re-exported as another feature (model.neck_feat): the
-                    # thresholds must be those of the feature now exported.
+                    # A finished run re-exported as another feature (model.neck_feat), or
+                    # exported before calibration existed: calibrate what is exported now.
                     self.validate(writer)
                 export_embedder(self.models.export_model(), model_dir, self._spec())
                 atomic_write_text(self.layout.history, json.dumps(self.history, indent=1))
