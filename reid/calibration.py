@@ -216,10 +216,10 @@ def format_calibration(calibration: Calibration) -> str:
 
 def format_observed_rates(calibrated: Mapping[str, Any]) -> str:
     """What the model's calibrated thresholds did on the evaluated split (``observed_rates``)."""
-    lines = [f"calibrated thresholds ({calibrated['source']}) on these pairs, as queries score:"]
     def cell(value: float | None, digits: int) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
+    lines = [f"calibrated thresholds ({calibrated['source']}) on these pairs, as queries score:"]
     open_set = calibrated.get("open_set", {})
     for key, rates in calibrated["rates"].items():
         asked = "equal error" if key == "eer" else f"false-match rate {key.split('=')[1]}"
