@@ -1,0 +1,81 @@
+"""Training calibrates its match thresholds on its validation split, and keeps them right when a
+finished run is resumed or re-exported (its own file, so pytest-xdist can run it beside
+tests/test_train.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from reid.calibration import calibrate, spec_calibration, with_calibration
+from reid.data import load_dataset
+from reid.data.pipeline import load_image
+from reid.data.synthetic import generate_dataset
+from reid.engine.trainer import Trainer, prepare_run_dir, training_dataset
+from reid.evaluation.verification import pair_scores
+from reid.modeling import Embedder
+from reid.modeling.reid_model import NECK_LAYER
+from test_train import tiny_config
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_dataset(root, ids=12, cameras=2, images_per_id=6, seed=1, height=64, width=32)
+    return root
+
+
+def test_a_run_calibrates_on_its_validation_split_and_recalibrates_a_re_export(tiny_data,
+                                                                              tmp_path):
+    cfg = tiny_config(tiny_data, train__epochs=1, data__val_ids=2)
+    dataset = training_dataset(load_dataset(cfg.data), cfg)
+    assert dataset.held_out == 2
+    run = prepare_run_dir(tmp_path / "run", cfg, resume=False)
+    first = Trainer(cfg, dataset, run, progress=False).fit()
+
+    def calibration_by_hand(model_dir):
+        """The thresholds of the export's own unflipped embeddings of the validation pairs."""
+        embedder = Embedder.load(model_dir)
+        q, g = dataset.query, dataset.gallery
+        embed = lambda recs: embedder.embed(np.stack([load_image(r.path, 64, 32) for r in recs]))  # noqa: E731
+        scores = pair_scores(embed(q), embed(g), [r.pid for r in q], [r.pid for r in g],
+                             [r.camid for r in q], [r.camid for r in g])
+        return calibrate(*scores, "by hand")
+
+    def stored(model_dir):
+        return spec_calibration(Embedder.load(model_dir).spec, str(model_dir))
+
+    want = calibration_by_hand(first.model_dir)
+    got = stored(first.model_dir)
+    assert "validation: 2 training identities held out" in got.source
+    assert got.thresholds == pytest.approx(want.thresholds, abs=1e-5)
+    assert stored(first.best_model_dir).thresholds == pytest.approx(want.thresholds, abs=1e-5)
+    # Resumed as it was, a finished run keeps its export and a calibration made since ...
+    spec_path = first.model_dir / "spec.json"
+    spec = json.loads(spec_path.read_text())
+    site = calibrate(np.ones(5), np.zeros(200), "a site")
+    spec_path.write_text(json.dumps(with_calibration(spec, site)))
+    Trainer(cfg, dataset, prepare_run_dir(run, cfg, resume=True), progress=False).fit(resume=True)
+    assert stored(first.model_dir).source == "a site"
+    # ... and an export made before calibration existed gets one.
+    spec_path.write_text(json.dumps({k: v for k, v in spec.items()
+                                     if not k.startswith("calibration")}))
+    Trainer(cfg, dataset, prepare_run_dir(run, cfg, resume=True), progress=False).fit(resume=True)
+    assert stored(first.model_dir).thresholds == pytest.approx(want.thresholds, abs=1e-5)
+    # Re-exported as another feature without training: calibrated again, for that feature.
+    centered = tiny_config(tiny_data, train__epochs=1, data__val_ids=2,
+                           model__neck_feat="centered")
+    trainer = Trainer(centered, dataset, prepare_run_dir(run, centered, resume=True),
+                      progress=False)
+    result = trainer.fit(resume=True)
+    assert len(result.history) == 1
+    images = np.stack([load_image(r.path, 64, 32) for r in dataset.query])
+    features = trainer.models.training_model(images, training=False)["features"].numpy()
+    features -= trainer.models.training_model.get_layer(NECK_LAYER).moving_mean.numpy()
+    np.testing.assert_allclose(Embedder.load(result.model_dir).embed(images),
+                               features / np.linalg.norm(features, axis=1, keepdims=True),
+                               rtol=1e-4, atol=1e-5)
+    again = calibration_by_hand(result.model_dir)
+    assert stored(result.model_dir).thresholds == pytest.approx(again.thresholds, abs=1e-5)
