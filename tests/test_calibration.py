@@ -193,3 +193,31 @@ def test_calibrate_tool_rewrites_the_spec_and_keeps_the_old_calibration(trained,
     assert tool_main("calibrate")(["--model", str(model), "--data-root",
                                    str(tmp_path / "nowhere")]) == 1
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_concurrent_calibrations_of_one_model_both_reach_the_spec(tmp_path):
+    """One writer at a time: while another holds the spec's lock, a calibration waits, then
+    adds to what the other wrote instead of overwriting it."""
+    import threading
+
+    from reid.engine.commands import store_calibration
+    from reid.utils.io import exclusive_update
+
+    model = tmp_path / "model"
+    model.mkdir()
+    spec = {"format": "reid-embedder", "format_version": 1, "fingerprint": "f"}
+    (model / "spec.json").write_text(json.dumps(spec))
+    first, second = calibrate(GENUINE, IMPOSTOR, "site A"), calibrate(GENUINE, IMPOSTOR, "site B")
+    done = threading.Event()
+    with exclusive_update(model / "spec.json"):
+        worker = threading.Thread(target=lambda: (store_calibration(model, second), done.set()))
+        worker.start()
+        assert not done.wait(0.5)  # it waits for the lock ...
+        # ... while the holder does its own read-modify-write.
+        current = json.loads((model / "spec.json").read_text())
+        (model / "spec.json").write_text(json.dumps(with_calibration(current, first)))
+    worker.join(10)
+    assert done.is_set()
+    stored = json.loads((model / "spec.json").read_text())
+    assert stored["calibration"]["source"] == "site B"
+    assert [c["source"] for c in stored["calibration_history"]] == ["site A"]

@@ -120,18 +120,14 @@ def run_calibration(model: pathlib.Path, data_root: pathlib.Path,
     """Calibrate the match thresholds of an export on labelled data and store them in its spec.
 
     The pairs are those the ranking protocol scores between the dataset's query and gallery
-    splits, embedded as queries are (no flip). Only the spec changes, atomically; the
-    calibration it replaces moves to its ``calibration_history``.
+    splits, embedded as queries are (no flip). Only the spec changes (:func:`store_calibration`);
+    the calibration it replaces moves to its ``calibration_history``.
     """
-    import json
-
-    from reid.calibration import with_calibration
     from reid.data import load_dataset
     from reid.data.pipeline import check_images
     from reid.engine.evaluator import calibrate_features, features_of_records
     from reid.modeling import Embedder, resolve_model_dir
-    from reid.modeling.embedder import FLOAT32, SPEC_FILE, read_spec
-    from reid.utils.io import atomic_write_text
+    from reid.modeling.embedder import FLOAT32
 
     model_dir = resolve_model_dir(model)
     saved = (RunLayout(folder).config for folder in (model_dir, model_dir.parent))
@@ -154,9 +150,23 @@ def run_calibration(model: pathlib.Path, data_root: pathlib.Path,
     identities = len(set(features.q_pids.tolist()))
     calibration = calibrate_features(features, f"{data_root} ({identities} identities, "
                                                f"tools/calibrate.py)")
-    spec = with_calibration(read_spec(model_dir), calibration)
-    atomic_write_text(model_dir / SPEC_FILE, json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    store_calibration(model_dir, calibration)
     return model_dir, calibration
+
+
+def store_calibration(model_dir: pathlib.Path, calibration: Calibration) -> None:
+    """Write ``calibration`` into the export's spec, atomically and one writer at a time, so
+    a calibration made meanwhile by another process ends in the history, not lost."""
+    import json
+
+    from reid.calibration import with_calibration
+    from reid.modeling.embedder import SPEC_FILE, read_spec
+    from reid.utils.io import atomic_write_text, exclusive_update
+
+    with exclusive_update(model_dir / SPEC_FILE):
+        spec = with_calibration(read_spec(model_dir), calibration)
+        atomic_write_text(model_dir / SPEC_FILE,
+                          json.dumps(spec, indent=2, sort_keys=True) + "\n")
 
 
 def run_export(model: pathlib.Path, fmt_name: str, quantize: str | None = None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import pathlib
@@ -141,3 +142,18 @@ def _rename_into_place(staging: pathlib.Path, final: pathlib.Path) -> None:
     if final.exists() or final.is_symlink():
         raise FileExistsError(errno.EEXIST, "already exists, not replacing it", str(final))
     os.rename(staging, final)
+
+
+@contextlib.contextmanager
+def exclusive_update(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``PATH.lock`` for a read-modify-write of ``path``: two
+    processes updating the same file take turns instead of one overwriting the other's change.
+    Waits as long as the other holder takes (such updates are short)."""
+    lock = pathlib.Path(f"{os.fspath(path)}.lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
