@@ -158,6 +158,10 @@ def with_calibration(spec: Mapping[str, Any], calibration: Calibration) -> dict[
     return updated
 
 
+#: A :class:`MatchThreshold`'s origin when the user gave the number.
+GIVEN = "given"
+
+
 @dataclasses.dataclass(frozen=True)
 class MatchThreshold:
     """The score at or above which a result is taken for the query's person, and why."""
@@ -167,6 +171,11 @@ class MatchThreshold:
 
     def matches(self, score: float) -> bool:
         return score >= self.value
+
+    @property
+    def calibrated(self) -> bool:
+        """Read off a calibration (its false-match rate was measured), not given by hand."""
+        return self.origin != GIVEN
 
 
 def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str
@@ -189,7 +198,7 @@ def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str
                                    f"score in [-1, 1]") from None
         if not -1.0 <= value <= 1.0:
             raise CalibrationError(f"--threshold {requested}: a cosine score lies in [-1, 1]")
-        return MatchThreshold(value, "given")
+        return MatchThreshold(value, GIVEN)
     calibration = spec_calibration(spec, where)
     if asked is None and (calibration is None or far_key(AUTO_FAR) not in calibration.thresholds):
         return None

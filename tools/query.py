@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: auto when the model is calibrated, else none)")
     parser.add_argument("--json", action="store_true",
                         help="print JSON: a list per query of {query, pid, camid, threshold, "
-                             "in_gallery, hits: [{rank, score, match, path, pid, camid}]}")
+                             "threshold_origin, in_gallery, hits: [{rank, score, match, path, "
+                             "pid, camid}]}")
     parser.add_argument("--save-grid", type=pathlib.Path, metavar="OUT.png",
                         help="draw each query and its results into this picture")
     parser.add_argument("--grid-height", type=int, default=128,
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def query(args: argparse.Namespace) -> None:
     from reid.calibration import resolve_threshold
+    from reid.modeling.embedder import FLOAT32
     from reid.evaluation import collapse_warning, embedding_spread
     from reid.index.faiss_index import set_threads
     from reid.index.grid import check_grid_output
@@ -74,7 +76,7 @@ def query(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     gallery, embedder, model_dir = open_gallery(args.index, args.model, runtime=args.runtime)
     threshold = resolve_threshold(args.threshold, embedder.spec, str(model_dir))
-    if threshold is not None and threshold.origin != "given" and embedder.precision != "float32":
+    if threshold is not None and threshold.calibrated and embedder.precision != FLOAT32:
         print(f"warning: the match threshold was calibrated on float32 embeddings; "
               f"{embedder.runtime} ({embedder.precision}) scores differ slightly, so its "
               f"false-match rate is approximate (tools/calibrate.py calibrates float32 only)",

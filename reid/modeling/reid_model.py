@@ -6,7 +6,8 @@ shift (``center=False``) so the classifier sees features centred on the origin, 
 bias-free softmax separates identities by angle. Retrieval uses the L2-normalised neck output
 (``model.neck_feat: after``, the strong baseline's default), the feature before the neck
 (``before``, its other option), or that feature minus the training mean (``centered``, which
-spreads cosine scores for a match threshold; :class:`reid.modeling.layers.Centering`). The two can rank very differently: the classifier is free to
+spreads cosine scores out; :class:`reid.modeling.layers.Centering`). The first two can rank
+very differently: the classifier is free to
 learn each identity as one cluster per camera, while the triplet loss's batch-hard positive is
 likely the other camera's image, so the feature before the neck is the one trained to join
 cameras. On CUHK03 it beat the neck for every ImageNet-started model measured, but not
@@ -48,7 +49,8 @@ class ReidModels:
     after``, the embedding joins the global neck to the P stripe necks before normalising;
     with ``neck_feat: before`` (and ``centered``) it is the normalised ``"features"``.
     ``embedding_model(images)`` returns only the embedding; with ``neck_feat: centered`` it
-    subtracts ``centering``'s mean from the features first (:meth:`export_model` sets it). ``backbone`` is the nested MobileNetV2, so training can set
+    subtracts ``centering``'s mean from the features first (:meth:`export_model` sets it).
+    ``backbone`` is the nested MobileNetV2, so training can set
     ``backbone.trainable = False`` for the first ``freeze_backbone_epochs`` (recompile or
     retrace afterwards; in Keras 3 a frozen backbone's batch norms also run in inference mode).
     ``feature_dim`` is D of ``"features"``, the size the triplet and center losses work in; the
