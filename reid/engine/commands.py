@@ -14,6 +14,13 @@ from reid.engine.trainer import (TrainResult, Trainer, load_run_config, prepare_
 from reid.run_layout import RunLayout
 
 
+def run_config_beside(model: pathlib.Path) -> pathlib.Path | None:
+    """The ``config.yaml`` of the run an export belongs to: ``model`` is a run folder or one of
+    its exports (``model/``, ``model_best/``); None for an export on its own."""
+    saved = (RunLayout(folder).config for folder in (model, model.parent))
+    return next((path for path in saved if path.is_file()), None)
+
+
 def run_training(config_path: pathlib.Path | None, output: pathlib.Path | None,
                  overrides: Sequence[str] = (), resume: bool = False,
                  progress: bool = True) -> TrainResult:
@@ -51,7 +58,7 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
     """
     from reid.config import check_override_sections, config_from_dict
     from reid.calibration import spec_calibration
-    from reid.engine.evaluator import (Features, calibrated_figures, extract_features,
+    from reid.engine.evaluator import (Features, calibrated_figures,
                                        features_as_queried_and_scored, score_features)
 
     check_override_sections(overrides, ["eval"] if features_path else ["data", "eval"],
@@ -63,11 +70,7 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
     if rerank:
         overrides = [*overrides, "eval.rerank=true"]
     cfg = Config()
-    run_config = None
-    if model is not None:
-        # ``model`` is a run folder or one of its exports (``model/``, ``model_best/``).
-        saved = (RunLayout(folder).config for folder in (model, model.parent))
-        run_config = next((path for path in saved if path.is_file()), None)
+    run_config = None if model is None else run_config_beside(model)
     if run_config is not None:
         cfg = load_config(run_config, overrides)
     elif overrides:
@@ -89,11 +92,8 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
         model_dir = resolve_model_dir(model)
         embedder = Embedder.load(model_dir, runtime)
         calibration = spec_calibration(embedder.spec, str(model_dir))
-        if calibration is None:
-            features = extract_features(embedder, dataset, cfg.eval, progress)
-        else:  # its thresholds are checked as queries score: without flipping
-            plain, features = features_as_queried_and_scored(embedder, dataset, cfg.eval,
-                                                             progress)
+        # Scored as cfg.eval says; calibrated thresholds are checked as queries score (plain).
+        plain, features = features_as_queried_and_scored(embedder, dataset, cfg.eval, progress)
     if save_features is not None:
         features.save(save_features)
     from reid.evaluation.verification import verification_summary
@@ -130,8 +130,7 @@ def run_calibration(model: pathlib.Path, data_root: pathlib.Path,
     from reid.modeling.embedder import FLOAT32
 
     model_dir = resolve_model_dir(model)
-    saved = (RunLayout(folder).config for folder in (model_dir, model_dir.parent))
-    run_config = next((path for path in saved if path.is_file()), None)
+    run_config = run_config_beside(model_dir)
     cfg = load_config(run_config) if run_config is not None else Config()
     data = dataclasses.replace(cfg.data, root=str(data_root),
                                dataset=dataset_layout or cfg.data.dataset)
@@ -186,8 +185,7 @@ def run_export(model: pathlib.Path, fmt_name: str, quantize: str | None = None,
 
     fmt = converted_format(fmt_name, quantize)
     model_dir = resolve_model_dir(model)
-    run_config = next((p for p in (RunLayout(d).config for d in (model_dir, model_dir.parent))
-                       if p.is_file()), None)
+    run_config = run_config_beside(model_dir)
     dataset = None
     if (images is None or (calibration is None and quantize == "int8")) and run_config is None:
         raise ConfigError(f"{model_dir}: no run config beside the export to find crops in; "
