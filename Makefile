@@ -13,10 +13,11 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 # Reinstall only when the package's declared dependencies change.
-# opencv-python replaced opencv-python-headless: two cv2 packages in one environment overwrite
-# each other's files, so an environment made before the change drops the old one first.
+# opencv-python replaced opencv-python-headless. Both install the same cv2 files, so removing
+# one breaks the other: an environment made before the change drops both and reinstalls.
 $(STAMP): setup.cfg pyproject.toml | $(PY)
-	$(PY) -m pip uninstall --quiet --yes opencv-python-headless 2>/dev/null || true
+	if $(PY) -m pip show --quiet opencv-python-headless 2>/dev/null; then \
+	  $(PY) -m pip uninstall --quiet --yes opencv-python-headless opencv-python; fi
 	$(PY) -m pip install --quiet -e ".[test,onnx]"
 	touch $(STAMP)
 
