@@ -3,6 +3,12 @@
   tools/query.py --index GALLERY --image Q.jpg [--image ...] [--top-k 10]
                  [--threshold auto/none/SCORE] [--exclude-same-camera] [--json]
                  [--save-grid OUT.png] [--model M]
+  tools/query.py --index FOOTAGE --image Q.jpg | --track CAMERA:ID [--save-sheet OUT.png]
+                 [--save-timeline OUT.png] [--json]
+
+On an index of camera footage (tools/index_video.py) the answer is when and where: the
+person's appearances, grouped by camera and track, with their times; --track searches with a
+tracked person, in the other cameras.
 
 The model is the one recorded in the index's manifest; --model may point at a copy of it (its
 fingerprint must match). Scores are cosine similarities (1 = identical embedding); a result
@@ -26,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
     parser = argparse.ArgumentParser(description="Search a gallery index with query images.")
     parser.add_argument("--index", type=pathlib.Path, required=True, help="gallery index folder")
-    parser.add_argument("--image", action="extend", nargs="+", required=True, metavar="Q.jpg",
+    parser.add_argument("--image", action="extend", nargs="+", default=[], metavar="Q.jpg",
                         help="query image; repeatable")
+    parser.add_argument("--track", action="append", default=[], metavar="CAMERA:ID",
+                        help="footage index: search with the person of this track, e.g. A:14, "
+                             "in the other cameras; repeatable")
     parser.add_argument("--top-k", type=int, default=10, help="results per query (default 10)")
     parser.add_argument("--exclude-same-camera", action="store_true",
                         help="leave out results from the query's camera (read from its "
@@ -39,9 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true",
                         help="print JSON: a list per query of {query, pid, camid, threshold, "
                              "threshold_origin, in_gallery, hits: [{rank, score, match, path, "
-                             "pid, camid}]}")
+                             "pid, camid}]}; on a footage index {query, image, camera, track, "
+                             "threshold, threshold_origin, in_gallery, appearances: [{rank, "
+                             "score, match, camera, track, start, end, started_at, ended_at, "
+                             "video, frame, box, hits, path}]}")
     parser.add_argument("--save-grid", type=pathlib.Path, metavar="OUT.png",
                         help="draw each query and its results into this picture")
+    parser.add_argument("--save-sheet", type=pathlib.Path, metavar="OUT.png",
+                        help="footage index: draw each query, then per appearance its best crop "
+                             "and its whole frame with the box")
+    parser.add_argument("--save-timeline", type=pathlib.Path, metavar="OUT.png",
+                        help="footage index: draw a per-camera timeline of the appearances")
     parser.add_argument("--grid-height", type=int, default=128,
                         help="height of each crop in the picture (default 128)")
     parser.add_argument("--model", type=pathlib.Path,
@@ -60,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def query(args: argparse.Namespace) -> None:
     from reid.calibration import resolve_threshold
+    from reid.index.appearances import parse_track
     from reid.modeling.embedder import FLOAT32
     from reid.evaluation import collapse_warning, embedding_spread
     from reid.index.faiss_index import set_threads
@@ -71,16 +89,36 @@ def query(args: argparse.Namespace) -> None:
         raise ValueError(f"--top-k: expected a positive number, got {args.top_k}")
     if args.threshold is not None and args.threshold.strip().lower() not in ("auto", "none"):
         resolve_threshold(args.threshold, {}, "--threshold")  # a bad number fails before any work
-    if args.save_grid is not None:
-        check_grid_output(args.save_grid, args.grid_height)
+    if not args.image and not args.track:
+        raise ValueError("give a query: --image Q.jpg or, on a footage index, --track CAMERA:ID")
+    tracks = [parse_track(t) for t in args.track]
+    for picture in (args.save_grid, args.save_sheet, args.save_timeline):
+        if picture is not None:
+            check_grid_output(picture, args.grid_height)
     set_threads(args.threads)
     gallery, embedder, model_dir = open_gallery(args.index, args.model, runtime=args.runtime)
+    footage = gallery.footage_count > 0
+    if not footage:
+        given = [name for name, value in (("--track", args.track),
+                                          ("--save-sheet", args.save_sheet),
+                                          ("--save-timeline", args.save_timeline)) if value]
+        if given:
+            raise ValueError(f"{args.index}: holds no camera footage, so {given[0]} does not "
+                             f"apply (index footage with tools/index_video.py)")
+    elif args.save_grid is not None or args.exclude_same_camera:
+        given = "--save-grid" if args.save_grid is not None else "--exclude-same-camera"
+        raise ValueError(f"{args.index}: an index of camera footage answers with appearances; "
+                         f"{given} is for crop galleries (use --save-sheet, and --track to "
+                         f"search the other cameras)")
     threshold = resolve_threshold(args.threshold, embedder.spec, str(model_dir))
     if threshold is not None and threshold.calibrated and embedder.precision != FLOAT32:
         print(f"warning: the match threshold was calibrated on float32 embeddings; "
               f"{embedder.runtime} ({embedder.precision}) scores differ slightly, so its "
               f"false-match rate is approximate (tools/calibrate.py calibrates float32 only)",
               file=sys.stderr)
+    if footage:
+        query_footage_index(args, gallery, embedder, tracks, threshold)
+        return
     results = query_gallery(gallery, embedder, args.image, args.top_k,
                             args.exclude_same_camera, threshold)
     if args.json:
@@ -99,6 +137,27 @@ def query(args: argparse.Namespace) -> None:
               f"since indexing; drawn grey in a picture), e.g. {gone[0]}; after a move, "
               f"tools/build_index.py --index {args.index} --relocate OLD NEW repairs the paths",
               file=sys.stderr)
+
+
+def query_footage_index(args: argparse.Namespace, gallery, embedder, tracks, threshold) -> None:
+    from reid.index.appearances import appearances_json, format_appearances
+    from reid.index.footage_pictures import render_sheet, render_timeline, save_picture
+    from reid.index.query import query_footage
+
+    results = query_footage(gallery, embedder, args.image, tracks, args.top_k, threshold)
+    if args.json:
+        print(json.dumps(appearances_json(results), indent=2))
+    else:
+        print(format_appearances(results, gallery))
+    videos = gallery.footage_videos()
+    where = sys.stderr if args.json else sys.stdout
+    if args.save_sheet is not None:
+        save_picture(render_sheet(results, args.index, {v.video: v for v in videos},
+                                  max(args.grid_height, 96)), args.save_sheet)
+        print(f"contact sheet: {args.save_sheet}", file=where)
+    if args.save_timeline is not None:
+        save_picture(render_timeline(results, videos), args.save_timeline)
+        print(f"timeline: {args.save_timeline}", file=where)
 
 
 if __name__ == "__main__":

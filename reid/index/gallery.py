@@ -10,7 +10,11 @@ Folder layout::
         index.faiss        the FAISS index (IndexIDMap2: stable integer ids)
         vectors.npy        the raw float32 embeddings, one row per id in ascending id order
         metadata.sqlite    table ``images``: id, path, pid, camid, source, captured_at, added_at,
-                           digest (SHA-256 of the image file)
+                           digest (SHA-256 of the image file); for people cut from footage
+                           also ``cameras``, ``videos``, ``tracks``, ``footage``
+                           (:mod:`reid.index.footage`)
+      media/               pictures of the footage entries, shared by the versions
+                           (:mod:`reid.index.media`)
 
 The folder is a versioned folder (:mod:`reid.index.versioned_folder`), which also explains the
 saving protocol: a saved version is never changed, :meth:`GalleryIndex.save` writes a new one
@@ -42,15 +46,16 @@ import numpy as np
 
 from reid.config import IndexConfig
 from reid.index import faiss_index as fi
+from reid.index import footage
 from reid.index import versioned_folder as vf
 from reid.index.errors import CorruptIndexError, GalleryError, IndexMismatchError
 from reid.index.metadata import ImageEntry, MetadataStore
 
 FORMAT = "reid-gallery-index"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Versions this code reads. 1 had no image digests: its table gets an empty digest column on
-#: load, and the next save writes version 2.
-READABLE_FORMAT_VERSIONS = (1, 2)
+#: load. 2 had no footage tables: they are created, empty, on load. The next save writes 3.
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
 MANIFEST_FILE = "manifest.json"
 FAISS_FILE = "index.faiss"
 VECTORS_FILE = "vectors.npy"
@@ -323,6 +328,66 @@ class GalleryIndex:
         self._next_id += len(keep)
         self._updated_at = added_at
         return AddResult(new_ids, [norm[i] for i in keep], duplicates)
+
+    # --- footage ---------------------------------------------------------------------------
+
+    def add_footage(self, video: footage.VideoRecord, tracks: Sequence[footage.TrackRecord],
+                    entries: Sequence[footage.FootageEntry], vectors: np.ndarray) -> AddResult:
+        """Add what one video gave: its record, its tracks, and one entry per row of
+        ``vectors`` (crops and track means). A video already indexed is an error."""
+        conn = self._meta.connection
+        if footage.video(conn, video.video) is not None:
+            raise GalleryError(f"{video.video}: this video is already in the index")
+        camid = footage.camid(conn, video.camera)
+        keys = [e.key(video.video) for e in entries]
+        captured = [video.wall_clock(e.time) for e in entries]
+        result = self.add(keys, vectors, camids=[camid] * len(keys),
+                          sources=[video.video] * len(keys), captured_at=captured)
+        if result.duplicates:
+            raise GalleryError(f"{video.video}: entries already indexed, e.g. "
+                               f"{result.duplicates[0]}")
+        with_ids = [dataclasses.replace(e, id=int(i)) for e, i in zip(entries, result.added_ids)]
+        footage.insert(conn, dataclasses.replace(video, indexed_at=_now()), tracks, with_ids)
+        return result
+
+    @property
+    def footage_count(self) -> int:
+        """Entries cut from footage (crops and track means)."""
+        return footage.count(self._meta.connection)
+
+    def footage_entries(self, ids: Sequence[int]) -> dict[int, footage.FootageEntry]:
+        return footage.entries(self._meta.connection, ids)
+
+    def footage_tracks(self, keys: Sequence[tuple[str, int]] | None = None
+                       ) -> dict[tuple[str, int], footage.TrackRecord]:
+        return footage.tracks(self._meta.connection, keys)
+
+    def footage_videos(self) -> list[footage.VideoRecord]:
+        return footage.videos(self._meta.connection)
+
+    def footage_video(self, path: str) -> footage.VideoRecord | None:
+        return footage.video(self._meta.connection, path)
+
+    def track_entries(self, camera: str, track: int) -> list[footage.FootageEntry]:
+        return footage.track_entries(self._meta.connection, camera, track)
+
+    def next_track(self, camera: str) -> int:
+        return footage.next_track(self._meta.connection, camera)
+
+    def camid_of(self, camera: str) -> int | None:
+        """The integer camera id of a footage camera's name; None when it has none."""
+        return footage.find_camid(self._meta.connection, camera)
+
+    def camera_name(self, camid: int) -> str | None:
+        return footage.camera_of_camid(self._meta.connection, camid)
+
+    def vectors_of(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored unit embeddings of ``ids`` (which must be in the index), in that order."""
+        ids = np.asarray(ids, np.int64)
+        missing = ids[~np.isin(ids, self._ids)]
+        if len(missing):
+            raise GalleryError(f"ids not in the index: {missing[:10].tolist()}")
+        return self._lookup(ids)
 
     # --- file identity ---------------------------------------------------------------------
 

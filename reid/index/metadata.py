@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from reid.index import footage
 from reid.index.errors import CorruptIndexError
 
 TABLE = "images"
@@ -70,6 +71,12 @@ class MetadataStore:
     def __init__(self) -> None:
         self._conn = sqlite3.connect(":memory:")
         self._conn.executescript(SCHEMA + DIGEST_INDEX)
+        footage.create(self._conn)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database, for :mod:`reid.index.footage`'s tables."""
+        return self._conn
 
     @classmethod
     def load(cls, path: str | pathlib.Path, legacy: bool = False) -> MetadataStore:
@@ -102,6 +109,7 @@ class MetadataStore:
             store.close()
             raise CorruptIndexError(f"{path}: metadata table {TABLE!r} has columns {columns}, "
                                     f"expected {list(COLUMNS)}")
+        footage.create(store._conn)  # formats before 3 have no footage tables
         return store
 
     def save(self, path: str | pathlib.Path) -> None:
@@ -210,6 +218,7 @@ class MetadataStore:
             for chunk in _chunks([int(i) for i in ids]):
                 self._conn.execute(
                     f"DELETE FROM {TABLE} WHERE id IN ({_placeholders(len(chunk))})", chunk)
+        footage.delete(self._conn, ids)
 
     def get(self, ids: Iterable[int]) -> dict[int, ImageEntry]:
         """Entries by id; unknown ids are simply absent from the result."""

@@ -18,6 +18,8 @@ import numpy as np
 
 from reid.calibration import MatchThreshold
 from reid.data.market1501 import MARKET_PATTERN_HELP, parse_market_name
+from reid.index.appearances import (AppearanceQuery, AppearanceResult, search_appearances,
+                                    track_query)
 from reid.index.errors import GalleryError
 from reid.index.gallery import GalleryIndex, Hit, ModelInfo
 from reid.index.grid import GridItem, GridRow, save_grid
@@ -127,6 +129,29 @@ def query_gallery(gallery: GalleryIndex, embedder: Any, images: Sequence[str | o
         elapsed = (time.perf_counter() - start) * 1000
         pid, camid = labels[i] if labels[i] is not None else (None, None)
         results.append(QueryResult(os.fspath(path), pid, camid, hits, elapsed, threshold))
+    return results
+
+
+def query_footage(gallery: GalleryIndex, embedder: Any, images: Sequence[str | os.PathLike],
+                  tracks: Sequence[tuple[str, int]] = (), top_k: int = 10,
+                  threshold: MatchThreshold | None = None) -> list[AppearanceResult]:
+    """Appearances of each query image and each tracked person (camera, track) in the footage;
+    a tracked person is searched for in the other cameras."""
+    results = []
+    vectors = embed_queries(embedder, images) if images else []
+    for path, vector in zip(images, vectors):
+        start = time.perf_counter()
+        found = search_appearances(gallery, vector, top_k, threshold)
+        results.append(AppearanceResult(
+            AppearanceQuery(os.fspath(path), image=os.fspath(path)), found,
+            (time.perf_counter() - start) * 1000, threshold))
+    for camera, track in tracks:
+        vector, thumb = track_query(gallery, camera, track)
+        start = time.perf_counter()
+        found = search_appearances(gallery, vector, top_k, threshold, exclude_camera=camera)
+        results.append(AppearanceResult(
+            AppearanceQuery(f"camera {camera} track {track}", camera=camera, track=track),
+            found, (time.perf_counter() - start) * 1000, threshold, thumb))
     return results
 
 

@@ -7,6 +7,8 @@ Layout::
       v000003/             one complete version: the caller's files, and a manifest of the
                            caller's in which each file has a record of its size and SHA-256
                            (:func:`file_record`, checked by :func:`check_file`)
+      media/               files every version may refer to, named by their content
+                           (:data:`SHARED_FOLDER`; the caller's, see reid.index.media)
 
 Saving is atomic: a version folder is never changed once written. :func:`publish` writes a
 complete new version into a staging folder (``.tmp-<random>``), fsyncs it and renames it into
@@ -47,6 +49,9 @@ from reid.utils.io import atomic_write_text, file_sha256, staged_dir
 
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "LOCK"
+#: Files shared by every version (a gallery's pictures cut from footage): written before the
+#: version that first refers to them, named by their content, never changed, never pruned.
+SHARED_FOLDER = "media"
 #: How long a writer waits for another one to finish before giving up, in seconds.
 DEFAULT_LOCK_TIMEOUT = 600.0
 _LOCK_POLL = 0.1
@@ -232,7 +237,7 @@ def _swap_pointer(folder: pathlib.Path, version: str) -> None:
 
 
 def _is_entry(name: str) -> bool:
-    return (name in (CURRENT_FILE, LOCK_FILE) or _VERSION.match(name) is not None
+    return (name in (CURRENT_FILE, LOCK_FILE, SHARED_FOLDER) or _VERSION.match(name) is not None
             or name.startswith(_TMP_PREFIX) or name.startswith(_POINTER_TMP_PREFIX))
 
 

@@ -1,0 +1,209 @@
+"""When and where a person was seen: search a footage index and group the hits by track.
+
+A footage index holds a few crops of each track and the track's mean embedding
+(:mod:`reid.index.footage`). The person in a query may match several of them, and a list of
+near-identical crops of one passage would hide the other passages; what a user asks is which
+passages, so hits are grouped by (camera, track) into appearances, each scored by its best hit
+and shown by its track's best crop, best first. Entries indexed from image files (not footage)
+stand alone, one appearance each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from reid.calibration import MatchThreshold
+from reid.index.errors import GalleryError
+from reid.index.gallery import GalleryIndex
+
+#: Entries fetched per appearance wanted: a track holds a few crops and its mean, and several
+#: tracks of other people score in between.
+HITS_PER_APPEARANCE = 12
+
+
+@dataclasses.dataclass(frozen=True)
+class Appearance:
+    """One passage of a person past a camera (or one indexed image, ``track`` None)."""
+
+    rank: int
+    score: float
+    camera: str
+    track: int | None
+    start: float  # seconds from the start of the video (an image: 0)
+    end: float
+    started_at: str | None  # wall-clock times, when the video's start time is known
+    ended_at: str | None
+    video: str | None
+    frame: int | None  # of the picture shown
+    box: tuple[float, float, float, float] | None
+    thumb: str | None  # media name of the picture shown (footage)
+    frame_image: str | None  # media name of its whole frame (footage, when stored)
+    path: str | None  # the image file (entries indexed from files)
+    hits: int  # entries of this appearance among the search results
+    match: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rank": self.rank, "score": self.score, "match": self.match,
+                "camera": self.camera, "track": self.track, "start": round(self.start, 3),
+                "end": round(self.end, 3), "started_at": self.started_at,
+                "ended_at": self.ended_at, "video": self.video, "frame": self.frame,
+                "box": None if self.box is None else [round(v, 1) for v in self.box],
+                "hits": self.hits, "path": self.path}
+
+
+@dataclasses.dataclass(frozen=True)
+class AppearanceQuery:
+    """What a footage query was: an image file, or a tracked person (``camera``, ``track``)."""
+
+    label: str
+    image: str | None = None
+    camera: str | None = None
+    track: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AppearanceResult:
+    query: AppearanceQuery
+    appearances: list[Appearance]
+    search_ms: float
+    threshold: MatchThreshold | None = None
+    thumb: str | None = None  # the query track's picture (a --track query)
+
+    @property
+    def in_gallery(self) -> bool | None:
+        if self.threshold is None:
+            return None
+        return any(a.match for a in self.appearances)
+
+
+def parse_track(text: str) -> tuple[str, int]:
+    """``CAMERA:ID`` -> (camera, track)."""
+    camera, sep, number = text.rpartition(":")
+    if not sep or not camera:
+        raise GalleryError(f"--track: expected CAMERA:ID such as A:14, got {text!r}")
+    try:
+        return camera, int(number)
+    except ValueError:
+        raise GalleryError(f"--track: {number!r} in {text!r} is not a track number") from None
+
+
+def track_query(gallery: GalleryIndex, camera: str, track: int) -> tuple[np.ndarray, str]:
+    """(the track's mean embedding, its picture's media name)."""
+    entries = gallery.track_entries(camera, track)
+    mean = [e for e in entries if e.kind == "track"]
+    if not mean:
+        cameras = sorted({c for c, _ in gallery.footage_tracks()})
+        known = f" (cameras: {', '.join(cameras)})" if cameras else " (it holds no footage)"
+        raise GalleryError(f"--track {camera}:{track}: no such track in the index{known}")
+    return gallery.vectors_of([mean[0].id])[0], mean[0].thumb
+
+
+def clock(seconds: float) -> str:
+    """``HH:MM:SS.s``."""
+    tenths = int(round(seconds * 10))
+    hours, rest = divmod(tenths, 36000)
+    minutes, rest = divmod(rest, 600)
+    return f"{hours:02d}:{minutes:02d}:{rest // 10:02d}.{rest % 10}"
+
+
+def search_appearances(gallery: GalleryIndex, vector: np.ndarray, top_k: int = 10,
+                       threshold: MatchThreshold | None = None,
+                       exclude_camera: str | None = None) -> list[Appearance]:
+    """The ``top_k`` appearances most like ``vector``, best first (see the module docstring),
+    leaving out those of ``exclude_camera``."""
+    k = min(gallery.count, max(top_k * HITS_PER_APPEARANCE, 50))
+    if k == 0:
+        return []
+    camid = None if exclude_camera is None else gallery.camid_of(exclude_camera)
+    scores, ids = gallery.search_arrays(vector[None], k, exclude_camids=[camid])
+    keep = ids[0] >= 0
+    scores, ids = scores[0][keep], ids[0][keep]
+    rows = gallery.footage_entries(ids.tolist())
+    groups: dict[tuple, list[tuple[float, int]]] = {}
+    for score, i in zip(scores.tolist(), ids.tolist()):
+        row = rows.get(i)
+        key = ("track", row.camera, row.track) if row is not None else ("image", i)
+        groups.setdefault(key, []).append((score, i))
+    best = sorted(groups.items(), key=lambda kv: -max(s for s, _ in kv[1]))[:top_k]
+    tracks = gallery.footage_tracks([(k[1], k[2]) for k, _ in best if k[0] == "track"])
+    videos = {v.video: v for v in gallery.footage_videos()}
+    images = {e.id: e for e in gallery.entries([k[1] for k, _ in best if k[0] == "image"])}
+    out = []
+    for rank, (key, hits) in enumerate(best, start=1):
+        score = float(np.clip(max(s for s, _ in hits), -1.0, 1.0))
+        match = None if threshold is None else threshold.matches(score)
+        if key[0] == "track":
+            track = tracks[(key[1], key[2])]
+            face = next((e for e in gallery.track_entries(key[1], key[2]) if e.kind == "track"),
+                        rows[hits[0][1]])
+            video = videos.get(track.video)
+            out.append(Appearance(
+                rank, score, track.camera, track.track, track.start, track.end,
+                video.wall_clock(track.start) if video else None,
+                video.wall_clock(track.end) if video else None, track.video, face.frame,
+                face.box, face.thumb, face.frame_image, None, len(hits), match))
+        else:
+            entry = images[key[1]]
+            camera = "-" if entry.camid is None else (gallery.camera_name(entry.camid)
+                                                     or str(entry.camid))
+            out.append(Appearance(rank, score, camera, None, 0.0, 0.0, entry.captured_at,
+                                  entry.captured_at, entry.source, None, None, None, None,
+                                  entry.path, len(hits), match))
+    return out
+
+
+def _when(a: Appearance) -> str:
+    if a.track is None:
+        return a.started_at or "-"
+    if a.started_at and a.ended_at:
+        start = datetime.datetime.fromisoformat(a.started_at)
+        end = datetime.datetime.fromisoformat(a.ended_at)
+        return (f"{start.strftime('%Y-%m-%d %H:%M:%S')}.{start.microsecond // 100000}-"
+                f"{end.strftime('%H:%M:%S')}.{end.microsecond // 100000}")
+    return f"{clock(a.start)}-{clock(a.end)}"
+
+
+def format_appearances(results: Sequence[AppearanceResult], gallery: GalleryIndex) -> str:
+    """Per query: its appearances, best first, one line each, e.g.
+    ``camera B  00:01:12.4-00:01:19.8  score 0.83  track 14``; with a threshold, each says
+    match or not, and a query with none ends with "no match in the gallery"."""
+    blocks = []
+    cameras = len({v.camera for v in gallery.footage_videos()})
+    for r in results:
+        lines = [f"query {r.query.label}: top {len(r.appearances)} appearances among "
+                 f"{gallery.count} entries from {cameras} cameras ({r.search_ms:.1f} ms)"]
+        if r.threshold is not None:
+            lines.append(f"match threshold {r.threshold.value:.4f} ({r.threshold.origin})")
+        width = max([len(a.camera) for a in r.appearances] + [1])
+        for a in r.appearances:
+            match = "" if a.match is None else ("  match" if a.match else "  no match")
+            what = f"track {a.track}" if a.track is not None else a.path
+            lines.append(f"{a.rank:>3}. camera {a.camera:<{width}}  {_when(a)}  score "
+                         f"{a.score:.2f}  {what}{match}")
+        if not r.appearances:
+            lines.append("  (no results)")
+        if r.in_gallery is False:
+            best = f"the best score, {r.appearances[0].score:.4f}, is" if r.appearances \
+                else "nothing scored"
+            lines.append(f"no match in the gallery: {best} below the match threshold "
+                         f"{r.threshold.value:.4f}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def appearances_json(results: Sequence[AppearanceResult]) -> list[dict[str, Any]]:
+    """One object per query: ``query``, ``image``, ``camera`` and ``track`` (a --track query),
+    ``threshold``, ``threshold_origin``, ``in_gallery``, and ``appearances``, each
+    ``{rank, score, match, camera, track, start, end, started_at, ended_at, video, frame, box,
+    hits, path}`` (times in seconds from the video's start; wall-clock ISO 8601 when known)."""
+    return [{"query": r.query.label, "image": r.query.image, "camera": r.query.camera,
+             "track": r.query.track,
+             "threshold": None if r.threshold is None else r.threshold.value,
+             "threshold_origin": None if r.threshold is None else r.threshold.origin,
+             "in_gallery": r.in_gallery,
+             "appearances": [a.to_json() for a in r.appearances]} for r in results]

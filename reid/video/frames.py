@@ -1,0 +1,161 @@
+"""Frames of one video file or one folder of frame images, with their times.
+
+OpenCV reads both. A video's frame count in its header is only a promise: a file cut short (a
+copy interrupted, a recorder that crashed) reads fewer frames, and the reader says so in
+:attr:`FrameSource.ended_early` instead of leaving a silent gap. A frame's time is its index
+over the frame rate, which is what MOTChallenge ground truth counts in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+
+from reid.video.errors import FootageError
+
+#: Frame images a folder source reads, by extension (case-insensitive).
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+#: A folder without a frame rate (no ``--fps``, no MOTChallenge ``seqinfo.ini`` beside it).
+DEFAULT_FOLDER_FPS = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """``index``: 0-based position in the source; ``time``: seconds from its first frame;
+    ``image``: RGB uint8 (height, width, 3)."""
+
+    index: int
+    time: float
+    image: np.ndarray
+
+
+def _seqinfo_fps(folder: pathlib.Path) -> float | None:
+    """The frame rate of a MOTChallenge sequence (``SEQ/img1/`` with ``SEQ/seqinfo.ini``)."""
+    for ini in (folder / "seqinfo.ini", folder.parent / "seqinfo.ini"):
+        if ini.is_file():
+            for line in ini.read_text(errors="replace").splitlines():
+                key, _, value = line.partition("=")
+                if key.strip().lower() == "framerate":
+                    try:
+                        return float(value)
+                    except ValueError:
+                        raise FootageError(f"{ini}: frameRate {value.strip()!r} is not a "
+                                           f"number") from None
+    return None
+
+
+class FrameSource:
+    """Frames of ``path`` (a video file or a folder of frame images), every ``every``-th.
+
+    ``fps`` overrides the rate (a folder has none of its own; a video's header may be wrong).
+    Iterate once; afterwards :attr:`frames_read` and :attr:`ended_early` tell what was read.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float | None = None, every: int = 1) -> None:
+        self.path = pathlib.Path(path)
+        if every < 1:
+            raise FootageError(f"--every: expected a positive number of frames, got {every}")
+        if fps is not None and not fps > 0:
+            raise FootageError(f"--fps: expected a positive frame rate, got {fps}")
+        self.every = every
+        self.frames_read = 0  # frames yielded
+        self.frames_seen = 0  # frames the source gave, skipped ones included
+        self.ended_early = False
+        self._files: list[pathlib.Path] | None = None
+        if self.path.is_dir():
+            self._files = sorted(p for p in self.path.iterdir()
+                                 if p.suffix.lower() in FRAME_EXTENSIONS and p.is_file())
+            if not self._files:
+                raise FootageError(f"{self.path}: folder has no frame images "
+                                   f"({', '.join(FRAME_EXTENSIONS)})")
+            first = cv2.imread(str(self._files[0]), cv2.IMREAD_COLOR)
+            if first is None:
+                raise FootageError(f"{self._files[0]}: cannot read this frame image")
+            self.height, self.width = first.shape[:2]
+            self.frame_count: int | None = len(self._files)
+            self.fps = fps or _seqinfo_fps(self.path) or DEFAULT_FOLDER_FPS
+        elif self.path.is_file():
+            capture = cv2.VideoCapture(str(self.path))
+            try:
+                if not capture.isOpened():
+                    raise FootageError(f"{self.path}: cannot open this video (not a video "
+                                       f"file, or a codec OpenCV lacks)")
+                self.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+                self.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+                count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+                header_fps = float(capture.get(cv2.CAP_PROP_FPS))
+            finally:
+                capture.release()
+            self.frame_count = count if count > 0 else None
+            if fps is None and not header_fps > 0:
+                raise FootageError(f"{self.path}: the video gives no frame rate; pass --fps")
+            self.fps = fps or header_fps
+        else:
+            raise FootageError(f"{self.path}: no such video file or frame folder")
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds the source should last, from its frame count."""
+        return None if self.frame_count is None else self.frame_count / self.fps
+
+    @property
+    def expected_frames(self) -> int | None:
+        """Frames the iteration should yield (every ``every``-th of the frame count)."""
+        if self.frame_count is None:
+            return None
+        return (self.frame_count + self.every - 1) // self.every
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._files is not None:
+            yield from self._folder_frames()
+        else:
+            yield from self._video_frames()
+
+    def _folder_frames(self) -> Iterator[Frame]:
+        assert self._files is not None
+        for index in range(0, len(self._files), self.every):
+            path = self._files[index]
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise FootageError(f"{path}: cannot read this frame image")
+            if bgr.shape[:2] != (self.height, self.width):
+                raise FootageError(f"{path}: {bgr.shape[1]}x{bgr.shape[0]} differs from the "
+                                   f"folder's first frame, {self.width}x{self.height}")
+            self.frames_read += 1
+            self.frames_seen = index + 1
+            yield Frame(index, index / self.fps, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+    def _video_frames(self) -> Iterator[Frame]:
+        capture = cv2.VideoCapture(str(self.path))
+        if not capture.isOpened():
+            raise FootageError(f"{self.path}: cannot open this video")
+        index = 0
+        try:
+            while True:
+                # grab() skips decoding the frames --every leaves out.
+                if not capture.grab():
+                    break
+                if index % self.every == 0:
+                    ok, bgr = capture.retrieve()
+                    if not ok or bgr is None:
+                        break
+                    self.frames_read += 1
+                    yield Frame(index, index / self.fps, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                index += 1
+                self.frames_seen = index
+        finally:
+            capture.release()
+        if self.frame_count is not None and index < self.frame_count:
+            self.ended_early = True
+
+    def describe(self) -> str:
+        kind = "frame folder" if self._files is not None else "video"
+        count = "?" if self.frame_count is None else str(self.frame_count)
+        every = f", every {self.every}th frame" if self.every > 1 else ""
+        return (f"{kind} {self.path}: {self.width}x{self.height}, {count} frames at "
+                f"{self.fps:g} fps{every}")

@@ -1,0 +1,415 @@
+"""Index camera footage: read, detect, track, choose crops, embed, store. What
+``tools/index_video.py`` runs.
+
+Each video is processed on its own and committed to the index on its own, under the index's
+writer lock (:mod:`reid.index.versioned_folder`), which is taken only for the commit: a second
+writer waits seconds, not the length of a video, and then adds to what the first wrote. Track
+numbers are given at the commit, per camera, so two writers indexing the same camera cannot
+hand out one number twice. A run interrupted after some videos keeps those; the video being
+processed is simply not in the index. The pictures of a video's entries are written to the
+index's media folder before its commit (:mod:`reid.index.media`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from reid.config import VideoConfig
+from reid.data.decode import normalize_pixels, resize_bilinear
+from reid.index import media
+from reid.index import versioned_folder as vf
+from reid.index.footage import FootageEntry, TrackRecord, VideoRecord
+from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index
+from reid.utils.io import atomic_write_text
+from reid.utils.progress import Progress
+from reid.video.errors import FootageError
+from reid.video.frames import FrameSource
+from reid.video.selection import Candidate, CandidatePool, crop_quality
+from reid.video.tracking import Tracker
+
+#: Candidates kept per track while it runs, per crop wanted (see :mod:`reid.video.selection`).
+POOL_PER_CROP = 4
+#: Thumbnails are stored at most this tall: enough for a contact sheet, a tenth of the bytes of
+#: a full-resolution crop from 4K footage.
+THUMB_MAX_HEIGHT = 256
+#: The stages whose time is reported, in pipeline order.
+STAGES = ("decode", "detect", "track", "select", "embed", "write")
+EMBED_BATCH = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInput:
+    """One source to index: a video file or frame folder, its camera, the wall-clock time of
+    its first frame (ISO 8601) when known, and precomputed detections (MOTChallenge det.txt)."""
+
+    path: pathlib.Path
+    camera: str
+    start_time: str | None = None
+    detections: pathlib.Path | None = None
+
+
+def parse_start_time(text: str, where: str = "--start-time") -> str:
+    """An ISO 8601 time, normalised; a time without a zone is taken as written (local)."""
+    try:
+        return datetime.datetime.fromisoformat(text).isoformat()
+    except ValueError:
+        raise FootageError(f"{where}: {text!r} is not an ISO 8601 time such as "
+                           f"2026-12-02T09:30:00") from None
+
+
+def video_inputs(videos: Sequence[str | os.PathLike], cameras: Sequence[str] = (),
+                 start_times: Sequence[str] = (), detections: Sequence[str | os.PathLike] = ()
+                 ) -> list[VideoInput]:
+    """Pair the sources with their cameras, start times and detection files. Each list is
+    empty, one value for every video (cameras: only with one video), or one per video, in
+    order. A video's camera defaults to its file name without the extension."""
+    if not videos:
+        raise FootageError("no video given (--video FILE_OR_FRAME_FOLDER)")
+
+    def per_video(values: Sequence, name: str, shared: bool) -> list:
+        if not values:
+            return [None] * len(videos)
+        if len(values) == 1 and shared:
+            return list(values) * len(videos)
+        if len(values) != len(videos):
+            raise FootageError(f"{name}: {len(values)} given for {len(videos)} videos; give one "
+                               f"per video, in the order of --video")
+        return list(values)
+
+    cams = per_video(cameras, "--camera", shared=len(videos) == 1)
+    starts = per_video(start_times, "--start-time", shared=False)
+    dets = per_video(detections, "--detections", shared=False)
+    out = []
+    for video, cam, start, det in zip(videos, cams, starts, dets):
+        path = pathlib.Path(video)
+        camera = cam if cam is not None else path.stem
+        if not camera or not str(camera).strip():
+            raise FootageError(f"--camera: empty camera name for {path}")
+        out.append(VideoInput(path, str(camera), None if start is None else
+                              parse_start_time(start), None if det is None else pathlib.Path(det)))
+    seen: set[str] = set()
+    for item in out:
+        key = os.path.realpath(item.path)
+        if key in seen:
+            raise FootageError(f"{item.path}: given twice")
+        seen.add(key)
+    return out
+
+
+@dataclasses.dataclass
+class VideoReport:
+    video: str
+    camera: str
+    source: str  # what FrameSource says of it
+    detector: str
+    frames: int  # frames processed
+    expected: int | None
+    ended_early: bool
+    detections: int
+    tracks: int  # confirmed tracks
+    indexed_tracks: int
+    entries: int
+    seconds: float
+    stage_seconds: dict[str, float]
+    skipped: str | None = None  # why the video was not indexed
+
+    def format(self) -> str:
+        if self.skipped:
+            return f"{self.video} (camera {self.camera}): skipped, {self.skipped}"
+        fps = self.frames / self.seconds if self.seconds > 0 else 0.0
+        per_frame = self.detections / self.frames if self.frames else 0.0
+        total = sum(self.stage_seconds.values()) or 1.0
+        shares = ", ".join(f"{name} {100 * self.stage_seconds[name] / total:.0f}%"
+                           for name in STAGES)
+        lines = [f"{self.video} (camera {self.camera}): {self.frames} frames in "
+                 f"{self.seconds:.1f} s ({fps:.1f} frames/s; {shares})",
+                 f"  {self.detections} detections ({per_frame:.1f} per frame, {self.detector}), "
+                 f"{self.tracks} tracks, {self.indexed_tracks} indexed as {self.entries} "
+                 f"entries"]
+        if self.ended_early:
+            lines.append(f"  warning: the video ended after {self.frames} of the "
+                         f"{self.expected} frames its header promises (truncated or damaged); "
+                         f"what was read is indexed")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class _TrackState:
+    pool: CandidatePool
+    face_quality: float = -1.0
+    face_frame: bytes | None = None  # JPEG of the frame of the best candidate so far
+    face_candidate: Candidate | None = None
+
+
+def _crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, tuple[float, ...]] | None:
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    x1, y1 = max(0.0, x1), max(0.0, y1)
+    x2, y2 = min(float(width), x2), min(float(height), y2)
+    ix1, iy1, ix2, iy2 = int(x1), int(y1), int(round(x2)), int(round(y2))
+    if ix2 - ix1 < 4 or iy2 - iy1 < 8:
+        return None
+    return image[iy1:iy2, ix1:ix2], (x1, y1, x2, y2)
+
+
+def _scaled_frame(image: np.ndarray, width: int) -> np.ndarray:
+    if width <= 0 or image.shape[1] <= width:
+        return image
+    height = max(1, round(image.shape[0] * width / image.shape[1]))
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _thumbnail(crop: np.ndarray) -> np.ndarray:
+    if crop.shape[0] <= THUMB_MAX_HEIGHT:
+        return crop
+    width = max(1, round(crop.shape[1] * THUMB_MAX_HEIGHT / crop.shape[0]))
+    return cv2.resize(crop, (width, THUMB_MAX_HEIGHT), interpolation=cv2.INTER_AREA)
+
+
+@dataclasses.dataclass
+class _Processed:
+    """What one video gave before it is committed."""
+
+    record: VideoRecord
+    tracks: list[TrackRecord]  # track numbers local to the video (0, 1, ...)
+    entries: list[FootageEntry]
+    vectors: np.ndarray
+    mot_rows: list[tuple]  # (frame 1-based, local track, x, y, w, h, score)
+    report: VideoReport
+
+
+def process_video(item: VideoInput, embedder: object, config: VideoConfig, index_dir: pathlib.Path,
+                  every: int = 1, fps: float | None = None, progress: bool = True,
+                  detector: object | None = None) -> _Processed:
+    """Detect, track, choose and embed the crops of one video; write their pictures into the
+    index's media folder. Nothing is added to the index yet."""
+    from reid.video.detector import load_detector
+
+    start = time.perf_counter()
+    stage = dict.fromkeys(STAGES, 0.0)
+    source = FrameSource(item.path, fps=fps, every=every)
+    detector = detector or load_detector(config, item.detections)
+    tracker = Tracker(config, source.fps / every)
+    height, width = embedder.input_size
+    states: dict[int, _TrackState] = {}
+    mot_rows: list[tuple] = []
+    detections = 0
+    bar = Progress(f"{item.path.name} (camera {item.camera})", source.expected_frames, "frame",
+                   enabled=progress)
+    frames = iter(source)
+    tick = time.perf_counter()
+    for frame in frames:
+        now = time.perf_counter()
+        stage["decode"] += now - tick
+        found = detector.detect(frame.image, frame.index)
+        tick, now = now, time.perf_counter()
+        stage["detect"] += now - tick
+        tracked = tracker.update(found)
+        tick, now = now, time.perf_counter()
+        stage["track"] += now - tick
+        detections += len(found)
+        for track_id, box, score in zip(tracked.track_ids, tracked.boxes, tracked.scores):
+            cut = _crop(frame.image, box)
+            if cut is None:
+                continue
+            crop, clipped = cut
+            state = states.setdefault(int(track_id), _TrackState(
+                CandidatePool(POOL_PER_CROP * config.crops_per_track)))
+            quality = crop_quality(crop, clipped, float(score), frame.image.shape[:2], height)
+            candidate = Candidate(frame.index, frame.time, clipped, float(score), quality,
+                                  crop.copy())
+            state.pool.add(candidate)
+            x1, y1, x2, y2 = clipped
+            mot_rows.append((frame.index + 1, int(track_id), x1, y1, x2 - x1, y2 - y1,
+                             float(score)))
+            # The full frame is kept only for the best crop so far, encoded at once, so a
+            # track costs one small JPEG of memory however long it runs.
+            if config.frame_width and quality > state.face_quality:
+                state.face_quality = quality
+                state.face_candidate = candidate
+                state.face_frame = media.encode_jpeg(_scaled_frame(frame.image,
+                                                                   config.frame_width))
+        tick = time.perf_counter()
+        stage["select"] += tick - now
+        bar.update(source.frames_read)
+    bar.close()
+    if source.frames_read == 0:
+        raise FootageError(f"{item.path}: no frame could be read")
+
+    kept = {t: s for t, s in states.items() if s.pool.boxes >= config.track_min_boxes}
+    crops: list[np.ndarray] = []
+    entries: list[FootageEntry] = []
+    tracks: list[TrackRecord] = []
+    owners: list[int] = []  # per crop entry, its track's position in `tracks`
+    tick = time.perf_counter()
+    for track_id in sorted(kept):
+        state = kept[track_id]
+        chosen = state.pool.choose(config.crops_per_track)
+        pool = state.pool
+        tracks.append(TrackRecord(item.camera, track_id, "", pool.first_frame, pool.last_frame,
+                                  pool.first_time, pool.last_time, pool.boxes))
+        for c in chosen:
+            thumb = media.store(index_dir, media.encode_jpeg(_thumbnail(c.crop)))
+            entries.append(FootageEntry("crop", item.camera, track_id, c.frame, c.time, c.box,
+                                        c.score, thumb))
+            crops.append(normalize_pixels(resize_bilinear(c.crop, height, width)))
+            owners.append(len(tracks) - 1)
+        face = state.face_candidate or state.pool.best()
+        frame_name = (media.store(index_dir, state.face_frame) if state.face_frame is not None
+                      else None)
+        entries.append(FootageEntry("track", item.camera, track_id, face.frame, face.time,
+                                    face.box, face.score,
+                                    media.store(index_dir, media.encode_jpeg(_thumbnail(face.crop))),
+                                    frame_name))
+    stage["write"] += time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    dim = embedder.embedding_dim
+    crop_vectors = np.zeros((0, dim), np.float32)
+    if crops:
+        crop_vectors = np.concatenate([embedder.embed(np.stack(crops[i:i + EMBED_BATCH]))
+                                       for i in range(0, len(crops), EMBED_BATCH)])
+    vectors = np.zeros((len(entries), dim), np.float32)
+    crop_rows = [i for i, e in enumerate(entries) if e.kind == "crop"]
+    vectors[crop_rows] = crop_vectors
+    owners_arr = np.asarray(owners, np.int64)
+    for position, i in enumerate(i for i, e in enumerate(entries) if e.kind == "track"):
+        mean = crop_vectors[owners_arr == position].mean(axis=0)
+        vectors[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    stage["embed"] += time.perf_counter() - tick
+
+    record = VideoRecord(os.path.realpath(item.path), item.camera, source.fps, source.width,
+                         source.height, source.frames_seen, not source.ended_early,
+                         item.start_time)
+    tracks = [dataclasses.replace(t, video=record.video) for t in tracks]
+    report = VideoReport(str(item.path), item.camera, source.describe(),
+                         getattr(detector, "description", type(detector).__name__),
+                         source.frames_read, source.expected_frames, source.ended_early,
+                         detections, len(states), len(tracks), len(entries),
+                         time.perf_counter() - start, stage)
+    return _Processed(record, tracks, entries, vectors, mot_rows, report)
+
+
+def _commit(processed: _Processed, index_dir: pathlib.Path, info: ModelInfo, create: bool,
+            lock_timeout: float, log: Callable[[str], None]) -> dict[int, int]:
+    """Add one processed video to the index under its writer lock; return local track number
+    -> the index's track number."""
+    with vf.writer_lock(index_dir, lock_timeout, log):
+        vf.check_pointer(index_dir)
+        exists = is_gallery_index(index_dir)
+        if create and exists:
+            raise FootageError(f"{index_dir}: already holds a gallery index; pass --append to "
+                               f"add to it")
+        if exists:
+            gallery = GalleryIndex.load(index_dir)
+            gallery.check_model(info, where=str(index_dir))
+        else:
+            gallery = GalleryIndex(info)
+        first = gallery.next_track(processed.record.camera)
+        numbers = {t.track: first + n for n, t in enumerate(processed.tracks)}
+        tracks = [dataclasses.replace(t, track=numbers[t.track]) for t in processed.tracks]
+        entries = [dataclasses.replace(e, track=numbers[e.track]) for e in processed.entries]
+        if entries:
+            gallery.add_footage(processed.record, tracks, entries, processed.vectors)
+            gallery.save(index_dir, locked=True)
+    return numbers
+
+
+def write_mot_tracks(path: pathlib.Path, rows: Sequence[tuple], numbers: dict[int, int]) -> None:
+    """The tracker's boxes in MOTChallenge result format (frame, id, x, y, w, h, score, -1, -1,
+    -1), ids the index's track numbers plus one (MOTChallenge ids start at 1); boxes of tracks
+    too short to index are left out, as they are from the index."""
+    lines = [f"{f},{numbers[t] + 1},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{s:.4f},-1,-1,-1"
+             for f, t, x, y, w, h, s in rows if t in numbers]
+    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+
+
+@dataclasses.dataclass
+class FootageReport:
+    index_dir: str
+    model_note: str
+    videos: list[VideoReport]
+    count: int
+
+    def format(self) -> str:
+        """The closing summary (each video's report is logged as it is committed)."""
+        done = [v for v in self.videos if not v.skipped]
+        lines = [v.format() for v in self.videos if v.skipped]
+        tracks = sum(v.indexed_tracks for v in done)
+        lines.append(f"index {self.index_dir}: {self.count} entries; this run indexed "
+                     f"{len(done)} videos, {tracks} tracks")
+        return "\n".join(lines)
+
+
+def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
+                  model: str | os.PathLike | None = None, *, config: VideoConfig | None = None,
+                  append: bool = False, every: int = 1, fps: float | None = None,
+                  runtime: str = "auto", progress: bool = True,
+                  save_tracks: str | os.PathLike | None = None,
+                  lock_timeout: float = vf.DEFAULT_LOCK_TIMEOUT,
+                  log: Callable[[str], None] = print) -> FootageReport:
+    """Index every video of ``inputs`` into the gallery index at ``index_dir`` (see the module
+    docstring). A new index needs ``model``; an existing one needs ``append`` and keeps its own
+    model unless ``model`` names a copy. A video already in the index is skipped.
+    ``save_tracks``: also write each video's tracks in MOTChallenge format into this folder,
+    as ``<camera>.txt`` (``<camera>-<video name>.txt`` when a camera has several videos)."""
+    from reid.index.build import load_model
+    from reid.modeling.embedder import runtimes_of_precision
+
+    config = config or VideoConfig()
+    index_dir = pathlib.Path(index_dir)
+    vf.check_writable_folder(index_dir)
+    exists = is_gallery_index(index_dir)
+    if exists and not append:
+        raise FootageError(f"{index_dir}: already holds a gallery index; pass --append to add "
+                           f"to it")
+    existing = GalleryIndex.load(index_dir) if exists else None
+    if model is None:
+        recorded = existing.model.model_dir if existing is not None else None
+        if recorded is None:
+            raise FootageError("--model is required to build a new index")
+        model = recorded
+    if runtime == "auto" and existing is not None:
+        runtime = runtimes_of_precision(existing.model.precision)[0]
+    embedder, model_dir, note = load_model(model, runtime)
+    log(note)
+    info = ModelInfo.from_embedder(embedder, model_dir)
+    if existing is not None:
+        existing.check_model(info, where=str(index_dir))
+    for item in inputs:  # every source must open before hours go into the first
+        FrameSource(item.path, fps=fps, every=every)
+    if save_tracks is not None:
+        pathlib.Path(save_tracks).mkdir(parents=True, exist_ok=True)
+    cameras = [i.camera for i in inputs]
+    reports: list[VideoReport] = []
+    create = not exists
+    for item in inputs:
+        real = os.path.realpath(item.path)
+        if existing is not None and existing.footage_video(real) is not None:
+            reports.append(VideoReport(str(item.path), item.camera, "", "", 0, None, False, 0, 0,
+                                       0, 0, 0.0, dict.fromkeys(STAGES, 0.0),
+                                       skipped="already in the index"))
+            continue
+        processed = process_video(item, embedder, config, index_dir, every, fps, progress)
+        tick = time.perf_counter()
+        numbers = _commit(processed, index_dir, info, create, lock_timeout, log)
+        create = False
+        if save_tracks is not None:
+            name = item.camera if cameras.count(item.camera) == 1 else \
+                f"{item.camera}-{item.path.stem}"
+            write_mot_tracks(pathlib.Path(save_tracks) / f"{name}.txt", processed.mot_rows,
+                             numbers)
+        processed.report.stage_seconds["write"] += time.perf_counter() - tick
+        processed.report.seconds += time.perf_counter() - tick
+        reports.append(processed.report)
+        log(processed.report.format())
+    count = GalleryIndex.load(index_dir).count if is_gallery_index(index_dir) else 0
+    return FootageReport(str(index_dir), note, reports, count)
