@@ -65,7 +65,8 @@ def render_sheet(results: Sequence[AppearanceResult], index_dir: str | os.PathLi
             query = cv2.imread(r.query.image, cv2.IMREAD_COLOR)
         else:
             query = _bgr(media.read_rgb(index_dir, r.thumb)) if r.thumb else None
-        cells = [(_fit(query, height), ["query", r.query.label[:24]], BLUE)]
+        name = os.path.basename(r.query.image) if r.query.image else r.query.label
+        cells = [(_fit(query, height), ["query", name[:max(4, height // 2 // 7)]], BLUE)]
         if r.in_gallery is False:
             cells[0][1][1] = "no match"
         for a in r.appearances:
@@ -124,11 +125,17 @@ def render_timeline(results: Sequence[AppearanceResult], videos: Sequence[VideoR
                                                     for a in r.appearances})
     wall, t0, t1 = _span(videos)
     t1 = max(t1, t0 + 1e-3)
-    label_w, lane_h, top = 90, 26, 30
+    label_w, top, bar_h = 90, 30, 9
     plot_w = width - label_w - 2 * GAP
-    panel_h = top + len(cameras) * lane_h + 30
-    canvas = np.full((max(1, len(results)) * panel_h + GAP, width, 3), BACKGROUND, np.uint8)
     by_video = {v.video: v for v in videos}
+
+    def lane_height(r: AppearanceResult, camera: str) -> int:
+        # One row per appearance, so that passages at the same time stay apart.
+        rows = sum(a.camera == camera and a.track is not None for a in r.appearances)
+        return max(24, rows * (bar_h + 3) + 8)
+
+    panels = [top + sum(lane_height(r, c) for c in cameras) + 30 for r in results]
+    canvas = np.full((max(1, sum(panels)) + GAP, width, 3), BACKGROUND, np.uint8)
 
     def x_of(t: float) -> int:
         return label_w + GAP + int(round((t - t0) / (t1 - t0) * plot_w))
@@ -142,30 +149,38 @@ def render_timeline(results: Sequence[AppearanceResult], videos: Sequence[VideoR
             return datetime.datetime.fromtimestamp(t).strftime("%H:%M:%S")
         return clock(t)
 
-    for p, r in enumerate(results):
-        y0 = p * panel_h + GAP
+    y0 = GAP
+    for r, panel in zip(results, panels):
         _put(canvas, f"query {r.query.label}"[:110], (GAP, y0 + 14), 0.42)
-        for c, camera in enumerate(cameras):
-            y = y0 + top + c * lane_h
-            _put(canvas, f"camera {camera}"[:14], (GAP, y + 17))
-            canvas[y + lane_h // 2, label_w + GAP:label_w + GAP + plot_w] = GREY
-            for v in videos:
+        y = y0 + top
+        for camera in cameras:
+            lane = lane_height(r, camera)
+            _put(canvas, f"camera {camera}"[:14], (GAP, y + 16))
+            canvas[y + lane - 2, label_w + GAP:label_w + GAP + plot_w] = GREY
+            for v in videos:  # when the camera recorded
                 if v.camera == camera:
                     start = offset(v.video)
-                    canvas[y + 6:y + lane_h - 6, x_of(start):x_of(start + v.frames / v.fps)] = \
-                        (235, 235, 235)
+                    canvas[y + 2:y + lane - 2, x_of(start):x_of(start + v.frames / v.fps)] = \
+                        (238, 238, 238)
+            row = 0
             for a in r.appearances:
                 if a.camera != camera or a.track is None:
                     continue
                 base = offset(a.video)
-                x1, x2 = x_of(base + a.start), max(x_of(base + a.end), x_of(base + a.start) + 3)
-                color = AMBER if a.match is None else (GREEN if a.match else GREY)
-                canvas[y + 4:y + lane_h - 4, x1:x2] = color
-                _put(canvas, f"{a.score:.2f}", (x1, y + 3), 0.3)
-        axis_y = y0 + top + len(cameras) * lane_h + 14
-        _put(canvas, tick(t0), (label_w + GAP, axis_y), 0.34)
+                x1 = x_of(base + a.start)
+                x2 = max(x_of(base + a.end), x1 + 3)
+                by = y + 4 + row * (bar_h + 3)
+                canvas[by:by + bar_h, x1:x2] = AMBER if a.match is None else (
+                    GREEN if a.match else GREY)
+                label = f"#{a.rank} {a.score:.2f}"
+                lx = x2 + 4 if x2 + 4 + 7 * len(label) < width else max(label_w, x1 - 7 * len(label))
+                _put(canvas, label, (lx, by + bar_h - 1), 0.3)
+                row += 1
+            y += lane
+        _put(canvas, tick(t0), (label_w + GAP, y + 14), 0.34)
         end_label = tick(t1)
-        _put(canvas, end_label, (label_w + GAP + plot_w - 8 * len(end_label), axis_y), 0.34)
+        _put(canvas, end_label, (label_w + GAP + plot_w - 7 * len(end_label), y + 14), 0.34)
+        y0 += panel
     return canvas
 
 

@@ -1,9 +1,12 @@
 """Frames of one video file or one folder of frame images, with their times.
 
-OpenCV reads both. A video's frame count in its header is only a promise: a file cut short (a
-copy interrupted, a recorder that crashed) reads fewer frames, and the reader says so in
-:attr:`FrameSource.ended_early` instead of leaving a silent gap. A frame's time is its index
-over the frame rate, which is what MOTChallenge ground truth counts in.
+OpenCV reads both. A video's header is only a promise. A file cut short (a copy interrupted, a
+recorder that crashed) ends before the duration its header gives, and the reader says so in
+:attr:`FrameSource.ended_early` instead of leaving a silent gap. Headers also mislead: the
+shared crowd clip claims 682 frames at 50 fps, and decodes as 341 frames 40 ms apart. So a
+video frame's time is the decoder's timestamp (from the first frame), falling back to index
+over frame rate only where the decoder gives none, and "ended early" compares the last time
+with the header's duration rather than counting frames. A folder's frames are index over rate.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class FrameSource:
         self.every = every
         self.frames_read = 0  # frames yielded
         self.frames_seen = 0  # frames the source gave, skipped ones included
+        self.last_time = 0.0  # time of the last frame the source gave
         self.ended_early = False
         self._files: list[pathlib.Path] | None = None
         if self.path.is_dir():
@@ -128,6 +132,7 @@ class FrameSource:
                                    f"folder's first frame, {self.width}x{self.height}")
             self.frames_read += 1
             self.frames_seen = index + 1
+            self.last_time = index / self.fps
             yield Frame(index, index / self.fps, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
     def _video_frames(self) -> Iterator[Frame]:
@@ -135,23 +140,44 @@ class FrameSource:
         if not capture.isOpened():
             raise FootageError(f"{self.path}: cannot open this video")
         index = 0
+        first_msec: float | None = None
+        previous = -1.0
         try:
             while True:
                 # grab() skips decoding the frames --every leaves out.
                 if not capture.grab():
                     break
+                msec = float(capture.get(cv2.CAP_PROP_POS_MSEC))
+                first_msec = msec if first_msec is None else first_msec
+                stamped = (msec - first_msec) / 1000.0
+                if index == 0 or (stamped > previous and msec >= 0):
+                    now = stamped
+                else:  # no timestamp (some containers), or one that does not advance: step on
+                    step = previous / (index - 1) if index > 1 and previous > 0 else 1 / self.fps
+                    now = previous + step
+                previous = now
                 if index % self.every == 0:
                     ok, bgr = capture.retrieve()
                     if not ok or bgr is None:
                         break
                     self.frames_read += 1
-                    yield Frame(index, index / self.fps, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                    yield Frame(index, now, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
                 index += 1
                 self.frames_seen = index
+                self.last_time = now
         finally:
             capture.release()
-        if self.frame_count is not None and index < self.frame_count:
+        duration = self.duration
+        if duration is not None and self.last_time < duration - max(1.0, 3.0 / self.fps):
             self.ended_early = True
+
+    @property
+    def measured_fps(self) -> float:
+        """Frames per second as read (the header's rate until frames were read, or when the
+        timestamps give no better): what times and durations are computed with."""
+        if self.frames_seen > 1 and self.last_time > 0:
+            return (self.frames_seen - 1) / self.last_time
+        return self.fps
 
     def describe(self) -> str:
         kind = "frame folder" if self._files is not None else "video"

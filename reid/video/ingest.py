@@ -26,6 +26,7 @@ from reid.config import VideoConfig
 from reid.data.decode import normalize_pixels, resize_bilinear
 from reid.index import media
 from reid.index import versioned_folder as vf
+from reid.index.appearances import clock
 from reid.index.footage import FootageEntry, TrackRecord, VideoRecord
 from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index
 from reid.utils.io import atomic_write_text
@@ -120,6 +121,8 @@ class VideoReport:
     seconds: float
     stage_seconds: dict[str, float]
     skipped: str | None = None  # why the video was not indexed
+    last_time: float = 0.0  # seconds, the last frame read
+    duration: float | None = None  # seconds, as the header promised
 
     def format(self) -> str:
         if self.skipped:
@@ -135,9 +138,9 @@ class VideoReport:
                  f"{self.tracks} tracks, {self.indexed_tracks} indexed as {self.entries} "
                  f"entries"]
         if self.ended_early:
-            lines.append(f"  warning: the video ended after {self.frames} of the "
-                         f"{self.expected} frames its header promises (truncated or damaged); "
-                         f"what was read is indexed")
+            lines.append(f"  warning: the video ended at {clock(self.last_time)}, before the "
+                         f"{clock(self.duration or 0.0)} its header promises (truncated or "
+                         f"damaged); what was read is indexed")
         return "\n".join(lines)
 
 
@@ -212,7 +215,7 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
         found = detector.detect(frame.image, frame.index)
         tick, now = now, time.perf_counter()
         stage["detect"] += now - tick
-        tracked = tracker.update(found)
+        tracked = tracker.update(found, frame.time)
         tick, now = now, time.perf_counter()
         stage["track"] += now - tick
         detections += len(found)
@@ -286,15 +289,17 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
         vectors[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
     stage["embed"] += time.perf_counter() - tick
 
-    record = VideoRecord(os.path.realpath(item.path), item.camera, source.fps, source.width,
+    record = VideoRecord(os.path.realpath(item.path), item.camera, source.measured_fps,
+                         source.width,
                          source.height, source.frames_seen, not source.ended_early,
                          item.start_time)
     tracks = [dataclasses.replace(t, video=record.video) for t in tracks]
     report = VideoReport(str(item.path), item.camera, source.describe(),
-                         getattr(detector, "description", type(detector).__name__),
+                         detector.describe(),
                          source.frames_read, source.expected_frames, source.ended_early,
                          detections, len(states), len(tracks), len(entries),
-                         time.perf_counter() - start, stage)
+                         time.perf_counter() - start, stage, last_time=source.last_time,
+                         duration=source.duration)
     return _Processed(record, tracks, entries, vectors, mot_rows, report)
 
 

@@ -53,13 +53,14 @@ class Tracker:
             frame_rate=fps, track_activation_threshold=threshold,
             high_conf_det_threshold=threshold, minimum_consecutive_frames=_CONFIRM_FRAMES)
 
-    def update(self, detections: Detections) -> TrackedBoxes:
-        """The boxes of this frame that belong to confirmed tracks, with their track ids
-        (0, 1, ... in order of confirmation). Call once per frame, with no detections too, so
-        that gaps are counted."""
+    def update(self, detections: Detections, time: float) -> TrackedBoxes:
+        """The boxes of the frame at ``time`` (seconds) that belong to confirmed tracks, with
+        their track ids (0, 1, ... in order of confirmation). Call once per frame, with no
+        detections too. The gap that ends a track is measured in ``time``, so skipped frames
+        and a wrong frame rate in a video's header do not stretch it."""
         found = self._sv.Detections(xyxy=detections.boxes.astype(np.float32),
                                     confidence=detections.scores.astype(np.float32))
-        tracked = self._tracker.update(found)
+        tracked = self._tracker.update(found, timestamp=float(time))
         ids = np.asarray(tracked.tracker_id, np.int64).reshape(-1)
         keep = ids >= 0
         return TrackedBoxes(ids[keep], np.asarray(tracked.xyxy, np.float32)[keep],
