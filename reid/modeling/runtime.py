@@ -1,12 +1,13 @@
 """Running a network: one small interface over Keras, LiteRT and ONNX Runtime.
 
 A runner takes a float32 NumPy batch and returns the network's float32 output; it knows nothing
-else about the network, so the person detector runs through it as the embedder does. The
-LiteRT and ONNX Runtime runners import neither TensorFlow nor Keras: a process that only runs
-a converted model starts in a fraction of a second instead of TensorFlow's several seconds.
-Measured on these machines (MobileNetV2 at 256x128, batch 64): Keras ``tf.function`` about
-178 images/s, LiteRT with XNNPACK about 390, ONNX Runtime about 410; one image 14 ms against
-2.2 ms (docs/BENCHMARKS.md, ``bench/embed_speed.py``).
+else about the network, so the person detector runs through it as the embedder does (with
+``run_all``, which feeds the input's own dtype and returns every output: an SSD answers with
+four). The LiteRT and ONNX Runtime runners import neither TensorFlow nor Keras: a process that
+only runs a converted model starts in a fraction of a second instead of TensorFlow's several
+seconds. Measured on these machines (MobileNetV2 at 256x128, batch 64): Keras ``tf.function``
+about 178 images/s, LiteRT with XNNPACK about 390, ONNX Runtime about 410; one image 14 ms
+against 2.2 ms (docs/BENCHMARKS.md, ``bench/embed_speed.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,18 @@ class Runner(Protocol):
     runtime: str
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class MultiOutputRunner(Runner, Protocol):
+    """A runner that also shows its input and returns every output: what a detector needs,
+    whose model takes uint8 or float32 pixels and answers with boxes, classes, scores and a
+    count. ``input_shape`` holds None where the model accepts any size."""
+
+    input_shape: tuple[int | None, ...]
+    input_dtype: np.dtype
+    output_names: list[str]
+
+    def run_all(self, batch: np.ndarray) -> list[np.ndarray]: ...
 
 
 def usable_cores() -> int:
@@ -62,11 +75,15 @@ class LiteRTRunner:
             raise ModelError(f"{self.path}: cannot load the LiteRT model "
                              f"({first_line(exc)})") from None
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+        self._outputs = self._interpreter.get_output_details()
+        self._output = self._outputs[0]
         self._batch: int | None = None
+        self.input_shape = tuple(int(n) if n > 0 else None
+                                 for n in self._input.get("shape_signature", self._input["shape"]))
+        self.input_dtype = np.dtype(self._input["dtype"])
+        self.output_names = [str(o["name"]) for o in self._outputs]
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
+    def _invoke(self, batch: np.ndarray) -> None:
         if batch.shape[0] != self._batch:
             self._interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
             with held_stderr():
@@ -74,7 +91,20 @@ class LiteRTRunner:
             self._batch = batch.shape[0]
         self._interpreter.set_tensor(self._input["index"], batch)
         self._interpreter.invoke()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self._invoke(np.ascontiguousarray(batch, dtype=np.float32))
         return np.array(self._interpreter.get_tensor(self._output["index"]), dtype=np.float32)
+
+    def run_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Every output in the model's order, in its own dtype; the batch is cast to the
+        input's dtype (uint8 pixels for a quantized detector)."""
+        self._invoke(np.ascontiguousarray(batch, dtype=self.input_dtype))
+        return [np.array(self._interpreter.get_tensor(o["index"])) for o in self._outputs]
+
+
+#: ONNX tensor types of the inputs a runner can feed, as NumPy dtypes.
+ONNX_TYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
 
 
 class OnnxRunner:
@@ -99,11 +129,22 @@ class OnnxRunner:
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelError(f"{self.path}: cannot load the ONNX model "
                              f"({first_line(exc)})") from None
-        self._input = self._session.get_inputs()[0].name
+        model_input = self._session.get_inputs()[0]
+        self._input = model_input.name
+        self.input_shape = tuple(n if isinstance(n, int) and n > 0 else None
+                                 for n in model_input.shape)
+        self.input_dtype = np.dtype(ONNX_TYPES.get(model_input.type, np.float32))
+        self.output_names = [o.name for o in self._session.get_outputs()]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         return np.asarray(self._session.run(None, {self._input: batch})[0], dtype=np.float32)
+
+    def run_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Every output in the model's order, in its own dtype; the batch is cast to the
+        input's dtype."""
+        batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
+        return [np.asarray(out) for out in self._session.run(None, {self._input: batch})]
 
 
 class KerasRunner:
@@ -130,7 +171,8 @@ class KerasRunner:
         return np.asarray(self._run_fn(batch), dtype=np.float32)
 
 
-def file_runner(runtime: str, path: str | os.PathLike, threads: int | None = None) -> Runner:
+def file_runner(runtime: str, path: str | os.PathLike,
+                threads: int | None = None) -> MultiOutputRunner:
     """The runner of a converted model file (``litert`` or ``onnx``)."""
     runners = {"litert": LiteRTRunner, "onnx": OnnxRunner}
     if runtime not in runners:
