@@ -228,8 +228,12 @@ class VideoConfig:
                            choices=DETECTORS)
     detector_model: str | None = _field(None, "A .tflite or .onnx detector with TF Object "
                                         "Detection API outputs (boxes, classes, scores, count); "
-                                        "for detector litert / onnx.")
-    person_class: int = _field(1, "The detector's class id of a person (COCO: 1).", min=0)
+                                        "for detector litert / onnx. Its input is fed as the "
+                                        "model declares it: uint8 pixels, int8 pixels - 128, or "
+                                        "float32 scaled to [-1, 1] (TFLite SSD exports).")
+    person_class: int = _field(1, "The detector's class id of a person: 1 in the TF Object "
+                               "Detection API's COCO labels (ssdlite); many TFLite COCO exports "
+                               "count from 0, and want 0.", min=0)
     tiles: list[int] = _field([1, 1], "Detect in columns x rows overlapping tiles as well as the "
                               "whole frame: small people become big enough to find.", length=2)
     tile_overlap: float = _field(0.2, "Share of a tile's width and height that overlaps its "

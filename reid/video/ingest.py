@@ -263,7 +263,7 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
             thumb = media.store(index_dir, media.encode_jpeg(_thumbnail(c.crop)))
             entries.append(FootageEntry("crop", item.camera, track_id, c.frame, c.time, c.box,
                                         c.score, thumb))
-            crops.append(normalize_pixels(resize_bilinear(c.crop, height, width)))
+            crops.append(c.crop)
             owners.append(len(tracks) - 1)
         face = state.face_candidate or state.pool.best()
         frame_name = (media.store(index_dir, state.face_frame) if state.face_frame is not None
@@ -278,8 +278,10 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
     dim = embedder.embedding_dim
     crop_vectors = np.zeros((0, dim), np.float32)
     if crops:
-        crop_vectors = np.concatenate([embedder.embed(np.stack(crops[i:i + EMBED_BATCH]))
-                                       for i in range(0, len(crops), EMBED_BATCH)])
+        # Resized as the training pipeline resizes (TensorFlow's bilinear, antialiased).
+        images = [normalize_pixels(resize_bilinear(c, height, width)) for c in crops]
+        crop_vectors = np.concatenate([embedder.embed(np.stack(images[i:i + EMBED_BATCH]))
+                                       for i in range(0, len(images), EMBED_BATCH)])
     vectors = np.zeros((len(entries), dim), np.float32)
     crop_rows = [i for i, e in enumerate(entries) if e.kind == "crop"]
     vectors[crop_rows] = crop_vectors
