@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                         type=pathlib.Path, metavar="FILE_OR_FOLDER",
                         help="video file or folder of frame images; repeatable")
     parser.add_argument("--camera", action="extend", nargs="+", default=[], metavar="NAME",
-                        help="camera of each video, in order (default: the video's file name "
-                             "without extension)")
+                        help="camera of each video, in order, or one for all (default: the "
+                             "video's file name without extension)")
     parser.add_argument("--start-time", action="extend", nargs="+", default=[],
                         metavar="ISO8601",
                         help="wall-clock time of each video's first frame, in order, e.g. "

@@ -70,8 +70,9 @@ def video_inputs(videos: Sequence[str | os.PathLike], cameras: Sequence[str] = (
                  start_times: Sequence[str] = (), detections: Sequence[str | os.PathLike] = ()
                  ) -> list[VideoInput]:
     """Pair the sources with their cameras, start times and detection files. Each list is
-    empty, one value for every video (cameras: only with one video), or one per video, in
-    order. A video's camera defaults to its file name without the extension."""
+    empty or has one value per video, in order; one camera alone is every video's (several
+    recordings of one camera). A video's camera defaults to its file name without the
+    extension."""
     if not videos:
         raise FootageError("no video given (--video FILE_OR_FRAME_FOLDER)")
 
@@ -85,7 +86,7 @@ def video_inputs(videos: Sequence[str | os.PathLike], cameras: Sequence[str] = (
                                f"per video, in the order of --video")
         return list(values)
 
-    cams = per_video(cameras, "--camera", shared=len(videos) == 1)
+    cams = per_video(cameras, "--camera", shared=True)
     starts = per_video(start_times, "--start-time", shared=False)
     dets = per_video(detections, "--detections", shared=False)
     out = []
