@@ -36,6 +36,14 @@ class DemoPaths:
     def pictures(self) -> pathlib.Path:
         return self.run / "queries"
 
+    @property
+    def footage(self) -> pathlib.Path:
+        return self.data.with_name(self.data.name + "_video")
+
+    @property
+    def footage_index(self) -> pathlib.Path:
+        return self.run / "footage_index"
+
 
 def untrained_embedder(cfg: Config, num_classes: int):
     """The model training starts from (same config and seed), as the baseline to beat."""
@@ -133,10 +141,16 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
 
     search = _index_and_query(result.model_dir, dataset, paths, log, progress)
     step_done("index_and_query")
+    footage_lines, footage_scores = _footage(result.model_dir, paths, log)
+    step_done("footage")
     seconds["total"] = time.perf_counter() - started
 
     metrics = {"untrained": untrained, "trained": trained, "seconds": seconds,
-               "train_images_per_second": training_speed(result.history)}
+               "train_images_per_second": training_speed(result.history),
+               "footage": {"idf1": footage_scores.mean_idf1,
+                           "identity_switches": footage_scores.switches,
+                           "track_map": footage_scores.track_map,
+                           "track_rank1": footage_scores.track_rank1}}
     atomic_write_text(paths.run / "demo_metrics.json",
                       json.dumps(metrics, indent=1, default=float))
     log("")
@@ -146,7 +160,7 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
         log(line)
     log(f"dataset:  {paths.data}")
     log(f"model:    {result.model_dir}  (TensorBoard logs: {run.logs})")
-    for line in search:
+    for line in search + footage_lines:
         log(line)
     log(f"time:     {seconds['total']:.0f} s in all, training {seconds['training']:.0f} s "
         f"(this run; {metrics['train_images_per_second']:.0f} training images/s)")
@@ -160,6 +174,12 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
         f"--images {paths.data}/bounding_box_test --index {paths.index}")
     log(f"  python tools/query.py --index {paths.index} --image {paths.data}/query/<file>.jpg "
         f"--top-k 10 --save-grid query.png")
+    log(f"  python tools/make_synthetic_video.py --out {paths.footage}")
+    log(f"  python tools/index_video.py --model {paths.run} --index {paths.footage_index} "
+        f"--video {paths.footage}/{{A,B,C}}.avi --detections "
+        f"{paths.footage}/{{A,B,C}}/det/det.txt")
+    log(f"  python tools/query.py --index {paths.footage_index} --image "
+        f"{paths.footage}/queries/<file>.jpg --save-sheet sheet.png --save-timeline timeline.png")
     log(f"  tensorboard --logdir {run.logs}")
     return metrics
 
@@ -198,3 +218,53 @@ def _index_and_query(model_dir, dataset, paths: DemoPaths, log, progress: bool =
     return [f"index:    {paths.index} ({gallery.count} images)",
             f"pictures: {pictures} (query, then its top 10; green = same person; faded, "
             f"behind the red bar: below the match threshold)"]
+
+
+#: Query photos of the footage step: people who walk past more than one camera.
+FOOTAGE_QUERIES = 2
+
+
+def _footage(model_dir, paths: DemoPaths, log) -> tuple[list[str], Any]:
+    """Synthetic footage of three cameras, indexed with its oracle detections (a COCO detector
+    hardly fires on drawn people), queried by photo; scored against its ground truth."""
+    import shutil
+
+    from reid.calibration import resolve_threshold
+    from reid.index.appearances import format_appearances
+    from reid.index.footage_pictures import render_sheet, render_timeline, save_picture
+    from reid.index.query import open_gallery, query_footage
+    from reid.video.ingest import index_footage, video_inputs
+    from reid.video.scoring import score_footage
+    from reid.video.synthetic import make_synthetic_footage, read_footage_manifest
+
+    log(f"== 7. camera footage -> {paths.footage}, indexed in {paths.footage_index}")
+    summary = make_synthetic_footage(paths.footage)
+    log(summary.text())
+    manifest = read_footage_manifest(paths.footage)
+    cameras = [c["name"] for c in manifest["cameras"]]
+    # The demo's own index, rebuilt each run: the model may have changed since the last.
+    shutil.rmtree(paths.footage_index, ignore_errors=True)
+    tracks_dir = paths.run / "footage_tracks"
+    inputs = video_inputs([paths.footage / f"{c}.avi" for c in cameras], cameras,
+                          [c["start"] for c in manifest["cameras"]],
+                          [paths.footage / c / "det" / "det.txt" for c in cameras])
+    index_footage(inputs, paths.footage_index, model_dir, progress=False, save_tracks=tracks_dir,
+                  log=log)
+    scores = score_footage(paths.footage_index, tracks_dir,
+                           {c: paths.footage / c / "gt" / "gt.txt" for c in cameras})
+    log(scores.format())
+    gallery, embedder, model_dir = open_gallery(paths.footage_index)
+    seen_twice = [person for person in manifest["identities"] if len(person["cameras"]) > 1]
+    images = [paths.footage / person["query"] for person in seen_twice[:FOOTAGE_QUERIES]]
+    threshold = resolve_threshold(None, embedder.spec, str(model_dir))
+    results = query_footage(gallery, embedder, images, top_k=5, threshold=threshold)
+    log(format_appearances(results, gallery))
+    paths.pictures.mkdir(parents=True, exist_ok=True)
+    sheet, timeline = paths.pictures / "footage_sheet.png", paths.pictures / "footage_timeline.png"
+    videos = gallery.footage_videos()
+    save_picture(render_sheet(results, paths.footage_index, {v.video: v for v in videos}),
+                 sheet)
+    save_picture(render_timeline(results, videos), timeline)
+    return [f"footage:  {paths.footage_index} ({len(cameras)} cameras, "
+            f"{len(gallery.footage_tracks())} tracks); {scores.format().splitlines()[1]}",
+            f"pictures: {sheet} and {timeline} (who was seen when and where)"], scores

@@ -1,0 +1,75 @@
+"""How well an indexed footage set was tracked and can be searched, against its ground truth.
+
+Two figures, each with a well-kept reference behind it: tracking per camera with motmetrics'
+IDF1 and identity switches (:func:`reid.video.measure.tracking_metrics`), and cross-camera
+search at track level: every track whose person is known queries the other cameras' tracks
+with its stored mean embedding, and the Market-1501 mAP and rank-1 say how well the person's
+other passages rank (:func:`reid.video.measure.cross_camera_map`). A track's person is the
+ground-truth identity most of its boxes overlap (:func:`reid.video.measure.track_identities`),
+read from the tracks ``tools/index_video.py --save-tracks`` wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+from collections.abc import Mapping
+
+import numpy as np
+
+from reid.index.gallery import GalleryIndex
+from reid.video.measure import cross_camera_map, read_mot, track_identities, tracking_metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class FootageScores:
+    tracking: dict[str, dict[str, float | int]]  # camera -> motmetrics figures
+    track_map: float
+    track_rank1: float
+    queries: int  # tracks whose person another camera saw
+    tracks: int
+
+    @property
+    def mean_idf1(self) -> float:
+        values = [m["idf1"] for m in self.tracking.values()]
+        return float(np.mean(values)) if values else math.nan
+
+    @property
+    def switches(self) -> int:
+        return int(sum(m["num_switches"] for m in self.tracking.values()))
+
+    def format(self) -> str:
+        per_camera = ", ".join(f"{c} {m['idf1']:.3f}" for c, m in sorted(self.tracking.items()))
+        return (f"tracking: IDF1 {self.mean_idf1:.3f} (per camera: {per_camera}), "
+                f"{self.switches} identity switches\n"
+                f"cross-camera search by track: mAP {self.track_map:.3f}, rank-1 "
+                f"{self.track_rank1:.3f} ({self.queries} query tracks of {self.tracks})")
+
+
+def score_footage(index_dir: str | os.PathLike, tracks_dir: str | os.PathLike,
+                  ground_truth: Mapping[str, str | os.PathLike]) -> FootageScores:
+    """Score the footage of ``ground_truth``'s cameras (camera -> gt.txt) in an index, with
+    the tracks files in ``tracks_dir`` (``<camera>.txt``)."""
+    gallery = GalleryIndex.load(index_dir)
+    tracks = gallery.footage_tracks()
+    tracking: dict[str, dict[str, float | int]] = {}
+    vectors, pids, cameras = [], [], []
+    for camera, gt_path in sorted(ground_truth.items()):
+        gt = read_mot(gt_path)
+        result = read_mot(pathlib.Path(tracks_dir) / f"{camera}.txt")
+        tracking[camera] = tracking_metrics(gt, result)
+        people = track_identities(gt, result)
+        for (cam, track) in sorted(tracks):
+            if cam != camera:
+                continue
+            mean = [e for e in gallery.track_entries(cam, track) if e.kind == "track"]
+            vectors.append(gallery.vectors_of([mean[0].id])[0])
+            pids.append(people.get(track + 1))
+            cameras.append(cam)
+    if vectors:
+        track_map, rank1, queries = cross_camera_map(np.stack(vectors), pids, cameras)
+    else:
+        track_map, rank1, queries = math.nan, math.nan, 0
+    return FootageScores(tracking, float(track_map), float(rank1), int(queries), len(vectors))
