@@ -19,9 +19,10 @@ def format_duration(seconds: float) -> str:
 
 
 class Progress:
-    """``update(done)`` as work advances; ``total`` may be unknown (None)."""
+    """``update(done)`` as work advances (a count, or an amount such as seconds of video);
+    ``total`` may be unknown (None)."""
 
-    def __init__(self, label: str, total: int | None, unit: str, enabled: bool = True,
+    def __init__(self, label: str, total: float | None, unit: str, enabled: bool = True,
                  stream: TextIO | None = None, interval: float = 0.5) -> None:
         self.label, self.total, self.unit = label, total, unit
         self.enabled = enabled
@@ -33,16 +34,20 @@ class Progress:
         self._next_log_share = 0.1
         self._shown = False
 
-    def line(self, done: int) -> str:
+    def line(self, done: float) -> str:
         elapsed = time.perf_counter() - self._start
         rate = done / elapsed if elapsed > 0 else 0.0
-        count = f"{done}/{self.total}" if self.total else f"{done}"
+
+        def shown(value: float) -> str:
+            return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+        count = f"{shown(done)}/{shown(self.total)}" if self.total else shown(done)
         text = f"{self.label}: {count} {self.unit}s, {rate:.1f} {self.unit}s/s"
         if self.total and rate > 0:
             text += f", time left {format_duration(max(0, self.total - done) / rate)}"
         return text + f", {format_duration(elapsed)} so far"
 
-    def update(self, done: int) -> None:
+    def update(self, done: float) -> None:
         if not self.enabled:
             return
         now = time.perf_counter()

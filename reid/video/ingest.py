@@ -206,7 +206,9 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
     states: dict[int, _TrackState] = {}
     mot_rows: list[tuple] = []
     detections = 0
-    bar = Progress(f"{item.path.name} (camera {item.camera})", source.expected_frames, "frame",
+    # Progress in seconds of video: a header's frame count can be wrong (see frames.py), and
+    # "video seconds per second" is how far from real time the pipeline runs.
+    bar = Progress(f"{item.path.name} (camera {item.camera})", source.duration, "video second",
                    enabled=progress)
     frames = iter(source)
     tick = time.perf_counter()
@@ -243,7 +245,7 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
                                                                    config.frame_width))
         tick = time.perf_counter()
         stage["select"] += tick - now
-        bar.update(source.frames_read)
+        bar.update(frame.time)
     bar.close()
     if source.frames_read == 0:
         raise FootageError(f"{item.path}: no frame could be read")
