@@ -29,10 +29,10 @@ from reid.index import versioned_folder as vf
 from reid.index.appearances import clock
 from reid.index.footage import FootageEntry, TrackRecord, VideoRecord
 from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index
-from reid.utils.io import atomic_write_text
 from reid.utils.progress import Progress
 from reid.video.errors import FootageError
 from reid.video.frames import FrameSource
+from reid.video.measure import MotRow, write_mot
 from reid.video.selection import Candidate, CandidatePool, crop_quality
 from reid.video.tracking import Tracker
 
@@ -334,12 +334,11 @@ def _commit(processed: _Processed, index_dir: pathlib.Path, info: ModelInfo, cre
 
 
 def write_mot_tracks(path: pathlib.Path, rows: Sequence[tuple], numbers: dict[int, int]) -> None:
-    """The tracker's boxes in MOTChallenge result format (frame, id, x, y, w, h, score, -1, -1,
-    -1), ids the index's track numbers plus one (MOTChallenge ids start at 1); boxes of tracks
-    too short to index are left out, as they are from the index."""
-    lines = [f"{f},{numbers[t] + 1},{x:.2f},{y:.2f},{w:.2f},{h:.2f},{s:.4f},-1,-1,-1"
-             for f, t, x, y, w, h, s in rows if t in numbers]
-    atomic_write_text(path, "\n".join(lines) + ("\n" if lines else ""))
+    """The tracker's boxes in MOTChallenge result format, ids the index's track numbers plus
+    one (MOTChallenge ids start at 1); boxes of tracks too short to index are left out, as
+    they are from the index."""
+    write_mot(path, [MotRow(f, numbers[t] + 1, x, y, w, h, s)
+                     for f, t, x, y, w, h, s in rows if t in numbers])
 
 
 @dataclasses.dataclass
