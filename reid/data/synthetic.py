@@ -701,28 +701,88 @@ def _draw_bystander_front(canvas: np.ndarray, rng: np.random.Generator, hc: int,
                   _bgr(TOP_COLORS, _pick(rng, TOP_COLORS)), -1)
 
 
-def _apply_camera(img: np.ndarray, camera: CameraStyle, rng: np.random.Generator) -> np.ndarray:
-    """Colour cast, exposure, haze, uneven light, blur and sensor noise, then back to uint8."""
-    x = img.astype(np.float32) / 255.0
+@dataclasses.dataclass(frozen=True)
+class CameraLook:
+    """One image's draw of its camera's variation: exposure, light ramp, gamma and blur.
+
+    Drawn apart from its application so that footage can draw it once per camera and apply it
+    to the regions of a frame that changed (the whole-frame pass is most of a frame's cost).
+    """
+
+    scale: tuple[float, float, float]  # per-channel (B, G, R) gain times exposure, float32 values
+    ramp_angle: float  # direction of the light ramp, radians
+    ramp_strength: float  # brightness change across the image
+    gamma: float
+    blur: float  # Gaussian sigma in pixels (none at or below 0.25)
+
+
+def sample_camera_look(camera: CameraStyle, rng: np.random.Generator) -> CameraLook:
+    """Draw one image's look of ``camera`` (the same draws, in the same order, as the crops')."""
     gains = np.asarray(camera.gains) * rng.normal(1.0, 0.025, size=3)
-    x *= (gains * camera.brightness * rng.uniform(0.9, 1.1)).astype(np.float32)
+    scale = (gains * camera.brightness * rng.uniform(0.9, 1.1)).astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    strength = rng.uniform(0.0, 0.25)
+    gamma = camera.gamma * rng.uniform(0.95, 1.05)
+    sigma = camera.blur * rng.uniform(0.7, 1.3)
+    return CameraLook(scale=tuple(float(s) for s in scale),  # type: ignore[arg-type]
+                      ramp_angle=float(angle), ramp_strength=float(strength), gamma=float(gamma),
+                      blur=float(sigma))
+
+
+def apply_camera_look(img: np.ndarray, camera: CameraStyle, look: CameraLook,
+                      noise: np.random.Generator | np.ndarray,
+                      window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Colour cast, exposure, haze, uneven light, blur and sensor noise, then back to uint8.
+
+    ``noise``: a generator to draw the sensor noise from, or the noise itself (float32 grey
+    levels, ``img``'s shape). ``window`` (x0, y0, full width, full height) says where ``img``
+    lies in a larger image, so that a region gets the light ramp it has in the whole; its blur
+    reads only the region, so pad it by about four sigmas and keep the inside.
+    """
+    x = img.astype(np.float32) / 255.0
+    x *= np.asarray(look.scale, np.float32)
     grey = x.mean(axis=2, keepdims=True)
     x = grey + (x - grey) * np.float32(camera.saturation)
     h, w = x.shape[:2]
-    # Light from one side or from above: a linear ramp across the crop.
-    angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.cos(angle) * np.linspace(-0.5, 0.5, w)[None, :]
-            + np.sin(angle) * np.linspace(-0.5, 0.5, h)[:, None])
-    x *= (1.0 + rng.uniform(0.0, 0.25) * ramp).astype(np.float32)[:, :, None]
+    x0, y0, full_w, full_h = (0, 0, w, h) if window is None else window
+    # Light from one side or from above: a linear ramp across the image.
+    ramp = (np.cos(look.ramp_angle) * np.linspace(-0.5, 0.5, full_w)[None, x0:x0 + w]
+            + np.sin(look.ramp_angle) * np.linspace(-0.5, 0.5, full_h)[y0:y0 + h, None])
+    x *= (1.0 + look.ramp_strength * ramp).astype(np.float32)[:, :, None]
     np.clip(x, 0.0, 1.0, out=x)
-    x **= np.float32(camera.gamma * rng.uniform(0.95, 1.05))
+    x **= np.float32(look.gamma)
     haze = np.asarray(camera.haze_color, np.float32) / 255.0
     x = x * np.float32(1 - camera.haze) + haze * np.float32(camera.haze)
-    sigma = camera.blur * rng.uniform(0.7, 1.3)
-    if sigma > 0.25:
-        x = cv2.GaussianBlur(x, (0, 0), sigma)
-    x = x * 255.0 + rng.normal(0.0, camera.noise, size=x.shape).astype(np.float32)
+    if look.blur > 0.25:
+        x = cv2.GaussianBlur(x, (0, 0), look.blur)
+    if isinstance(noise, np.random.Generator):
+        noise = noise.normal(0.0, camera.noise, size=x.shape).astype(np.float32)
+    x = x * 255.0 + noise
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _apply_camera(img: np.ndarray, camera: CameraStyle, rng: np.random.Generator) -> np.ndarray:
+    """``camera``'s look with this image's own variation, drawn from ``rng``."""
+    return apply_camera_look(img, camera, sample_camera_look(camera, rng), rng)
+
+
+def draw_person_at(canvas: np.ndarray, identity: PersonIdentity, *, view: str, cx: float,
+                   feet: float, height: float, stride: float = 0.0,
+                   arm_angles: tuple[float, float] = (0.1, 0.1), dark_side: float = 0.8) -> None:
+    """Draw ``identity`` into ``canvas`` (BGR uint8, in place) with the crops' own drawing code.
+
+    For scenes other than crops (:mod:`reid.video.synthetic` draws whole frames): a model
+    trained on the crops must meet the same people there. ``view`` is one of :data:`VIEWS`,
+    ``cx`` / ``feet`` the body's centre line and the soles' row, ``height`` the body height, all
+    in canvas pixels; ``stride`` (radians between the legs; negative: the far leg forward) and
+    ``arm_angles`` (radians from vertical; in side views the far arm first) animate a walk.
+    """
+    if view not in VIEWS:
+        raise ValueError(f"view: expected one of {', '.join(VIEWS)}, got {view!r}")
+    _draw_person(canvas, identity, _Pose(view=view, cx=float(cx), feet=float(feet),
+                                         ph=float(height), arm_angles=(float(arm_angles[0]),
+                                                                       float(arm_angles[1])),
+                                         stride=float(stride), dark_side=float(dark_side)))
 
 
 def render_person(identity: PersonIdentity, camera: CameraStyle, rng: np.random.Generator,
