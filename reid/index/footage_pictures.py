@@ -81,7 +81,9 @@ def render_sheet(results: Sequence[AppearanceResult], index_dir: str | os.PathLi
                     x1, y1, x2, y2 = (int(round(v * s)) for v in a.box)
                     cv2.rectangle(frame, (x1, y1), (x2, y2), GREEN if a.match is not False
                                   else RED, 2)
-            when = (clock(a.start) if a.track is not None else "")
+            when = ""
+            if a.track is not None:  # wall-clock time when known, as the text says
+                when = (a.started_at[11:21] if a.started_at else clock(a.start))
             caption = [f"#{a.rank} {a.score:.2f} cam {a.camera}",
                        f"{when} track {a.track}" if a.track is not None else "image"]
             color = None if a.match is None else (GREEN if a.match else RED)
@@ -109,12 +111,15 @@ def render_sheet(results: Sequence[AppearanceResult], index_dir: str | os.PathLi
     return canvas
 
 
-def _span(videos: Sequence[VideoRecord]) -> tuple[bool, float, float]:
-    """(wall clock?, axis start, axis end): seconds since the epoch, or since each video's start."""
+def _span(videos: Sequence[VideoRecord]
+          ) -> tuple[datetime.tzinfo | None | bool, float, float]:
+    """(the zone of the wall clock, False without one; axis start; axis end): seconds since the
+    epoch, or since each video's start. Ticks are written in the first video's zone (None:
+    local time, as its start time was written without one)."""
     if videos and all(v.start_time for v in videos):
-        starts = [datetime.datetime.fromisoformat(v.start_time).timestamp() for v in videos]
-        ends = [s + v.frames / v.fps for s, v in zip(starts, videos)]
-        return True, min(starts), max(ends)
+        starts = [datetime.datetime.fromisoformat(v.start_time) for v in videos]
+        ends = [s.timestamp() + v.frames / v.fps for s, v in zip(starts, videos)]
+        return starts[0].tzinfo, min(s.timestamp() for s in starts), max(ends)
     return False, 0.0, max([v.frames / v.fps for v in videos] + [1.0])
 
 
@@ -123,7 +128,8 @@ def render_timeline(results: Sequence[AppearanceResult], videos: Sequence[VideoR
     """The timeline as a BGR array (see the module docstring)."""
     cameras = sorted({v.camera for v in videos} | {a.camera for r in results
                                                     for a in r.appearances})
-    wall, t0, t1 = _span(videos)
+    zone, t0, t1 = _span(videos)
+    wall = zone is not False
     t1 = max(t1, t0 + 1e-3)
     label_w, top, bar_h = 90, 30, 9
     plot_w = width - label_w - 2 * GAP
@@ -146,7 +152,7 @@ def render_timeline(results: Sequence[AppearanceResult], videos: Sequence[VideoR
 
     def tick(t: float) -> str:
         if wall:
-            return datetime.datetime.fromtimestamp(t).strftime("%H:%M:%S")
+            return datetime.datetime.fromtimestamp(t, zone or None).strftime("%H:%M:%S")
         return clock(t)
 
     y0 = GAP
