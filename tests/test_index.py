@@ -261,11 +261,11 @@ def test_move_and_relocate_rewrite_paths_only(tmp_path):
         {4: (str(tmp_path / "real" / "5.jpg"), "/new/5.jpg")}, 1)
 
 
-def test_a_format_1_index_is_read_and_saved_as_format_2(tmp_path):
+def test_a_format_1_index_is_read_and_saved_in_the_current_format(tmp_path):
     g, x, _, _, paths = make_gallery("flat", num_ids=3, per_id=2)
     version = g.save(tmp_path / "g")
     manifest = write_format_1(version)
-    # The same with a format-2 manifest is damage, not an old index.
+    # The same with a newer manifest is damage, not an old index.
     damaged = tmp_path / "damaged"
     shutil.copytree(tmp_path / "g", damaged)
     manifest["format_version"] = 2
@@ -278,7 +278,7 @@ def test_a_format_1_index_is_read_and_saved_as_format_2(tmp_path):
     assert len(old.entries_without_digest()) == len(paths)
     old.record_digests({0: "d0"})
     newer = old.save(tmp_path / "g")
-    assert json.loads((newer / "manifest.json").read_text())["format_version"] == 2
+    assert json.loads((newer / "manifest.json").read_text())["format_version"] == 3
     with sqlite3.connect(newer / "metadata.sqlite") as conn:
         assert conn.execute("SELECT digest FROM images WHERE id = 0").fetchone() == ("d0",)
     conn.close()
@@ -371,7 +371,7 @@ def test_saved_files_are_what_the_manifest_says(tmp_path):
     version = g.save(tmp_path / "g")
     assert (tmp_path / "g" / "CURRENT").read_text().strip() == version.name
     manifest = json.loads((version / "manifest.json").read_text())
-    assert manifest["format"] == "reid-gallery-index" and manifest["format_version"] == 2
+    assert manifest["format"] == "reid-gallery-index" and manifest["format_version"] == 3
     assert manifest["count"] == 21 and manifest["embedding_dim"] == DIM
     assert manifest["model"]["fingerprint"] == MODEL.fingerprint
     assert manifest["model"]["preprocessing"] == {"input_height": 64, "input_width": 32}
@@ -545,7 +545,7 @@ def test_bad_folders_and_manifests(saved, tmp_path):
     manifest.write_text(good[:40])
     with pytest.raises(CorruptIndexError, match=rf"{manifest}: cannot read the manifest"):
         GalleryIndex.load(folder)
-    manifest.write_text(good.replace('"format_version": 2', '"format_version": 9'))
+    manifest.write_text(good.replace('"format_version": 3', '"format_version": 9'))
     with pytest.raises(CorruptIndexError, match="format version 9.*newer"):
         GalleryIndex.load(folder)
     manifest.write_text(good)

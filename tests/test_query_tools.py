@@ -556,7 +556,7 @@ def test_appending_to_a_format_1_index_records_its_digests(tmp_path, run_dir, da
     assert report.added == 3 and report.copies == [(str(moved / files[0].name),
                                                     str(folder / files[0].name))]
     version = index / (index / "CURRENT").read_text().strip()
-    assert json.loads((version / "manifest.json").read_text())["format_version"] == 2
+    assert json.loads((version / "manifest.json").read_text())["format_version"] == 3
     entries = GalleryIndex.load(index).entries()
     assert [e.digest is None for e in entries] == [False, True, True, True, False, False, False]
 

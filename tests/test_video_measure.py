@@ -9,6 +9,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from reference import brute_force_map_rank1
 from reid.video.measure import (MotFormatError, MotRow, cross_camera_map, read_mot,
                                 track_identities, tracking_metrics, write_mot)
 from reid.video.synthetic import make_synthetic_footage
@@ -175,25 +176,18 @@ def test_hungarian_matching_keeps_both_people_where_greedy_would_lose_one():
 
 
 def brute_force_cross_camera(vectors, pids, cameras):
-    """Each known track against the tracks of the other cameras only, straight from the
-    definition: sort by cosine distance (ties by index), average precision at each match."""
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    """Each known track against the tracks of the other cameras only: the protocol's plain
+    loop (tests/reference.py) run one query at a time with that gallery."""
     aps, firsts = [], []
     for q in range(len(vectors)):
-        if pids[q] is None:
-            continue
         gallery = [g for g in range(len(vectors)) if cameras[g] != cameras[q]]
-        order = sorted(gallery, key=lambda g: (1.0 - float(unit[g] @ unit[q]), g))
-        matches = [pids[g] == pids[q] for g in order]
-        if not any(matches):
+        g_pids = [-1 if pids[g] is None else pids[g] for g in gallery]
+        if pids[q] is None or pids[q] not in g_pids:
             continue
-        hits, precisions = 0, []
-        for position, match in enumerate(matches, start=1):
-            if match:
-                hits += 1
-                precisions.append(hits / position)
-        aps.append(np.mean(precisions))
-        firsts.append(matches[0])
+        ap, first = brute_force_map_rank1(vectors[q:q + 1], vectors[gallery], [pids[q]], g_pids,
+                                          [0], [1] * len(gallery))
+        aps.append(ap)
+        firsts.append(first)
     return float(np.mean(aps)), float(np.mean(firsts)), len(aps)
 
 

@@ -17,15 +17,14 @@ import argparse
 import pathlib
 import sys
 
-from reid.utils.cli import (add_no_progress_option, add_overrides_option, add_runtime_option,
-                            run_tool)
+from reid.utils.cli import (add_lock_timeout_option, add_no_progress_option,
+                            add_overrides_option, add_runtime_option, run_tool)
 
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
     from reid.index.index_types import INDEX_TYPES
-    from reid.index.versioned_folder import DEFAULT_LOCK_TIMEOUT
 
     parser = argparse.ArgumentParser(description="Build or extend a gallery index.")
     parser.add_argument("--model", type=pathlib.Path,
@@ -54,10 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--projector", type=pathlib.Path,
                         help="also write TensorBoard Embedding Projector files to this folder")
     parser.add_argument("--threads", type=int, help="FAISS threads (default: all cores)")
-    parser.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT,
-                        metavar="SECONDS",
-                        help="how long to wait while another process writes the index "
-                             f"(default {DEFAULT_LOCK_TIMEOUT:g})")
+    add_lock_timeout_option(parser)
     add_no_progress_option(parser, "no progress bar")
     return parser
 
@@ -76,8 +72,6 @@ def build(args: argparse.Namespace) -> None:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size: expected a positive number, got {args.batch_size}")
-    if not args.lock_timeout >= 0:
-        raise ValueError(f"--lock-timeout: expected seconds >= 0, got {args.lock_timeout}")
     if args.relocate is not None:
         building = ("images", "model", "append", "overwrite", "type", "config", "set",
                     "batch_size", "source", "projector", "threads")

@@ -18,13 +18,12 @@ import argparse
 import pathlib
 import sys
 
-from reid.utils.cli import (add_no_progress_option, add_overrides_option, add_runtime_option,
-                            run_tool)
+from reid.utils.cli import (add_lock_timeout_option, add_no_progress_option,
+                            add_overrides_option, add_runtime_option, run_tool)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
-    from reid.index.versioned_folder import DEFAULT_LOCK_TIMEOUT
 
     parser = argparse.ArgumentParser(description="Index camera footage for person search.")
     parser.add_argument("--model", type=pathlib.Path,
@@ -60,10 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also write each video's tracks in MOTChallenge format to "
                              "DIR/<camera>.txt")
     add_runtime_option(parser)
-    parser.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT,
-                        metavar="SECONDS",
-                        help="how long to wait while another process writes the index "
-                             f"(default {DEFAULT_LOCK_TIMEOUT:g})")
+    add_lock_timeout_option(parser)
     add_no_progress_option(parser, "no progress line")
     return parser
 
@@ -76,8 +72,6 @@ def index_video(args: argparse.Namespace) -> None:
     from reid.config import check_override_sections, config_from_dict, load_config
     from reid.video.ingest import index_footage, video_inputs
 
-    if not args.lock_timeout >= 0:
-        raise ValueError(f"--lock-timeout: expected seconds >= 0, got {args.lock_timeout}")
     check_override_sections(args.set, ["video"], "index_video")
     if args.config is not None:
         config = load_config(args.config, args.set).video

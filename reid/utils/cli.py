@@ -56,6 +56,22 @@ def add_runtime_option(parser: argparse.ArgumentParser) -> None:
                              "Keras), keras, or a converted export by name")
 
 
+def add_lock_timeout_option(parser: argparse.ArgumentParser) -> None:
+    """``--lock-timeout``: how long a writer of a gallery index waits for another one."""
+    from reid.index.versioned_folder import DEFAULT_LOCK_TIMEOUT
+
+    def seconds(text: str) -> float:
+        value = float(text)
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text}")
+        return value
+
+    parser.add_argument("--lock-timeout", type=seconds, default=DEFAULT_LOCK_TIMEOUT,
+                        metavar="SECONDS",
+                        help="how long to wait while another process writes the index "
+                             f"(default {DEFAULT_LOCK_TIMEOUT:g})")
+
+
 def add_no_progress_option(parser: argparse.ArgumentParser, help: str = "no progress bars"
                            ) -> None:
     parser.add_argument("--no-progress", action="store_true", help=help)
