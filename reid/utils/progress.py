@@ -34,7 +34,11 @@ class Progress:
         self._next_log_share = 0.1
         self._shown = False
 
-    def line(self, done: float) -> str:
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+    def line(self, done: float, extra: str = "") -> str:
         elapsed = time.perf_counter() - self._start
         rate = done / elapsed if elapsed > 0 else 0.0
 
@@ -42,22 +46,23 @@ class Progress:
             return f"{value:.1f}" if isinstance(value, float) else str(value)
 
         count = f"{shown(done)}/{shown(self.total)}" if self.total else shown(done)
-        text = f"{self.label}: {count} {self.unit}s, {rate:.1f} {self.unit}s/s"
+        text = f"{self.label}: {count} {self.unit}s, {rate:.1f} {self.unit}s/s{extra}"
         if self.total and rate > 0:
             text += f", time left {format_duration(max(0, self.total - done) / rate)}"
         return text + f", {format_duration(elapsed)} so far"
 
-    def update(self, done: float) -> None:
+    def update(self, done: float, extra: str = "") -> None:
+        """``extra``: more to say after the rate, e.g. ", 24.0 frames/s"."""
         if not self.enabled:
             return
         now = time.perf_counter()
         if self._tty:
             if now - self._last >= self.interval:
-                self.stream.write("\r" + self.line(done) + "\033[K")
+                self.stream.write("\r" + self.line(done, extra) + "\033[K")
                 self.stream.flush()
                 self._last, self._shown = now, True
         elif self.total and done >= self._next_log_share * self.total:
-            self.stream.write(self.line(done) + "\n")
+            self.stream.write(self.line(done, extra) + "\n")
             while self._next_log_share * self.total <= done:
                 self._next_log_share += 0.1
 

@@ -245,7 +245,8 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
                                                                    config.frame_width))
         tick = time.perf_counter()
         stage["select"] += tick - now
-        bar.update(frame.time)
+        if progress:
+            bar.update(frame.time, f" ({source.frames_read / bar.elapsed:.1f} frames/s)")
     bar.close()
     if source.frames_read == 0:
         raise FootageError(f"{item.path}: no frame could be read")
