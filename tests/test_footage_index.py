@@ -104,16 +104,17 @@ def test_removing_entries_forgets_their_tracks_and_videos(footage):
     assert [v.camera for v in gallery.footage_videos()] == ["A", "B"]
 
 
-def test_appearances_group_by_track_and_rank_by_the_best_entry(footage):
+def test_appearances_group_by_track_and_rank_by_the_best_crop(footage):
     gallery, _, directions = footage
     found = search_appearances(gallery, directions[0], top_k=5)
-    # Brute force: per (camera, track), the best cosine of any of its entries.
+    # Brute force: per (camera, track), the best cosine of its crops (not of its mean).
     ids, vectors = gallery.ids, gallery.vectors
     rows = gallery.footage_entries(ids.tolist())
     best: dict[tuple[str, int], float] = {}
     for i, v in zip(ids.tolist(), vectors):
-        key = (rows[i].camera, rows[i].track)
-        best[key] = max(best.get(key, -2.0), float(v @ directions[0]))
+        if rows[i].kind == "crop":
+            key = (rows[i].camera, rows[i].track)
+            best[key] = max(best.get(key, -2.0), float(v @ directions[0]))
     expected = sorted(best, key=lambda k: -best[k])
     assert [(a.camera, a.track) for a in found] == expected
     assert [a.score for a in found] == pytest.approx([best[k] for k in expected], abs=1e-5)

@@ -3,9 +3,11 @@
 A footage index holds a few crops of each track and the track's mean embedding
 (:mod:`reid.index.footage`). The person in a query may match several of them, and a list of
 near-identical crops of one passage would hide the other passages; what a user asks is which
-passages, so hits are grouped by (camera, track) into appearances, each scored by its best hit
-and shown by its track's best crop, best first. Entries indexed from image files (not footage)
-stand alone, one appearance each.
+passages, so hits are grouped by (camera, track) into appearances, best first, each shown by
+its track's best crop. An appearance's score is its best crop's cosine with the query: one
+image against one image, the pairs the match threshold was calibrated on (the best of a
+track's few crops still lets a stranger's track through somewhat more often than one pair).
+Entries indexed from image files (not footage) stand alone, one appearance each.
 """
 
 from __future__ import annotations
@@ -129,18 +131,30 @@ def search_appearances(gallery: GalleryIndex, vector: np.ndarray, top_k: int = 1
         row = rows.get(i)
         key = ("track", row.camera, row.track) if row is not None else ("image", i)
         groups.setdefault(key, []).append((score, i))
-    best = sorted(groups.items(), key=lambda kv: -max(s for s, _ in kv[1]))[:top_k]
-    tracks = gallery.footage_tracks([(k[1], k[2]) for k, _ in best if k[0] == "track"])
+    # A track is scored by its best crop against the query, computed for all its crops: a
+    # single-image pair, as the match threshold was calibrated. Its mean embedding helps find
+    # the track (it may rank where no single crop does) but scores nothing.
+    unit = np.asarray(vector, np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
+    scored: list[tuple[float, tuple, list]] = []
+    members: dict[tuple, list] = {}
+    for key, hits in groups.items():
+        if key[0] == "track":
+            members[key] = gallery.track_entries(key[1], key[2])
+            crops = [e.id for e in members[key] if e.kind == "crop"]
+            score = float(np.max(gallery.vectors_of(crops) @ unit))
+        else:
+            score = max(s for s, _ in hits)
+        scored.append((float(np.clip(score, -1.0, 1.0)), key, hits))
+    best = sorted(scored, key=lambda item: -item[0])[:top_k]
+    tracks = gallery.footage_tracks([k[1:] for _, k, _ in best if k[0] == "track"])
     videos = {v.video: v for v in gallery.footage_videos()}
-    images = {e.id: e for e in gallery.entries([k[1] for k, _ in best if k[0] == "image"])}
+    images = {e.id: e for e in gallery.entries([k[1] for _, k, _ in best if k[0] == "image"])}
     out = []
-    for rank, (key, hits) in enumerate(best, start=1):
-        score = float(np.clip(max(s for s, _ in hits), -1.0, 1.0))
+    for rank, (score, key, hits) in enumerate(best, start=1):
         match = None if threshold is None else threshold.matches(score)
         if key[0] == "track":
             track = tracks[(key[1], key[2])]
-            face = next((e for e in gallery.track_entries(key[1], key[2]) if e.kind == "track"),
-                        rows[hits[0][1]])
+            face = next(e for e in members[key] if e.kind == "track")
             video = videos.get(track.video)
             out.append(Appearance(
                 rank, score, track.camera, track.track, track.start, track.end,

@@ -168,13 +168,18 @@ def insert(conn: sqlite3.Connection, video: VideoRecord, tracks: Iterable[TrackR
 
 
 def delete(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
-    """Forget the footage rows of removed entries, and tracks and videos left with none."""
+    """Forget the footage rows of removed entries, the tracks left with none, and the videos
+    whose entries were all removed (so that they can be indexed again); a video recorded
+    without people is not touched."""
+    touched = {row[0] for i in ids for row in conn.execute(
+        "SELECT t.video FROM footage f JOIN tracks t ON f.camera = t.camera AND "
+        "f.track = t.track WHERE f.id = ?", (int(i),))}
     with conn:
         conn.executemany("DELETE FROM footage WHERE id = ?", [(int(i),) for i in ids])
         conn.execute("DELETE FROM tracks WHERE NOT EXISTS (SELECT 1 FROM footage f WHERE "
                      "f.camera = tracks.camera AND f.track = tracks.track)")
-        conn.execute("DELETE FROM videos WHERE NOT EXISTS (SELECT 1 FROM tracks t WHERE "
-                     "t.video = videos.video)")
+        conn.executemany("DELETE FROM videos WHERE video = ? AND NOT EXISTS (SELECT 1 FROM "
+                         "tracks t WHERE t.video = videos.video)", [(v,) for v in touched])
 
 
 def video(conn: sqlite3.Connection, path: str) -> VideoRecord | None:
@@ -225,11 +230,3 @@ def track_entries(conn: sqlite3.Connection, camera: str, track: int) -> list[Foo
 
 def count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM footage").fetchone()[0])
-
-
-def media_names(conn: sqlite3.Connection) -> set[str]:
-    """Every media file the rows refer to."""
-    names = {r[0] for r in conn.execute("SELECT thumb FROM footage")}
-    names |= {r[0] for r in conn.execute("SELECT frame_image FROM footage "
-                                         "WHERE frame_image IS NOT NULL")}
-    return names

@@ -341,13 +341,16 @@ class GalleryIndex:
         camid = footage.camid(conn, video.camera)
         keys = [e.key(video.video) for e in entries]
         captured = [video.wall_clock(e.time) for e in entries]
-        result = self.add(keys, vectors, camids=[camid] * len(keys),
-                          sources=[video.video] * len(keys), captured_at=captured)
+        result = AddResult(np.zeros(0, np.int64), [], [])
+        if keys:  # a video without people is still recorded, as indexed
+            result = self.add(keys, vectors, camids=[camid] * len(keys),
+                              sources=[video.video] * len(keys), captured_at=captured)
         if result.duplicates:
             raise GalleryError(f"{video.video}: entries already indexed, e.g. "
                                f"{result.duplicates[0]}")
         with_ids = [dataclasses.replace(e, id=int(i)) for e, i in zip(entries, result.added_ids)]
         footage.insert(conn, dataclasses.replace(video, indexed_at=_now()), tracks, with_ids)
+        self._updated_at = _now()
         return result
 
     @property

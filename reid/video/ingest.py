@@ -30,6 +30,7 @@ from reid.index.appearances import clock
 from reid.index.footage import FootageEntry, TrackRecord, VideoRecord
 from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index
 from reid.utils.progress import Progress
+from reid.video.detector import Detector, load_detector
 from reid.video.errors import FootageError
 from reid.video.frames import FrameSource
 from reid.video.measure import MotRow, write_mot
@@ -106,6 +107,17 @@ def video_inputs(videos: Sequence[str | os.PathLike], cameras: Sequence[str] = (
     return out
 
 
+def check_sampling(source: FrameSource, config: VideoConfig) -> None:
+    """Refuse frames so far apart that no track could continue from one to the next: the
+    tracker would end every track before confirming it, and index nothing."""
+    step = source.every / source.fps
+    if step >= config.track_gap_seconds:
+        raise FootageError(f"{source.path}: --every {source.every} at {source.fps:g} fps leaves "
+                           f"{step:.2f} s between frames, not less than video.track_gap_seconds "
+                           f"{config.track_gap_seconds:g}: no track could continue; lower "
+                           f"--every or raise video.track_gap_seconds")
+
+
 @dataclasses.dataclass
 class VideoReport:
     video: str
@@ -153,6 +165,24 @@ class _TrackState:
     face_candidate: Candidate | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class _FinishedTrack:
+    """What is kept of a track once it ended: its span, its chosen crops and its face."""
+
+    record: TrackRecord
+    chosen: list[Candidate]
+    face: Candidate
+    face_frame: bytes | None
+
+
+def _finish(state: _TrackState, track_id: int, camera: str, count: int) -> _FinishedTrack:
+    pool = state.pool
+    record = TrackRecord(camera, track_id, "", pool.first_frame, pool.last_frame,
+                         pool.first_time, pool.last_time, pool.boxes)
+    return _FinishedTrack(record, pool.choose(count), state.face_candidate or pool.best(),
+                          state.face_frame)
+
+
 def _crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, tuple[float, ...]] | None:
     height, width = image.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)
@@ -192,18 +222,28 @@ class _Processed:
 
 def process_video(item: VideoInput, embedder: object, config: VideoConfig, index_dir: pathlib.Path,
                   every: int = 1, fps: float | None = None, progress: bool = True,
-                  detector: object | None = None) -> _Processed:
+                  detector: Detector | None = None) -> _Processed:
     """Detect, track, choose and embed the crops of one video; write their pictures into the
     index's media folder. Nothing is added to the index yet."""
-    from reid.video.detector import load_detector
-
     start = time.perf_counter()
     stage = dict.fromkeys(STAGES, 0.0)
     source = FrameSource(item.path, fps=fps, every=every)
+    check_sampling(source, config)
     detector = detector or load_detector(config, item.detections)
     tracker = Tracker(config, source.fps / every)
     height, width = embedder.input_size
-    states: dict[int, _TrackState] = {}
+    states: dict[int, _TrackState] = {}  # tracks that may still continue
+    finished: dict[int, _FinishedTrack] = {}
+    tracks_seen = 0
+    step = every / source.fps  # seconds between the frames processed
+
+    def finish(track_ids: list[int]) -> None:
+        # A track unseen for longer than the gap has ended (the tracker dropped it): keep only
+        # what will be indexed, so memory follows the people in view, not the video's length.
+        for t in track_ids:
+            state = states.pop(t)
+            if state.pool.boxes >= config.track_min_boxes:
+                finished[t] = _finish(state, t, item.camera, config.crops_per_track)
     mot_rows: list[tuple] = []
     detections = 0
     # Progress in seconds of video: a header's frame count can be wrong (see frames.py), and
@@ -227,8 +267,13 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
             if cut is None:
                 continue
             crop, clipped = cut
-            state = states.setdefault(int(track_id), _TrackState(
-                CandidatePool(POOL_PER_CROP * config.crops_per_track)))
+            if int(track_id) in finished:  # cannot happen with the margin above; never mix
+                continue
+            if int(track_id) not in states:
+                tracks_seen += 1
+                states[int(track_id)] = _TrackState(
+                    CandidatePool(POOL_PER_CROP * config.crops_per_track))
+            state = states[int(track_id)]
             quality = crop_quality(crop, clipped, float(score), frame.image.shape[:2], height)
             candidate = Candidate(frame.index, frame.time, clipped, float(score), quality,
                                   crop.copy())
@@ -243,6 +288,11 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
                 state.face_candidate = candidate
                 state.face_frame = media.encode_jpeg(_scaled_frame(frame.image,
                                                                    config.frame_width))
+        # The tracker drops a track unseen for the gap; half as long again, and it is gone.
+        ended = [t for t, st in states.items()
+                 if frame.time - st.pool.last_time > 1.5 * config.track_gap_seconds + step]
+        if ended:
+            finish(ended)
         tick = time.perf_counter()
         stage["select"] += tick - now
         if progress:
@@ -251,31 +301,26 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
     if source.frames_read == 0:
         raise FootageError(f"{item.path}: no frame could be read")
 
-    kept = {t: s for t, s in states.items() if s.pool.boxes >= config.track_min_boxes}
+    finish(list(states))
     crops: list[np.ndarray] = []
     entries: list[FootageEntry] = []
     tracks: list[TrackRecord] = []
     owners: list[int] = []  # per crop entry, its track's position in `tracks`
     tick = time.perf_counter()
-    for track_id in sorted(kept):
-        state = kept[track_id]
-        chosen = state.pool.choose(config.crops_per_track)
-        pool = state.pool
-        tracks.append(TrackRecord(item.camera, track_id, "", pool.first_frame, pool.last_frame,
-                                  pool.first_time, pool.last_time, pool.boxes))
-        for c in chosen:
+    for track_id in sorted(finished):
+        done = finished[track_id]
+        tracks.append(done.record)
+        for c in done.chosen:
             thumb = media.store(index_dir, media.encode_jpeg(_thumbnail(c.crop)))
             entries.append(FootageEntry("crop", item.camera, track_id, c.frame, c.time, c.box,
                                         c.score, thumb))
             crops.append(c.crop)
             owners.append(len(tracks) - 1)
-        face = state.face_candidate or state.pool.best()
-        frame_name = (media.store(index_dir, state.face_frame) if state.face_frame is not None
-                      else None)
+        face = done.face
+        frame_name = None if done.face_frame is None else media.store(index_dir, done.face_frame)
+        face_thumb = media.store(index_dir, media.encode_jpeg(_thumbnail(face.crop)))
         entries.append(FootageEntry("track", item.camera, track_id, face.frame, face.time,
-                                    face.box, face.score,
-                                    media.store(index_dir, media.encode_jpeg(_thumbnail(face.crop))),
-                                    frame_name))
+                                    face.box, face.score, face_thumb, frame_name))
     stage["write"] += time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -303,16 +348,16 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
     report = VideoReport(str(item.path), item.camera, source.describe(),
                          detector.describe(),
                          source.frames_read, source.expected_frames, source.ended_early,
-                         detections, len(states), len(tracks), len(entries),
+                         detections, tracks_seen, len(tracks), len(entries),
                          time.perf_counter() - start, stage, last_time=source.last_time,
                          duration=source.duration)
     return _Processed(record, tracks, entries, vectors, mot_rows, report)
 
 
 def _commit(processed: _Processed, index_dir: pathlib.Path, info: ModelInfo, create: bool,
-            lock_timeout: float, log: Callable[[str], None]) -> dict[int, int]:
+            lock_timeout: float, log: Callable[[str], None]) -> dict[int, int] | None:
     """Add one processed video to the index under its writer lock; return local track number
-    -> the index's track number."""
+    -> the index's track number, or None when another writer indexed the video meanwhile."""
     with vf.writer_lock(index_dir, lock_timeout, log):
         vf.check_pointer(index_dir)
         exists = is_gallery_index(index_dir)
@@ -324,13 +369,15 @@ def _commit(processed: _Processed, index_dir: pathlib.Path, info: ModelInfo, cre
             gallery.check_model(info, where=str(index_dir))
         else:
             gallery = GalleryIndex(info)
+        if gallery.footage_video(processed.record.video) is not None:
+            return None
         first = gallery.next_track(processed.record.camera)
         numbers = {t.track: first + n for n, t in enumerate(processed.tracks)}
         tracks = [dataclasses.replace(t, track=numbers[t.track]) for t in processed.tracks]
         entries = [dataclasses.replace(e, track=numbers[e.track]) for e in processed.entries]
-        if entries:
-            gallery.add_footage(processed.record, tracks, entries, processed.vectors)
-            gallery.save(index_dir, locked=True)
+        # Recorded even without people, so that appending does not process it again.
+        gallery.add_footage(processed.record, tracks, entries, processed.vectors)
+        gallery.save(index_dir, locked=True)
     return numbers
 
 
@@ -394,24 +441,39 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
     info = ModelInfo.from_embedder(embedder, model_dir)
     if existing is not None:
         existing.check_model(info, where=str(index_dir))
-    for item in inputs:  # every source must open before hours go into the first
-        FrameSource(item.path, fps=fps, every=every)
+    # Every source must open, and every detections file parse, before hours go into the first.
+    shared: list[Detector] = []  # one model detector for all videos: loaded once
+    detectors: list[Detector] = []
+    for item in inputs:
+        check_sampling(FrameSource(item.path, fps=fps, every=every), config)
+        if item.detections is not None:
+            detectors.append(load_detector(config, item.detections))
+        else:
+            shared = shared or [load_detector(config)]
+            detectors.append(shared[0])
     if save_tracks is not None:
         pathlib.Path(save_tracks).mkdir(parents=True, exist_ok=True)
     cameras = [i.camera for i in inputs]
     reports: list[VideoReport] = []
     create = not exists
-    for item in inputs:
+    def skipped(item: VideoInput) -> VideoReport:
+        return VideoReport(str(item.path), item.camera, "", "", 0, None, False, 0, 0, 0, 0, 0.0,
+                           dict.fromkeys(STAGES, 0.0), skipped="already in the index")
+
+    for item, detector in zip(inputs, detectors):
         real = os.path.realpath(item.path)
         if existing is not None and existing.footage_video(real) is not None:
-            reports.append(VideoReport(str(item.path), item.camera, "", "", 0, None, False, 0, 0,
-                                       0, 0, 0.0, dict.fromkeys(STAGES, 0.0),
-                                       skipped="already in the index"))
+            reports.append(skipped(item))
             continue
-        processed = process_video(item, embedder, config, index_dir, every, fps, progress)
+        processed = process_video(item, embedder, config, index_dir, every, fps, progress,
+                                  detector)
         tick = time.perf_counter()
         numbers = _commit(processed, index_dir, info, create, lock_timeout, log)
         create = False
+        if numbers is None:  # another writer indexed it while this one worked
+            reports.append(skipped(item))
+            log(reports[-1].format())
+            continue
         if save_tracks is not None:
             name = item.camera if cameras.count(item.camera) == 1 else \
                 f"{item.camera}-{item.path.stem}"
