@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import sqlite3
 
 import numpy as np
@@ -148,8 +149,10 @@ def test_threshold_text_json_and_pictures(footage):
     text = format_appearances([result], gallery)
     assert "camera B  2026-12-02 09:00:15.0-09:00:16.0  score" in text  # person 2: B, 5-6 s
     assert "camera C  00:01:12.4-00:01:19.8  score" in text  # C has no start time
-    data = appearances_json([result])
+    data = appearances_json([result], index_dir)
     assert data[0]["appearances"][0]["camera"] == "B" and data[0]["in_gallery"] is True
+    thumb = data[0]["appearances"][0]["thumb"]
+    assert thumb.startswith(str(index_dir.resolve())) and pathlib.Path(thumb).is_file()
     assert clock(72.4) == "00:01:12.4" and clock(3725.0) == "01:02:05.0"
     videos = gallery.footage_videos()
     sheet = render_sheet([result], index_dir, {v.video: v for v in videos}, 96)

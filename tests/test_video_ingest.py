@@ -192,3 +192,49 @@ def test_a_missing_video_fails_before_any_work(tmp_path, footage, model, capsys)
     assert tool_main("index_video")(args) == 1
     assert "gone.avi: no such video file or frame folder" in capsys.readouterr().err
     assert not (tmp_path / "index" / "CURRENT").exists()
+
+
+def test_frames_too_far_apart_for_the_track_gap_are_refused(tmp_path, footage, model):
+    inputs = _inputs(footage, ("A",))
+    with pytest.raises(FootageError, match=r"--every 10 at 10 fps leaves 1.00 s between frames"):
+        index_footage(inputs, tmp_path / "index", model, every=10, progress=False,
+                      log=lambda _: None)
+    assert not (tmp_path / "index" / "CURRENT").exists()
+
+
+def test_a_video_without_people_is_recorded_and_not_processed_again(tmp_path, footage, model):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    inputs = video_inputs([footage / "A.avi"], ["A"], [], [empty])
+    first = index_footage(inputs, tmp_path / "index", model, progress=False, log=lambda _: None)
+    assert first.videos[0].entries == 0 and first.count == 0
+    again = index_footage(inputs, tmp_path / "index", append=True, progress=False,
+                          log=lambda _: None)
+    assert again.videos[0].skipped == "already in the index"
+
+
+def test_a_bad_frame_in_a_folder_ends_it_like_a_cut_video(tmp_path, footage, model):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    capture = cv2.VideoCapture(str(footage / "A.avi"))
+    for i in range(30):
+        ok, frame = capture.read()
+        assert ok
+        cv2.imwrite(str(folder / f"{i + 1:06d}.png"), frame)
+    capture.release()
+    (folder / "000021.png").write_bytes(b"damaged")
+    inputs = video_inputs([folder], ["A"], [], [footage / "A" / "gt" / "gt.txt"])
+    lines: list[str] = []
+    report = index_footage(inputs, tmp_path / "index", model, fps=10, progress=False,
+                           log=lines.append)
+    video = report.videos[0]
+    assert video.frames == 20 and video.ended_early
+    assert any("000021.png cannot be read; what was read is indexed" in line for line in lines)
+    gallery = GalleryIndex.load(tmp_path / "index")
+    assert max(t.last_frame for t in gallery.footage_tracks().values()) <= 19
+
+
+def test_start_times_with_and_without_a_zone_are_not_mixed(footage):
+    with pytest.raises(FootageError, match="UTC offset"):
+        video_inputs([footage / "A.avi", footage / "B.avi"], [],
+                     ["2026-12-02T09:00:00+01:00", "2026-12-02T09:00:00"])

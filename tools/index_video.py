@@ -47,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--every", type=int, default=1, metavar="N",
                         help="process every N-th frame (default 1: every frame)")
     parser.add_argument("--fps", type=float,
-                        help="frame rate, for a folder of frames (default: its seqinfo.ini, else "
-                             "10) or a video whose header is wrong")
+                        help="frame rate of a folder of frames (default: its seqinfo.ini, else "
+                             "10), or of a video whose decoder gives no timestamps (a video's "
+                             "times come from its timestamps)")
     parser.add_argument("--append", action="store_true", help="add to an existing index")
     parser.add_argument("--config", type=pathlib.Path,
                         help="YAML config whose 'video' section sets detection, tracking and "

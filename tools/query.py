@@ -48,10 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true",
                         help="print JSON: a list per query of {query, pid, camid, threshold, "
                              "threshold_origin, in_gallery, hits: [{rank, score, match, path, "
-                             "pid, camid}]}; on a footage index {query, image, camera, track, "
+                             "pid, camid}]}; on a footage index {query, image, camera, track, thumb, "
                              "threshold, threshold_origin, in_gallery, appearances: [{rank, "
                              "score, match, camera, track, start, end, started_at, ended_at, "
-                             "video, frame, box, hits, path}]}")
+                             "video, frame, box, hits, path, thumb, frame_image}]}")
     parser.add_argument("--save-grid", type=pathlib.Path, metavar="OUT.png",
                         help="draw each query and its results into this picture")
     parser.add_argument("--save-sheet", type=pathlib.Path, metavar="OUT.png",
@@ -146,7 +146,7 @@ def query_footage_index(args: argparse.Namespace, gallery, embedder, tracks, thr
 
     results = query_footage(gallery, embedder, args.image, tracks, args.top_k, threshold)
     if args.json:
-        print(json.dumps(appearances_json(results), indent=2))
+        print(json.dumps(appearances_json(results, args.index), indent=2))
     else:
         print(format_appearances(results, gallery))
     videos = gallery.footage_videos()

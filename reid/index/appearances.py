@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from reid.calibration import MatchThreshold
+from reid.index import media
 from reid.index.errors import GalleryError
 from reid.index.gallery import GalleryIndex
 
@@ -49,13 +51,17 @@ class Appearance:
     hits: int  # entries of this appearance among the search results
     match: bool | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, index_dir: str | os.PathLike) -> dict[str, Any]:
+        def picture(name: str | None) -> str | None:
+            return None if name is None else str(media.path(index_dir, name).resolve())
+
         return {"rank": self.rank, "score": self.score, "match": self.match,
                 "camera": self.camera, "track": self.track, "start": round(self.start, 3),
                 "end": round(self.end, 3), "started_at": self.started_at,
                 "ended_at": self.ended_at, "video": self.video, "frame": self.frame,
                 "box": None if self.box is None else [round(v, 1) for v in self.box],
-                "hits": self.hits, "path": self.path}
+                "hits": self.hits, "path": self.path, "thumb": picture(self.thumb),
+                "frame_image": picture(self.frame_image)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,14 +177,27 @@ def search_appearances(gallery: GalleryIndex, vector: np.ndarray, top_k: int = 1
     return out
 
 
+def _tenths(iso: str) -> datetime.datetime:
+    """An ISO 8601 time rounded to a tenth of a second, as :func:`clock` rounds."""
+    moment = datetime.datetime.fromisoformat(iso)
+    micro = round(moment.microsecond, -5)
+    return moment.replace(microsecond=0) + datetime.timedelta(microseconds=micro)
+
+
+def wall_time(iso: str, date: bool = False) -> str:
+    """``HH:MM:SS.s`` (with the date first when ``date``) of an ISO 8601 time."""
+    moment = _tenths(iso)
+    text = f"{moment.strftime('%H:%M:%S')}.{moment.microsecond // 100000}"
+    return f"{moment.strftime('%Y-%m-%d')} {text}" if date else text
+
+
 def _when(a: Appearance) -> str:
     if a.track is None:
         return a.started_at or "-"
     if a.started_at and a.ended_at:
-        start = datetime.datetime.fromisoformat(a.started_at)
-        end = datetime.datetime.fromisoformat(a.ended_at)
-        return (f"{start.strftime('%Y-%m-%d %H:%M:%S')}.{start.microsecond // 100000}-"
-                f"{end.strftime('%H:%M:%S')}.{end.microsecond // 100000}")
+        zone = _tenths(a.started_at).strftime("%z")
+        shown = f" ({zone[:3]}:{zone[3:]})" if zone else ""
+        return f"{wall_time(a.started_at, date=True)}-{wall_time(a.ended_at)}{shown}"
     return f"{clock(a.start)}-{clock(a.end)}"
 
 
@@ -210,14 +229,19 @@ def format_appearances(results: Sequence[AppearanceResult], gallery: GalleryInde
     return "\n\n".join(blocks)
 
 
-def appearances_json(results: Sequence[AppearanceResult]) -> list[dict[str, Any]]:
-    """One object per query: ``query``, ``image``, ``camera`` and ``track`` (a --track query),
-    ``threshold``, ``threshold_origin``, ``in_gallery``, and ``appearances``, each
-    ``{rank, score, match, camera, track, start, end, started_at, ended_at, video, frame, box,
-    hits, path}`` (times in seconds from the video's start; wall-clock ISO 8601 when known)."""
+def appearances_json(results: Sequence[AppearanceResult], index_dir: str | os.PathLike
+                     ) -> list[dict[str, Any]]:
+    """One object per query: ``query``, ``image``, ``camera``, ``track`` and ``thumb`` (a
+    --track query), ``threshold``, ``threshold_origin``, ``in_gallery``, and ``appearances``,
+    each ``{rank, score, match, camera, track, start, end, started_at, ended_at, video, frame,
+    box, hits, path, thumb, frame_image}`` (times in seconds from the video's start, wall-clock
+    ISO 8601 when known; ``thumb`` and ``frame_image`` the pictures' files in the index)."""
+    def picture(name: str | None) -> str | None:
+        return None if name is None else str(media.path(index_dir, name).resolve())
+
     return [{"query": r.query.label, "image": r.query.image, "camera": r.query.camera,
-             "track": r.query.track,
+             "track": r.query.track, "thumb": picture(r.thumb),
              "threshold": None if r.threshold is None else r.threshold.value,
              "threshold_origin": None if r.threshold is None else r.threshold.origin,
              "in_gallery": r.in_gallery,
-             "appearances": [a.to_json() for a in r.appearances]} for r in results]
+             "appearances": [a.to_json(index_dir) for a in r.appearances]} for r in results]

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from reid.index import media
-from reid.index.appearances import AppearanceResult, clock
+from reid.index.appearances import AppearanceResult, clock, wall_time
 from reid.index.footage import VideoRecord
 from reid.index.grid import BACKGROUND, BLUE, FADED, GREEN, PLACEHOLDER, RED, TEXT, _put
 from reid.utils.io import atomic_write_bytes
@@ -83,7 +83,7 @@ def render_sheet(results: Sequence[AppearanceResult], index_dir: str | os.PathLi
                                   else RED, 2)
             when = ""
             if a.track is not None:  # wall-clock time when known, as the text says
-                when = (a.started_at[11:21] if a.started_at else clock(a.start))
+                when = wall_time(a.started_at) if a.started_at else clock(a.start)
             caption = [f"#{a.rank} {a.score:.2f} cam {a.camera}",
                        f"{when} track {a.track}" if a.track is not None else "image"]
             color = None if a.match is None else (GREEN if a.match else RED)

@@ -70,7 +70,9 @@ class FrameSource:
         self.frames_seen = 0  # frames the source gave, skipped ones included
         self.last_time = 0.0  # time of the last frame the source gave
         self.ended_early = False
+        self.stopped_by: str | None = None  # why the source ended early, when it did
         self._files: list[pathlib.Path] | None = None
+        self._header_duration: float | None = None
         if self.path.is_dir():
             self._files = sorted(p for p in self.path.iterdir()
                                  if p.suffix.lower() in FRAME_EXTENSIONS and p.is_file())
@@ -99,12 +101,17 @@ class FrameSource:
             if fps is None and not header_fps > 0:
                 raise FootageError(f"{self.path}: the video gives no frame rate; pass --fps")
             self.fps = fps or header_fps
+            # The header's duration is its own count over its own rate, whatever --fps says.
+            self._header_duration = (count / header_fps if count > 0 and header_fps > 0
+                                     else None)
         else:
             raise FootageError(f"{self.path}: no such video file or frame folder")
 
     @property
     def duration(self) -> float | None:
-        """Seconds the source should last, from its frame count."""
+        """Seconds the source should last: a video's header's, a folder's frames over rate."""
+        if self._files is None:
+            return self._header_duration
         return None if self.frame_count is None else self.frame_count / self.fps
 
     @property
@@ -125,11 +132,15 @@ class FrameSource:
         for index in range(0, len(self._files), self.every):
             path = self._files[index]
             bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            # A bad frame ends the folder as a cut-off video ends: what came before is kept.
             if bgr is None:
-                raise FootageError(f"{path}: cannot read this frame image")
+                self.ended_early, self.stopped_by = True, f"{path.name} cannot be read"
+                return
             if bgr.shape[:2] != (self.height, self.width):
-                raise FootageError(f"{path}: {bgr.shape[1]}x{bgr.shape[0]} differs from the "
-                                   f"folder's first frame, {self.width}x{self.height}")
+                self.ended_early = True
+                self.stopped_by = (f"{path.name} is {bgr.shape[1]}x{bgr.shape[0]}, not "
+                                   f"{self.width}x{self.height} as the first frame")
+                return
             self.frames_read += 1
             self.frames_seen = index + 1
             self.last_time = index / self.fps

@@ -98,6 +98,12 @@ def video_inputs(videos: Sequence[str | os.PathLike], cameras: Sequence[str] = (
             raise FootageError(f"--camera: empty camera name for {path}")
         out.append(VideoInput(path, str(camera), None if start is None else
                               parse_start_time(start), None if det is None else pathlib.Path(det)))
+    zoned = {datetime.datetime.fromisoformat(i.start_time).tzinfo is not None
+             for i in out if i.start_time}
+    if len(zoned) > 1:
+        raise FootageError("--start-time: give every time with a UTC offset (e.g. "
+                           "2026-12-02T09:00:00+01:00) or none with one; mixed, the cameras "
+                           "cannot be put on one clock")
     seen: set[str] = set()
     for item in out:
         key = os.path.realpath(item.path)
@@ -136,6 +142,7 @@ class VideoReport:
     skipped: str | None = None  # why the video was not indexed
     last_time: float = 0.0  # seconds, the last frame read
     duration: float | None = None  # seconds, as the header promised
+    stopped_by: str | None = None  # why a frame folder stopped early
 
     def format(self) -> str:
         if self.skipped:
@@ -150,7 +157,10 @@ class VideoReport:
                  f"  {self.detections} detections ({per_frame:.1f} per frame, {self.detector}), "
                  f"{self.tracks} tracks, {self.indexed_tracks} indexed as {self.entries} "
                  f"entries"]
-        if self.ended_early:
+        if self.ended_early and self.stopped_by:
+            lines.append(f"  warning: the frames stop at {clock(self.last_time)}: "
+                         f"{self.stopped_by}; what was read is indexed")
+        elif self.ended_early:
             lines.append(f"  warning: the video ended at {clock(self.last_time)}, before the "
                          f"{clock(self.duration or 0.0)} its header promises (truncated or "
                          f"damaged); what was read is indexed")
@@ -350,7 +360,7 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
                          source.frames_read, source.expected_frames, source.ended_early,
                          detections, tracks_seen, len(tracks), len(entries),
                          time.perf_counter() - start, stage, last_time=source.last_time,
-                         duration=source.duration)
+                         duration=source.duration, stopped_by=source.stopped_by)
     return _Processed(record, tracks, entries, vectors, mot_rows, report)
 
 
