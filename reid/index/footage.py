@@ -116,6 +116,10 @@ class FootageEntry:
     frame_image: str | None = None
     id: int = -1
 
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"footage entry kind {self.kind!r}: expected one of {KINDS}")
+
     def key(self, video: str) -> str:
         """The ``images.path`` of the entry: unique, and says where it came from."""
         if self.kind == "track":
