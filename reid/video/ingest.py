@@ -232,9 +232,10 @@ class _Processed:
 
 def process_video(item: VideoInput, embedder: object, config: VideoConfig, index_dir: pathlib.Path,
                   every: int = 1, fps: float | None = None, progress: bool = True,
-                  detector: Detector | None = None) -> _Processed:
+                  detector: Detector | None = None, keep_boxes: bool = False) -> _Processed:
     """Detect, track, choose and embed the crops of one video; write their pictures into the
-    index's media folder. Nothing is added to the index yet."""
+    index's media folder. Nothing is added to the index yet. ``keep_boxes``: also keep every
+    tracked box (``mot_rows``), for a tracks file."""
     start = time.perf_counter()
     stage = dict.fromkeys(STAGES, 0.0)
     source = FrameSource(item.path, fps=fps, every=every)
@@ -254,7 +255,8 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
             state = states.pop(t)
             if state.pool.boxes >= config.track_min_boxes:
                 finished[t] = _finish(state, t, item.camera, config.crops_per_track)
-    mot_rows: list[tuple] = []
+
+    mot_rows: list[tuple] = []  # every tracked box, for --save-tracks only
     detections = 0
     # Progress in seconds of video: a header's frame count can be wrong (see frames.py), and
     # "video seconds per second" is how far from real time the pipeline runs.
@@ -288,9 +290,10 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
             candidate = Candidate(frame.index, frame.time, clipped, float(score), quality,
                                   crop.copy())
             state.pool.add(candidate)
-            x1, y1, x2, y2 = clipped
-            mot_rows.append((frame.index + 1, int(track_id), x1, y1, x2 - x1, y2 - y1,
-                             float(score)))
+            if keep_boxes:
+                x1, y1, x2, y2 = clipped
+                mot_rows.append((frame.index + 1, int(track_id), x1, y1, x2 - x1, y2 - y1,
+                                 float(score)))
             # The full frame is kept only for the best crop so far, encoded at once, so a
             # track costs one small JPEG of memory however long it runs.
             if config.frame_width and quality > state.face_quality:
@@ -476,7 +479,7 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
             reports.append(skipped(item))
             continue
         processed = process_video(item, embedder, config, index_dir, every, fps, progress,
-                                  detector)
+                                  detector, keep_boxes=save_tracks is not None)
         tick = time.perf_counter()
         numbers = _commit(processed, index_dir, info, create, lock_timeout, log)
         create = False
