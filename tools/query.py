@@ -23,8 +23,13 @@ import argparse
 import json
 import pathlib
 import sys
+from typing import TYPE_CHECKING, Any
 
 from reid.utils.cli import add_runtime_option, run_tool
+
+if TYPE_CHECKING:
+    from reid.calibration import MatchThreshold
+    from reid.index.gallery import GalleryIndex
 
 
 
@@ -60,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--save-timeline", type=pathlib.Path, metavar="OUT.png",
                         help="footage index: draw a per-camera timeline of the appearances")
     parser.add_argument("--grid-height", type=int, default=128,
-                        help="height of each crop in the picture (default 128)")
+                        help="height of each crop in the picture or contact sheet (default 128)")
     parser.add_argument("--model", type=pathlib.Path,
                         help="model folder to use instead of the one in the manifest")
     add_runtime_option(parser)
@@ -139,7 +144,9 @@ def query(args: argparse.Namespace) -> None:
               file=sys.stderr)
 
 
-def query_footage_index(args: argparse.Namespace, gallery, embedder, tracks, threshold) -> None:
+def query_footage_index(args: argparse.Namespace, gallery: GalleryIndex, embedder: Any,
+                        tracks: list[tuple[str, int]], threshold: MatchThreshold | None) -> None:
+    """The footage answer: appearances as text or JSON, and the pictures asked for."""
     from reid.index.appearances import appearances_json, format_appearances
     from reid.index.footage_pictures import render_sheet, render_timeline, save_picture
     from reid.index.query import query_footage
@@ -153,7 +160,7 @@ def query_footage_index(args: argparse.Namespace, gallery, embedder, tracks, thr
     where = sys.stderr if args.json else sys.stdout
     if args.save_sheet is not None:
         save_picture(render_sheet(results, args.index, {v.video: v for v in videos},
-                                  max(args.grid_height, 96)), args.save_sheet)
+                                  args.grid_height), args.save_sheet)
         print(f"contact sheet: {args.save_sheet}", file=where)
     if args.save_timeline is not None:
         save_picture(render_timeline(results, videos), args.save_timeline)
