@@ -25,7 +25,8 @@ TINY = ("data.height=64", "data.width=32", "model.alpha=0.35", "data.ids_per_bat
         "data.images_per_id=2", "train.epochs=1", "train.steps_per_epoch=2",
         "eval.batch_size=64", "data.val_ids=2")
 STEPS = ("== 1. synthetic pedestrians", "== 2. untrained model", "== 3. training",
-         "== 4. trained model", "== 5. gallery index", "== 6. querying", "== summary")
+         "== 4. trained model", "== 5. gallery index", "== 6. querying",
+         "== 7. camera footage", "== summary")
 
 
 def snapshot(folder: pathlib.Path) -> dict[str, int]:
@@ -87,6 +88,12 @@ def test_demo_runs_every_step_and_a_second_run_reuses_what_is_there(tmp_path):
     assert picture is not None and picture.shape[0] >= 3 * 128 and picture.shape[1] >= 11 * 64
     saved = json.loads((paths.run / "demo_metrics.json").read_text())
     assert saved["trained"]["mAP"] == pytest.approx(metrics["trained"]["mAP"])
+
+    # The footage step: its index, its scores against the ground truth, its two pictures.
+    assert 0.5 < saved["footage"]["idf1"] <= 1.0 and 0.0 <= saved["footage"]["track_map"] <= 1.0
+    assert f"footage:  {paths.footage_index} (3 cameras" in summary
+    for name in ("footage_sheet.png", "footage_timeline.png"):
+        assert cv2.imread(str(paths.pictures / name)) is not None, name
 
     # A second run, the real command in a fresh process, redraws nothing, trains nothing, says
     # nothing on stderr (no TensorFlow start-up lines) and ends with the same figures.
