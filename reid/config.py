@@ -246,7 +246,7 @@ class VideoConfig:
     min_box_height: int = _field(40, "Boxes shorter than this many pixels are dropped: too small "
                                  "to re-identify.", min=1)
     track_gap_seconds: float = _field(1.0, "A track not seen for this long ends; the person "
-                                      "seen again starts a new track.", min=0.0)
+                                      "seen again starts a new track.", min=0.1)
     track_min_boxes: int = _field(3, "Tracks with fewer boxes are not indexed (flicker, false "
                                   "detections).", min=1)
     crops_per_track: int = _field(3, "Crops of each track embedded and kept, chosen by size, "

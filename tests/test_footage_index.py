@@ -164,3 +164,21 @@ def test_threshold_text_json_and_pictures(footage):
         gallery, directions[4], 3, strict), 0.1, strict)
     assert none.in_gallery is False
     assert "no match in the gallery" in format_appearances([none], gallery)
+
+
+def test_search_survives_entries_removed_from_a_track(footage):
+    gallery, _, directions = footage
+    a0 = gallery.track_entries("A", 0)
+    b0 = gallery.track_entries("B", 0)
+    mean_a0 = [e.id for e in a0 if e.kind == "track"]
+    crops_b0 = [e.id for e in b0 if e.kind == "crop"]
+    paths = [e.path for e in gallery.entries(mean_a0 + crops_b0)]
+    assert gallery.remove(paths=paths) == len(paths)
+    found = {(a.camera, a.track): a for a in search_appearances(gallery, directions[0], 5)}
+    # A/0 is still scored by its crops; B/0, without crops, by its mean (the best hit left).
+    best_a0 = max(float(v @ directions[0]) for v in gallery.vectors_of(
+        [e.id for e in a0 if e.kind == "crop"]))
+    assert found[("A", 0)].score == pytest.approx(best_a0, abs=1e-5)
+    mean_b0 = [e.id for e in b0 if e.kind == "track"]
+    assert found[("B", 0)].score == pytest.approx(
+        float(gallery.vectors_of(mean_b0)[0] @ directions[0]), abs=1e-5)

@@ -238,3 +238,15 @@ def test_start_times_with_and_without_a_zone_are_not_mixed(footage):
     with pytest.raises(FootageError, match="UTC offset"):
         video_inputs([footage / "A.avi", footage / "B.avi"], [],
                      ["2026-12-02T09:00:00+01:00", "2026-12-02T09:00:00"])
+
+
+def test_appended_start_times_keep_to_the_index_s_clock(indexed, footage, tmp_path):
+    out, _, _ = indexed
+    index = tmp_path / "index"
+    shutil.copytree(out / "index", index)  # its start times have no UTC offset
+    copy = tmp_path / "A-later.avi"
+    shutil.copy(footage / "A.avi", copy)
+    inputs = video_inputs([copy], ["A"], ["2026-12-02T10:00:00+00:00"],
+                          [footage / "A" / "gt" / "gt.txt"])
+    with pytest.raises(FootageError, match="without a UTC offset"):
+        index_footage(inputs, index, append=True, progress=False, log=lambda _: None)

@@ -147,7 +147,9 @@ def search_appearances(gallery: GalleryIndex, vector: np.ndarray, top_k: int = 1
         if key[0] == "track":
             members[key] = gallery.track_entries(key[1], key[2])
             crops = [e.id for e in members[key] if e.kind == "crop"]
-            score = float(np.max(gallery.vectors_of(crops) @ unit))
+            # (A track whose crops were all removed through the API keeps its best hit.)
+            score = (float(np.max(gallery.vectors_of(crops) @ unit)) if crops
+                     else max(s for s, _ in hits))
         else:
             score = max(s for s, _ in hits)
         scored.append((float(np.clip(score, -1.0, 1.0)), key, hits))
@@ -160,7 +162,7 @@ def search_appearances(gallery: GalleryIndex, vector: np.ndarray, top_k: int = 1
         match = None if threshold is None else threshold.matches(score)
         if key[0] == "track":
             track = tracks[(key[1], key[2])]
-            face = next(e for e in members[key] if e.kind == "track")
+            face = next((e for e in members[key] if e.kind == "track"), rows[hits[0][1]])
             video = videos.get(track.video)
             out.append(Appearance(
                 rank, score, track.camera, track.track, track.start, track.end,

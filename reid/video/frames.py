@@ -153,6 +153,7 @@ class FrameSource:
         index = 0
         first_msec: float | None = None
         previous = -1.0
+        stamped_frames = 0  # frames whose time is the decoder's own
         try:
             while True:
                 # grab() skips decoding the frames --every leaves out.
@@ -163,6 +164,7 @@ class FrameSource:
                 stamped = (msec - first_msec) / 1000.0
                 if index == 0 or (stamped > previous and msec >= 0):
                     now = stamped
+                    stamped_frames += index > 0
                 else:  # no timestamp (some containers), or one that does not advance: step on
                     step = previous / (index - 1) if index > 1 and previous > 0 else 1 / self.fps
                     now = previous + step
@@ -178,9 +180,12 @@ class FrameSource:
                 self.last_time = now
         finally:
             capture.release()
-        duration = self.duration
-        if duration is not None and self.last_time < duration - max(1.0, 3.0 / self.fps):
-            self.ended_early = True
+        if stamped_frames:  # times are the decoder's: compare with the header's duration
+            duration = self.duration
+            short = duration is not None and self.last_time < duration - max(1.0, 3.0 / self.fps)
+        else:  # times are counted (--fps): compare frame counts
+            short = self.frame_count is not None and index < self.frame_count
+        self.ended_early = bool(short)
 
     @property
     def measured_fps(self) -> float:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import os
 import pathlib
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -98,8 +100,7 @@ def video_inputs(videos: Sequence[str | os.PathLike], cameras: Sequence[str] = (
             raise FootageError(f"--camera: empty camera name for {path}")
         out.append(VideoInput(path, str(camera), None if start is None else
                               parse_start_time(start), None if det is None else pathlib.Path(det)))
-    zoned = {datetime.datetime.fromisoformat(i.start_time).tzinfo is not None
-             for i in out if i.start_time}
+    zoned = {_has_zone(i.start_time) for i in out if i.start_time}
     if len(zoned) > 1:
         raise FootageError("--start-time: give every time with a UTC offset (e.g. "
                            "2026-12-02T09:00:00+01:00) or none with one; mixed, the cameras "
@@ -111,6 +112,20 @@ def video_inputs(videos: Sequence[str | os.PathLike], cameras: Sequence[str] = (
             raise FootageError(f"{item.path}: given twice")
         seen.add(key)
     return out
+
+
+def _has_zone(iso: str) -> bool:
+    return datetime.datetime.fromisoformat(iso).tzinfo is not None
+
+
+def _check_zones(inputs: Sequence[VideoInput], gallery: GalleryIndex) -> None:
+    """Start times added to an index agree with its videos' on having a UTC offset."""
+    indexed = {_has_zone(v.start_time) for v in gallery.footage_videos() if v.start_time}
+    given = {_has_zone(i.start_time) for i in inputs if i.start_time}
+    if len(indexed | given) > 1:
+        have = "with" if True in indexed else "without"
+        raise FootageError(f"--start-time: the index's videos have start times {have} a UTC "
+                           f"offset; give these {have} one too, so that all share one clock")
 
 
 def check_sampling(source: FrameSource, config: VideoConfig) -> None:
@@ -230,7 +245,69 @@ class _Processed:
     report: VideoReport
 
 
-def process_video(item: VideoInput, embedder: object, config: VideoConfig, index_dir: pathlib.Path,
+class _TrackWriter:
+    """Turns each track into index entries as soon as it ends: its pictures go to the media
+    folder at once and its crops are embedded a batch at a time, so what a finished track keeps
+    in memory is a few embeddings, however long the recording."""
+
+    def __init__(self, camera: str, index_dir: pathlib.Path, embedder: Any,
+                 stage: dict[str, float]) -> None:
+        self.camera, self.index_dir, self.embedder, self.stage = camera, index_dir, embedder, stage
+        self.tracks: list[TrackRecord] = []
+        self.entries: list[FootageEntry] = []
+        self._crop_vectors: dict[int, np.ndarray] = {}  # entry position -> its embedding
+        self._pending: list[tuple[int, np.ndarray]] = []  # (entry position, crop)
+        self._members: list[tuple[list[int], int]] = []  # per track: crop positions, mean's
+
+    def add(self, done: _FinishedTrack) -> None:
+        tick = time.perf_counter()
+        track = done.record.track
+        self.tracks.append(done.record)
+        crops = []
+        for c in done.chosen:
+            thumb = media.store(self.index_dir, media.encode_jpeg(_thumbnail(c.crop)))
+            crops.append(len(self.entries))
+            self._pending.append((len(self.entries), c.crop))
+            self.entries.append(FootageEntry("crop", self.camera, track, c.frame, c.time, c.box,
+                                             c.score, thumb))
+        face = done.face
+        frame_name = None if done.face_frame is None else media.store(self.index_dir,
+                                                                      done.face_frame)
+        face_thumb = media.store(self.index_dir, media.encode_jpeg(_thumbnail(face.crop)))
+        self._members.append((crops, len(self.entries)))
+        self.entries.append(FootageEntry("track", self.camera, track, face.frame, face.time,
+                                         face.box, face.score, face_thumb, frame_name))
+        self.stage["write"] += time.perf_counter() - tick
+        if len(self._pending) >= EMBED_BATCH:
+            self._embed()
+
+    def _embed(self) -> None:
+        if not self._pending:
+            return
+        tick = time.perf_counter()
+        height, width = self.embedder.input_size
+        # Resized as the training pipeline resizes (TensorFlow's bilinear, antialiased).
+        images = np.stack([normalize_pixels(resize_bilinear(crop, height, width))
+                           for _, crop in self._pending])
+        for (position, _), vector in zip(self._pending, self.embedder.embed(images)):
+            self._crop_vectors[position] = vector
+        self._pending = []
+        self.stage["embed"] += time.perf_counter() - tick
+
+    def result(self) -> tuple[list[TrackRecord], list[FootageEntry], np.ndarray]:
+        """(tracks, entries, one embedding per entry: a crop's own, a track's mean of its
+        crops', unit length)."""
+        self._embed()
+        vectors = np.zeros((len(self.entries), self.embedder.embedding_dim), np.float32)
+        for position, vector in self._crop_vectors.items():
+            vectors[position] = vector
+        for crops, mean_position in self._members:
+            mean = vectors[crops].mean(axis=0)
+            vectors[mean_position] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        return self.tracks, self.entries, vectors
+
+
+def process_video(item: VideoInput, embedder: Any, config: VideoConfig, index_dir: pathlib.Path,
                   every: int = 1, fps: float | None = None, progress: bool = True,
                   detector: Detector | None = None, keep_boxes: bool = False) -> _Processed:
     """Detect, track, choose and embed the crops of one video; write their pictures into the
@@ -242,19 +319,22 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
     check_sampling(source, config)
     detector = detector or load_detector(config, item.detections)
     tracker = Tracker(config, source.fps / every)
-    height, width = embedder.input_size
+    height = embedder.input_size[0]
     states: dict[int, _TrackState] = {}  # tracks that may still continue
-    finished: dict[int, _FinishedTrack] = {}
+    last_seen: dict[int, float] = {}  # when the tracker last gave each of them a box
+    ended: set[int] = set()
+    writer = _TrackWriter(item.camera, index_dir, embedder, stage)
     tracks_seen = 0
     step = every / source.fps  # seconds between the frames processed
 
     def finish(track_ids: list[int]) -> None:
-        # A track unseen for longer than the gap has ended (the tracker dropped it): keep only
-        # what will be indexed, so memory follows the people in view, not the video's length.
+        # A track the tracker has dropped is indexed now, and forgotten but for its entries.
         for t in track_ids:
             state = states.pop(t)
+            last_seen.pop(t, None)
+            ended.add(t)
             if state.pool.boxes >= config.track_min_boxes:
-                finished[t] = _finish(state, t, item.camera, config.crops_per_track)
+                writer.add(_finish(state, t, item.camera, config.crops_per_track))
 
     mot_rows: list[tuple] = []  # every tracked box, for --save-tracks only
     detections = 0
@@ -275,37 +355,39 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
         stage["track"] += now - tick
         detections += len(found)
         for track_id, box, score in zip(tracked.track_ids, tracked.boxes, tracked.scores):
+            track_id = int(track_id)
+            if track_id in ended:  # the tracker's ids only count up; never mix two passages
+                continue
+            last_seen[track_id] = frame.time
             cut = _crop(frame.image, box)
             if cut is None:
                 continue
             crop, clipped = cut
-            if int(track_id) in finished:  # cannot happen with the margin above; never mix
-                continue
-            if int(track_id) not in states:
+            if track_id not in states:
                 tracks_seen += 1
-                states[int(track_id)] = _TrackState(
+                states[track_id] = _TrackState(
                     CandidatePool(POOL_PER_CROP * config.crops_per_track))
-            state = states[int(track_id)]
+            state = states[track_id]
             quality = crop_quality(crop, clipped, float(score), frame.image.shape[:2], height)
             candidate = Candidate(frame.index, frame.time, clipped, float(score), quality,
                                   crop.copy())
             state.pool.add(candidate)
             if keep_boxes:
                 x1, y1, x2, y2 = clipped
-                mot_rows.append((frame.index + 1, int(track_id), x1, y1, x2 - x1, y2 - y1,
+                mot_rows.append((frame.index + 1, track_id, x1, y1, x2 - x1, y2 - y1,
                                  float(score)))
             # The full frame is kept only for the best crop so far, encoded at once, so a
-            # track costs one small JPEG of memory however long it runs.
+            # running track costs one small JPEG of memory however long it runs.
             if config.frame_width and quality > state.face_quality:
                 state.face_quality = quality
                 state.face_candidate = candidate
                 state.face_frame = media.encode_jpeg(_scaled_frame(frame.image,
                                                                    config.frame_width))
         # The tracker drops a track unseen for the gap; half as long again, and it is gone.
-        ended = [t for t, st in states.items()
-                 if frame.time - st.pool.last_time > 1.5 * config.track_gap_seconds + step]
-        if ended:
-            finish(ended)
+        gone = frame.time - 1.5 * config.track_gap_seconds - step
+        finish([t for t in states if last_seen.get(t, -math.inf) < gone])
+        for t in [t for t, seen in last_seen.items() if seen < gone]:
+            del last_seen[t]  # seen, never cropped (slivers at the edge)
         tick = time.perf_counter()
         stage["select"] += tick - now
         if progress:
@@ -313,53 +395,14 @@ def process_video(item: VideoInput, embedder: object, config: VideoConfig, index
     bar.close()
     if source.frames_read == 0:
         raise FootageError(f"{item.path}: no frame could be read")
-
     finish(list(states))
-    crops: list[np.ndarray] = []
-    entries: list[FootageEntry] = []
-    tracks: list[TrackRecord] = []
-    owners: list[int] = []  # per crop entry, its track's position in `tracks`
-    tick = time.perf_counter()
-    for track_id in sorted(finished):
-        done = finished[track_id]
-        tracks.append(done.record)
-        for c in done.chosen:
-            thumb = media.store(index_dir, media.encode_jpeg(_thumbnail(c.crop)))
-            entries.append(FootageEntry("crop", item.camera, track_id, c.frame, c.time, c.box,
-                                        c.score, thumb))
-            crops.append(c.crop)
-            owners.append(len(tracks) - 1)
-        face = done.face
-        frame_name = None if done.face_frame is None else media.store(index_dir, done.face_frame)
-        face_thumb = media.store(index_dir, media.encode_jpeg(_thumbnail(face.crop)))
-        entries.append(FootageEntry("track", item.camera, track_id, face.frame, face.time,
-                                    face.box, face.score, face_thumb, frame_name))
-    stage["write"] += time.perf_counter() - tick
-
-    tick = time.perf_counter()
-    dim = embedder.embedding_dim
-    crop_vectors = np.zeros((0, dim), np.float32)
-    if crops:
-        # Resized as the training pipeline resizes (TensorFlow's bilinear, antialiased).
-        images = [normalize_pixels(resize_bilinear(c, height, width)) for c in crops]
-        crop_vectors = np.concatenate([embedder.embed(np.stack(images[i:i + EMBED_BATCH]))
-                                       for i in range(0, len(images), EMBED_BATCH)])
-    vectors = np.zeros((len(entries), dim), np.float32)
-    crop_rows = [i for i, e in enumerate(entries) if e.kind == "crop"]
-    vectors[crop_rows] = crop_vectors
-    owners_arr = np.asarray(owners, np.int64)
-    for position, i in enumerate(i for i, e in enumerate(entries) if e.kind == "track"):
-        mean = crop_vectors[owners_arr == position].mean(axis=0)
-        vectors[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-    stage["embed"] += time.perf_counter() - tick
+    tracks, entries, vectors = writer.result()
 
     record = VideoRecord(os.path.realpath(item.path), item.camera, source.measured_fps,
-                         source.width,
-                         source.height, source.frames_seen, not source.ended_early,
-                         item.start_time)
+                         source.width, source.height, source.frames_seen,
+                         not source.ended_early, item.start_time)
     tracks = [dataclasses.replace(t, video=record.video) for t in tracks]
-    report = VideoReport(str(item.path), item.camera, source.describe(),
-                         detector.describe(),
+    report = VideoReport(str(item.path), item.camera, source.describe(), detector.describe(),
                          source.frames_read, source.expected_frames, source.ended_early,
                          detections, tracks_seen, len(tracks), len(entries),
                          time.perf_counter() - start, stage, last_time=source.last_time,
@@ -385,7 +428,9 @@ def _commit(processed: _Processed, index_dir: pathlib.Path, info: ModelInfo, cre
         if gallery.footage_video(processed.record.video) is not None:
             return None
         first = gallery.next_track(processed.record.camera)
-        numbers = {t.track: first + n for n, t in enumerate(processed.tracks)}
+        # Numbered in the order the tracks began (they were indexed in the order they ended).
+        ordered = sorted(processed.tracks, key=lambda t: (t.first_frame, t.track))
+        numbers = {t.track: first + n for n, t in enumerate(ordered)}
         tracks = [dataclasses.replace(t, track=numbers[t.track]) for t in processed.tracks]
         entries = [dataclasses.replace(e, track=numbers[e.track]) for e in processed.entries]
         # Recorded even without people, so that appending does not process it again.
@@ -447,6 +492,8 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
         if recorded is None:
             raise FootageError("--model is required to build a new index")
         model = recorded
+    if existing is not None:
+        _check_zones(inputs, existing)
     if runtime == "auto" and existing is not None:
         runtime = runtimes_of_precision(existing.model.precision)[0]
     embedder, model_dir, note = load_model(model, runtime)
