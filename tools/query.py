@@ -52,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: auto when the model is calibrated, else none)")
     parser.add_argument("--json", action="store_true",
                         help="print JSON: a list per query of {query, pid, camid, threshold, "
-                             "threshold_origin, in_gallery, hits: [{rank, score, match, path, "
-                             "pid, camid}]}; on a footage index {query, image, camera, track, thumb, "
-                             "threshold, threshold_origin, in_gallery, appearances: [{rank, "
+                             "threshold_origin, in_gallery, hits: [{id, rank, score, match, "
+                             "path, pid, camid}]}; on a footage index {query, image, camera, "
+                             "track, thumb, threshold, threshold_origin, in_gallery, "
+                             "appearances: [{id, rank, "
                              "score, match, camera, track, start, end, started_at, ended_at, "
                              "video, frame, box, hits, path, thumb, frame_image}]}")
     parser.add_argument("--save-grid", type=pathlib.Path, metavar="OUT.png",

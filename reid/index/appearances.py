@@ -50,12 +50,13 @@ class Appearance:
     path: str | None  # the image file (entries indexed from files)
     hits: int  # entries of this appearance among the search results
     match: bool | None = None
+    item: int | None = None  # the entry whose picture shows it (a track's mean, or the image)
 
     def to_json(self, index_dir: str | os.PathLike) -> dict[str, Any]:
         def picture(name: str | None) -> str | None:
             return None if name is None else str(media.path(index_dir, name).resolve())
 
-        return {"rank": self.rank, "score": self.score, "match": self.match,
+        return {"id": self.item, "rank": self.rank, "score": self.score, "match": self.match,
                 "camera": self.camera, "track": self.track, "start": round(self.start, 3),
                 "end": round(self.end, 3), "started_at": self.started_at,
                 "ended_at": self.ended_at, "video": self.video, "frame": self.frame,
@@ -168,14 +169,14 @@ def search_appearances(gallery: GalleryIndex, vector: np.ndarray, top_k: int = 1
                 rank, score, track.camera, track.track, track.start, track.end,
                 video.wall_clock(track.start) if video else None,
                 video.wall_clock(track.end) if video else None, track.video, face.frame,
-                face.box, face.thumb, face.frame_image, None, len(hits), match))
+                face.box, face.thumb, face.frame_image, None, len(hits), match, face.id))
         else:
             entry = images[key[1]]
             camera = "-" if entry.camid is None else (gallery.camera_name(entry.camid)
                                                      or str(entry.camid))
             out.append(Appearance(rank, score, camera, None, 0.0, 0.0, entry.captured_at,
                                   entry.captured_at, entry.source, None, None, None, None,
-                                  entry.path, len(hits), match))
+                                  entry.path, len(hits), match, entry.id))
     return out
 
 
@@ -235,8 +236,8 @@ def appearances_json(results: Sequence[AppearanceResult], index_dir: str | os.Pa
                      ) -> list[dict[str, Any]]:
     """One object per query: ``query``, ``image``, ``camera``, ``track`` and ``thumb`` (a
     --track query), ``threshold``, ``threshold_origin``, ``in_gallery``, and ``appearances``,
-    each ``{rank, score, match, camera, track, start, end, started_at, ended_at, video, frame,
-    box, hits, path, thumb, frame_image}`` (times in seconds from the video's start, wall-clock
+    each ``{id, rank, score, match, camera, track, start, end, started_at, ended_at, video,
+    frame, box, hits, path, thumb, frame_image}`` (``id``: the entry whose picture shows it) (times in seconds from the video's start, wall-clock
     ISO 8601 when known; ``thumb`` and ``frame_image`` the pictures' files in the index)."""
     def picture(name: str | None) -> str | None:
         return None if name is None else str(media.path(index_dir, name).resolve())

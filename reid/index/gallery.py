@@ -115,8 +115,8 @@ class Hit:
     captured_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"rank": self.rank, "score": self.score, "path": self.path, "pid": self.pid,
-                "camid": self.camid}
+        return {"id": self.id, "rank": self.rank, "score": self.score, "path": self.path,
+                "pid": self.pid, "camid": self.camid}
 
 
 @dataclasses.dataclass(frozen=True)

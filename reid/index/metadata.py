@@ -69,7 +69,9 @@ class MetadataStore:
     """The ``images`` table, held in memory; see the module docstring."""
 
     def __init__(self) -> None:
-        self._conn = sqlite3.connect(":memory:")
+        # Usable from any one thread at a time (a server answers in worker threads; it
+        # serialises its requests, as the embedder needs too).
+        self._conn = sqlite3.connect(":memory:", check_same_thread=False)
         self._conn.executescript(SCHEMA + DIGEST_INDEX)
         footage.create(self._conn)
 

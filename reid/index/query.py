@@ -195,7 +195,8 @@ def missing_files(results: Sequence[QueryResult]) -> list[str]:
 def results_json(results: Sequence[QueryResult]) -> list[dict[str, Any]]:
     """One object per query, in query order: ``query``, ``pid``, ``camid``, ``threshold`` and
     ``threshold_origin`` (null without one), ``in_gallery`` (false: no match in the gallery;
-    null without a threshold) and ``hits``, each ``{rank, score, match, path, pid, camid}``."""
+    null without a threshold) and ``hits``, each ``{id, rank, score, match, path, pid, camid}``
+    (``id``: the entry's id in the index)."""
     return [{"query": r.query, "pid": r.pid, "camid": r.camid,
              "threshold": None if r.threshold is None else r.threshold.value,
              "threshold_origin": None if r.threshold is None else r.threshold.origin,

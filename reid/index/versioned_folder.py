@@ -266,6 +266,12 @@ def _remove_stale(folder: pathlib.Path, keep: str) -> None:
                 path.unlink()
 
 
+def live_version(folder: str | os.PathLike) -> str | None:
+    """The name of the live version (what ``CURRENT`` says), or None: one small read, so a
+    long-running reader can ask on every request whether a writer published a newer one."""
+    return _read_pointer_text(pathlib.Path(folder))
+
+
 def _read_pointer_text(folder: pathlib.Path) -> str | None:
     try:
         return (folder / CURRENT_FILE).read_text(encoding="utf-8").strip()
