@@ -11,6 +11,7 @@ resize case); GIF, which OpenCV cannot read, is left to TensorFlow's pipeline.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any
@@ -25,6 +26,7 @@ class BadImageError(ValueError):
     """An image cannot be read or decoded; the message names the file."""
 
 
+@functools.lru_cache(maxsize=512)
 def resize_weights(in_size: int, out_size: int, antialias: bool) -> np.ndarray:
     """(out_size, in_size) matrix of one axis of TensorFlow's bilinear resize: output pixel i
     samples the input at (i + 0.5) * in/out with a triangle of radius max(in/out, 1) when
@@ -43,6 +45,7 @@ def resize_weights(in_size: int, out_size: int, antialias: bool) -> np.ndarray:
             weights[i, j] = w / total
         else:  # no pixel under the kernel: the nearest one
             weights[i, min(in_size - 1, max(0, int(centre)))] = 1.0
+    weights.flags.writeable = False  # cached and shared: a service resizes every query
     return weights
 
 
@@ -69,12 +72,19 @@ def decode_rgb(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(path, np.uint8)
     except OSError as exc:
         raise BadImageError(f"{path}: cannot read image ({exc.strerror})") from None
+    return decode_rgb_bytes(data, path)
+
+
+def decode_rgb_bytes(data: bytes | np.ndarray, name: str) -> np.ndarray:
+    """uint8 (h, w, 3) RGB of an image file's bytes (``name`` for the message); the caller
+    bounds their size (:func:`decode_rgb` by the file's header)."""
     # TensorFlow's decoders ignore EXIF orientation (a phone's "rotate 90 degrees"); so must
     # this one, or a query would be turned against the gallery.
     flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    data = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
     image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
-        raise BadImageError(f"{path}: cannot read or decode image (not a JPEG, PNG or BMP "
+        raise BadImageError(f"{name}: cannot read or decode image (not a JPEG, PNG or BMP "
                             f"OpenCV can decode)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 

@@ -9,8 +9,10 @@ left to the decoder to refuse.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+from typing import BinaryIO
 
 #: 50 megapixels: an 8K frame is 33; a crop is a few hundred thousand at most.
 MAX_IMAGE_PIXELS = 50_000_000
@@ -19,10 +21,12 @@ _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0
 _JPEG_SCAN_LIMIT = 1 << 20  # the frame header comes before the image data, near the start
 
 
-def read_image_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """(width, height) from the header of a JPEG, PNG, GIF or BMP file; None when unknown."""
+def read_image_size(path: str | os.PathLike | BinaryIO) -> tuple[int, int] | None:
+    """(width, height) from the header of a JPEG, PNG, GIF or BMP file (a path, or an open
+    binary file at its start); None when unknown."""
     try:
-        with open(path, "rb") as f:
+        with (open(path, "rb") if isinstance(path, (str, os.PathLike))
+              else contextlib.nullcontext(path)) as f:
             head = f.read(26)
             if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
                 return struct.unpack(">II", head[16:24])

@@ -15,13 +15,15 @@ page (``static/``) at ``/``. What it guards, and why:
   file); when a writer (``build_index --append``, ``index_video --append``) published a new
   version, the index is reloaded before answering, so a complete version is always served
   (versions are never changed once published, :mod:`reid.index.versioned_folder`).
-* Requests are answered one at a time: an embedder runner and the index's in-memory metadata
-  are not for concurrent use, and one search takes milliseconds.
+* Requests embed and search one at a time: an embedder runner and the index's in-memory
+  metadata are not for concurrent use, and one search takes milliseconds. Uploads are decoded
+  outside that lock, side by side.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pathlib
 import secrets
@@ -36,7 +38,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from reid.calibration import MatchThreshold, resolve_threshold
-from reid.data.decode import BadImageError
+from reid.data.decode import (BadImageError, decode_rgb_bytes, normalize_pixels,
+                              resize_bilinear)
 from reid.data.image_size import read_image_size
 from reid.index import media
 from reid.index import versioned_folder as vf
@@ -118,20 +121,24 @@ def _read_upload(upload: UploadFile, limits: ServeLimits) -> tuple[bytes, str]:
 
 
 def _decode(data: bytes, suffix: str, live: LiveIndex, limits: ServeLimits) -> np.ndarray:
-    """The query as the model sees it, decoded as tools/query.py decodes a file."""
+    """The query as the model sees it, decoded and resized as tools/query.py does a file."""
     height, width = live.embedder.input_size
-    with tempfile.TemporaryDirectory(prefix="reid-serve-") as folder:
-        path = os.path.join(folder, "query" + suffix)
-        with open(path, "wb") as f:
-            f.write(data)
-        size = read_image_size(path)
-        if size is not None and size[0] * size[1] > limits.max_pixels:
-            raise _error(413, f"image: {size[0]}x{size[1]} pixels, more than the limit of "
-                              f"{limits.max_pixels}")
-        try:
+    size = read_image_size(io.BytesIO(data))
+    if size is not None and size[0] * size[1] > limits.max_pixels:
+        raise _error(413, f"image: {size[0]}x{size[1]} pixels, more than the limit of "
+                          f"{limits.max_pixels}")
+    try:
+        if suffix != ".gif":  # in memory, as load_query_image decodes a file
+            return normalize_pixels(resize_bilinear(decode_rgb_bytes(data, "image"), height,
+                                                    width)).astype(np.float32)
+        # Only TensorFlow's decoder reads GIF, and it reads files.
+        with tempfile.TemporaryDirectory(prefix="reid-serve-") as folder:
+            path = os.path.join(folder, "query.gif")
+            with open(path, "wb") as f:
+                f.write(data)
             return load_query_image(path, height, width)
-        except (BadImageError, ValueError) as exc:
-            raise _error(400, f"image: cannot be decoded ({str(exc).split(': ')[-1]})") from None
+    except (BadImageError, ValueError) as exc:
+        raise _error(400, f"image: cannot be decoded ({str(exc).split(': ')[-1]})") from None
 
 
 def _entry_vector(gallery: GalleryIndex, item_id: int) -> np.ndarray:
@@ -241,11 +248,12 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
         if (image is None) == (item_id is None):
             raise _error(422, "give either an image or an item_id")
         chosen = _threshold(threshold, live)
-        upload = None if image is None else _read_upload(image, limits)
+        # Decoding needs no lock: requests decode side by side, and queue only to embed and
+        # search, a few milliseconds each.
+        pixels = None if image is None else _decode(*_read_upload(image, limits), live, limits)
         with live.lock:
             gallery = live.current()
-            if upload is not None:
-                pixels = _decode(*upload, live, limits)
+            if pixels is not None:
                 vector = live.embedder.embed(pixels[None])[0]
                 label = image.filename or "upload"
             else:
