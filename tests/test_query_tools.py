@@ -309,7 +309,7 @@ def test_query_tool_table_json_and_grid(built, data, tmp_path, capsys):
     assert result["query"] == str(query) and result["threshold"] is None
     assert result["in_gallery"] is None and len(result["hits"]) == 3
     assert [set(hit) for hit in result["hits"]] == [
-        {"rank", "score", "match", "path", "pid", "camid"}] * 3
+        {"id", "rank", "score", "match", "path", "pid", "camid"}] * 3
     q_cam = int(query.name.split("_c")[1][0])
     assert result["camid"] == q_cam and all(hit["camid"] != q_cam for hit in result["hits"])
     assert [hit["rank"] for hit in result["hits"]] == [1, 2, 3]
