@@ -380,7 +380,7 @@
     } else if (data.in_gallery === true) {
       const n = items.filter((a) => a.match).length;
       el.verdict.textContent = plural(n, footage ? "appearance" : "result") + " at or above the match threshold " +
-        t + origin + ": the same person.";
+        t + origin + ": taken for the same person.";
       el.verdict.className = "verdict match";
       el.verdict.hidden = false;
     }
