@@ -9,30 +9,24 @@ import struct
 import zlib
 
 import cv2
-import keras
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from reid.config import ModelConfig
 from reid.data.synthetic import generate_dataset
 from reid.index import GalleryIndex
 from reid.index.build import build_gallery
 from reid.index.query import embed_queries, open_gallery
-from reid.modeling import build_reid_model, export_embedder
 from reid.serve.app import ServeLimits, create_app
 from reid.video.ingest import index_footage, video_inputs
 from reid.video.synthetic import make_synthetic_footage
+from tiny_model import export_tiny_model
 from tool_runner import tool_main
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> pathlib.Path:
-    keras.utils.set_random_seed(0)
-    models = build_reid_model(ModelConfig(alpha=0.35, weights=None), (64, 32, 3), num_classes=4)
-    folder = tmp_path_factory.mktemp("model") / "model"
-    export_embedder(models.embedding_model, folder)
-    return folder
+    return export_tiny_model(tmp_path_factory.mktemp("model") / "model")
 
 
 @pytest.fixture(scope="module")

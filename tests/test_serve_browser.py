@@ -60,17 +60,12 @@ def driver():
 def gallery(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
     """(the index folder, its images' folder): 4 synthetic people, MobileNetV2 alpha 0.35 at
     64x32 with random weights (poor but deterministic rankings: all this test needs)."""
-    import keras
-
-    from reid.config import ModelConfig
     from reid.data.synthetic import generate_dataset
     from reid.index.build import build_gallery
-    from reid.modeling import build_reid_model, export_embedder
+    from tiny_model import export_tiny_model
 
     root = tmp_path_factory.mktemp("serve_page")
-    keras.utils.set_random_seed(0)
-    models = build_reid_model(ModelConfig(alpha=0.35, weights=None), (64, 32, 3), num_classes=4)
-    export_embedder(models.embedding_model, root / "run" / "model")
+    export_tiny_model(root / "run" / "model")
     generate_dataset(root / "data", ids=8, cameras=3, images_per_id=6, seed=3, height=64,
                      width=32, workers=1)
     images = root / "data" / "bounding_box_test"

@@ -13,18 +13,16 @@ import pathlib
 import shutil
 
 import cv2
-import keras
 import numpy as np
 import pytest
 
-from reid.config import ModelConfig
 from reid.index import GalleryIndex
 from reid.index import media
-from reid.modeling import build_reid_model, export_embedder
 from reid.video.errors import FootageError
 from reid.video.ingest import index_footage, video_inputs
 from reid.video.measure import read_mot, track_identities, tracking_metrics
 from reid.video.synthetic import make_synthetic_footage
+from tiny_model import export_tiny_model
 from tool_runner import tool_main
 
 STARTS = ["2026-12-02T09:00:00", "2026-12-02T09:00:30"]
@@ -40,11 +38,7 @@ def footage(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> pathlib.Path:
-    keras.utils.set_random_seed(0)
-    models = build_reid_model(ModelConfig(alpha=0.35, weights=None), (64, 32, 3), num_classes=4)
-    folder = tmp_path_factory.mktemp("model") / "model"
-    export_embedder(models.embedding_model, folder)
-    return folder
+    return export_tiny_model(tmp_path_factory.mktemp("model") / "model")
 
 
 def _inputs(footage: pathlib.Path, cameras=("A", "B")):
