@@ -167,3 +167,17 @@ def test_a_footage_index_answers_with_appearances_and_frames(tmp_path, model):
     frame = served.get(f"/api/items/{mean.id}/frame")
     decoded = cv2.imdecode(np.frombuffer(frame.content, np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape[:2] == (240, 320)
+
+
+def test_an_index_rebuilt_by_another_model_is_refused_not_served(tmp_path, model, data):
+    folder = tmp_path / "gallery"
+    files = sorted((data / "bounding_box_test").glob("*.jpg"))
+    build_gallery(files[:3], folder, model, progress=False, log=lambda _: None)
+    served = TestClient(create_app(folder, token="t"))
+    other = export_tiny_model(tmp_path / "other" / "model", seed=1)
+    build_gallery(files[:3], folder, other, overwrite=True, progress=False, log=lambda _: None)
+    answer = served.get("/api/stats", headers={"Authorization": "Bearer t"})
+    assert answer.status_code == 503 and "cannot be served" in answer.json()["detail"]
+    # A token that is not ASCII is a wrong token, not a server error.
+    assert served.get("/api/health", headers={"Authorization": "Bearer tö".encode("latin-1")}
+                      ).status_code == 401

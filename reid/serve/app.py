@@ -45,6 +45,7 @@ from reid.index import media
 from reid.index import versioned_folder as vf
 from reid.index.appearances import (AppearanceQuery, AppearanceResult, appearances_json,
                                     search_appearances)
+from reid.index.errors import GalleryError
 from reid.index.footage import FootageEntry
 from reid.index.gallery import GalleryIndex, ModelInfo
 from reid.index.query import QueryResult, load_query_image, open_gallery, results_json
@@ -82,10 +83,15 @@ class LiveIndex:
         self.reloads = 0
 
     def current(self) -> GalleryIndex:
-        """The live version's index, read again if a writer published a newer one."""
+        """The live version's index, read again if a writer published a newer one. A version
+        that cannot be served (damaged, another model's) is a 503 naming why, and the server
+        keeps trying on later requests."""
         version = vf.live_version(self.index_dir)
         if version != self.version:
-            self.reload()
+            try:
+                self.reload()
+            except GalleryError as exc:
+                raise _error(503, f"the index changed and cannot be served: {exc}") from None
         return self._gallery
 
     def reload(self) -> None:
@@ -195,7 +201,8 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
             return
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(value.strip(), token):
+        if scheme.lower() != "bearer" or not secrets.compare_digest(
+                value.strip().encode("utf-8", "replace"), token.encode("utf-8")):
             raise _error(401, "this server needs its token: Authorization: Bearer <token>")
 
     api = [Depends(authorised)]
@@ -312,7 +319,10 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
     @app.post("/api/reload", dependencies=api)
     def reload() -> dict[str, Any]:
         with live.lock:
-            live.reload()
+            try:
+                live.reload()
+            except GalleryError as exc:
+                raise _error(503, f"the index cannot be served: {exc}") from None
             return {"version": live.version, "count": live.current().count}
 
     @app.exception_handler(HTTPException)
