@@ -142,17 +142,15 @@ def search_appearances(gallery: GalleryIndex, vector: np.ndarray, top_k: int = 1
     # single-image pair, as the match threshold was calibrated. Its mean embedding helps find
     # the track (it may rank where no single crop does) but scores nothing.
     unit = np.asarray(vector, np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
+    members = {key: gallery.track_entries(key[1], key[2]) for key in groups
+               if key[0] == "track"}
+    crop_ids = [e.id for entries in members.values() for e in entries if e.kind == "crop"]
+    crop_scores = dict(zip(crop_ids, (gallery.vectors_of(crop_ids) @ unit).tolist()))
     scored: list[tuple[float, tuple, list]] = []
-    members: dict[tuple, list] = {}
     for key, hits in groups.items():
-        if key[0] == "track":
-            members[key] = gallery.track_entries(key[1], key[2])
-            crops = [e.id for e in members[key] if e.kind == "crop"]
-            # (A track whose crops were all removed through the API keeps its best hit.)
-            score = (float(np.max(gallery.vectors_of(crops) @ unit)) if crops
-                     else max(s for s, _ in hits))
-        else:
-            score = max(s for s, _ in hits)
+        crops = [crop_scores[e.id] for e in members.get(key, []) if e.kind == "crop"]
+        # (An image, or a track whose crops were all removed through the API: its best hit.)
+        score = max(crops) if crops else max(s for s, _ in hits)
         scored.append((float(np.clip(score, -1.0, 1.0)), key, hits))
     best = sorted(scored, key=lambda item: -item[0])[:top_k]
     tracks = gallery.footage_tracks([k[1:] for _, k, _ in best if k[0] == "track"])

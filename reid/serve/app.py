@@ -227,11 +227,6 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
             gallery = live.current()
             threshold = resolve_threshold(None, live.embedder.spec, str(live.model_dir))
             videos = gallery.footage_videos()
-            tracks = gallery.footage_tracks()
-            spans: dict[str, tuple[float, float]] = {}
-            for t in tracks.values():
-                lo, hi = spans.get(t.video, (t.start, t.end))
-                spans[t.video] = (min(lo, t.start), max(hi, t.end))
             return {
                 "count": gallery.count, "kind": "footage" if gallery.footage_count else "crops",
                 "cameras": sorted({v.camera for v in videos}),

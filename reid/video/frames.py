@@ -194,10 +194,3 @@ class FrameSource:
         if self.frames_seen > 1 and self.last_time > 0:
             return (self.frames_seen - 1) / self.last_time
         return self.fps
-
-    def describe(self) -> str:
-        kind = "frame folder" if self._files is not None else "video"
-        count = "?" if self.frame_count is None else str(self.frame_count)
-        every = f", every {self.every}th frame" if self.every > 1 else ""
-        return (f"{kind} {self.path}: {self.width}x{self.height}, {count} frames at "
-                f"{self.fps:g} fps{every}")

@@ -143,10 +143,8 @@ def check_sampling(source: FrameSource, config: VideoConfig) -> None:
 class VideoReport:
     video: str
     camera: str
-    source: str  # what FrameSource says of it
     detector: str
     frames: int  # frames processed
-    expected: int | None
     ended_early: bool
     detections: int
     tracks: int  # confirmed tracks
@@ -402,8 +400,8 @@ def process_video(item: VideoInput, embedder: Any, config: VideoConfig, index_di
                          source.width, source.height, source.frames_seen,
                          not source.ended_early, item.start_time)
     tracks = [dataclasses.replace(t, video=record.video) for t in tracks]
-    report = VideoReport(str(item.path), item.camera, source.describe(), detector.describe(),
-                         source.frames_read, source.expected_frames, source.ended_early,
+    report = VideoReport(str(item.path), item.camera, detector.describe(),
+                         source.frames_read, source.ended_early,
                          detections, tracks_seen, len(tracks), len(entries),
                          time.perf_counter() - start, stage, last_time=source.last_time,
                          duration=source.duration, stopped_by=source.stopped_by)
@@ -411,9 +409,11 @@ def process_video(item: VideoInput, embedder: Any, config: VideoConfig, index_di
 
 
 def _commit(processed: _Processed, index_dir: pathlib.Path, info: ModelInfo, create: bool,
-            lock_timeout: float, log: Callable[[str], None]) -> dict[int, int] | None:
-    """Add one processed video to the index under its writer lock; return local track number
-    -> the index's track number, or None when another writer indexed the video meanwhile."""
+            lock_timeout: float, log: Callable[[str], None]
+            ) -> tuple[dict[int, int] | None, int]:
+    """Add one processed video to the index under its writer lock; return (local track number
+    -> the index's track number, or None when another writer indexed the video meanwhile;
+    the index's entries after the commit)."""
     with vf.writer_lock(index_dir, lock_timeout, log):
         vf.check_pointer(index_dir)
         exists = is_gallery_index(index_dir)
@@ -426,7 +426,7 @@ def _commit(processed: _Processed, index_dir: pathlib.Path, info: ModelInfo, cre
         else:
             gallery = GalleryIndex(info)
         if gallery.footage_video(processed.record.video) is not None:
-            return None
+            return None, gallery.count
         first = gallery.next_track(processed.record.camera)
         # Numbered in the order the tracks began (they were indexed in the order they ended).
         ordered = sorted(processed.tracks, key=lambda t: (t.first_frame, t.track))
@@ -436,7 +436,7 @@ def _commit(processed: _Processed, index_dir: pathlib.Path, info: ModelInfo, cre
         # Recorded even without people, so that appending does not process it again.
         gallery.add_footage(processed.record, tracks, entries, processed.vectors)
         gallery.save(index_dir, locked=True)
-    return numbers
+    return numbers, gallery.count
 
 
 def write_mot_tracks(path: pathlib.Path, rows: Sequence[tuple], numbers: dict[int, int]) -> None:
@@ -516,8 +516,9 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
     cameras = [i.camera for i in inputs]
     reports: list[VideoReport] = []
     create = not exists
+    count = 0 if existing is None else existing.count  # as of the last commit seen
     def skipped(item: VideoInput) -> VideoReport:
-        return VideoReport(str(item.path), item.camera, "", "", 0, None, False, 0, 0, 0, 0, 0.0,
+        return VideoReport(str(item.path), item.camera, "", 0, False, 0, 0, 0, 0, 0.0,
                            dict.fromkeys(STAGES, 0.0), skipped="already in the index")
 
     for item, detector in zip(inputs, detectors):
@@ -528,7 +529,7 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
         processed = process_video(item, embedder, config, index_dir, every, fps, progress,
                                   detector, keep_boxes=save_tracks is not None)
         tick = time.perf_counter()
-        numbers = _commit(processed, index_dir, info, create, lock_timeout, log)
+        numbers, count = _commit(processed, index_dir, info, create, lock_timeout, log)
         create = False
         if numbers is None:  # another writer indexed it while this one worked
             reports.append(skipped(item))
@@ -543,5 +544,4 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
         processed.report.seconds += time.perf_counter() - tick
         reports.append(processed.report)
         log(processed.report.format())
-    count = GalleryIndex.load(index_dir).count if is_gallery_index(index_dir) else 0
     return FootageReport(str(index_dir), note, reports, count)
