@@ -17,6 +17,11 @@ import os
 import pathlib
 import sys
 
+# One OpenBLAS thread (numpy's, used to resize a query): requests already run side by side,
+# and its idle threads spin on the cores they need. Under 8 clients on 2 cores: p99 118-124 ->
+# 67-68 ms (docs/BENCHMARKS.md, "Search service load"). Must be set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from reid.utils.cli import add_runtime_option, run_tool
 
 TOKEN_VARIABLE = "REID_SERVE_TOKEN"

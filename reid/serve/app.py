@@ -4,8 +4,8 @@
 page (``static/``) at ``/``. What it guards, and why:
 
 * Requests never name files: pictures are addressed by entry id, and their files come from the
-  index's own metadata. An upload is written to a private temporary file only to be decoded
-  exactly as ``tools/query.py`` decodes a query (:func:`reid.index.query.load_query_image`).
+  index's own metadata. An upload is decoded in memory exactly as ``tools/query.py`` decodes a
+  query file (a GIF, which only TensorFlow reads, through a private temporary file).
 * Uploads are bounded in bytes (read no further than the limit) and in pixels (read from the
   header before decoding, :mod:`reid.data.image_size`): 413 either way; bytes that are no image
   format are 415, an image that does not decode 400, bad parameters 422.
