@@ -75,7 +75,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(cfg, dataset, run_dir, progress=False)
         step = trainer.compiled_step(frozen=False)
-        batch = trainer.input.batch_size
+        batch = trainer.input.global_batch_size
 
         def batches(epoch):
             ds = trainer.input.epoch(epoch)

@@ -160,6 +160,11 @@ class LossConfig:
     contrastive_margin: float = _field(0.5, "Margin of the contrastive loss.", min=0.0)
 
 
+#: ``train.strategy``: one device, every local GPU (MirroredStrategy), or the workers that
+#: TF_CONFIG names (MultiWorkerMirroredStrategy); see reid/engine/distribute.py.
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     epochs: int = _field(60, "Training epochs.", min=1, max=100000)
@@ -178,6 +183,12 @@ class TrainConfig:
                        "augmentation follow data.seed).", min=0)
     eval_every: int = _field(0, "Evaluate on query/gallery every N epochs (0 = only at the end).",
                              min=0)
+    strategy: str = _field("default", "Devices to train on: default (one), mirrored (every local "
+                           "GPU) or multi_worker (the workers TF_CONFIG names); each replica "
+                           "trains on its own P x K batch.", choices=STRATEGIES)
+    sync_batchnorm: bool = _field(False, "With several replicas, compute batch-norm statistics "
+                                  "over the global batch (SyncBatchNormalization) instead of "
+                                  "each replica's own P x K batch.")
     export_litert: bool = _field(True, "After the last epoch, also convert the exported model "
                                  "for LiteRT (checked against Keras on validation crops), so "
                                  "indexing and queries run on the fast runtime from the start.")

@@ -121,21 +121,28 @@ class TrainInput:
     Build it once per run (it checks every image when ``check`` is set) and call
     :meth:`epoch` for each epoch. ``num_batches`` (e.g. train.steps_per_epoch) overrides the
     sampler's default epoch length of about one pass over the images.
+
+    With ``replicas`` (tf.distribute), a step's global batch is ``replicas`` P x K batches:
+    the sampler draws replicas x P distinct identities and replica r takes the r-th P of them,
+    K images each, so no identity is split across replicas and every replica's triplets come
+    from a whole P x K batch. It is the batch a single device would see with ``replicas`` x P
+    identities, image for image and augmentation for augmentation.
     """
 
     def __init__(self, records: Sequence[ImageRecord], config: DataConfig, check: bool = True,
-                 num_batches: int | None = None) -> None:
+                 num_batches: int | None = None, replicas: int = 1) -> None:
         records = list(records)
         if check:
             good = set(check_images([r.path for r in records], config.skip_bad_images))
             records = [r for r in records if r.path in good]
         self.records: tuple[ImageRecord, ...] = tuple(records)
         self.config = config
+        self.replicas = int(replicas)
         self._paths = np.array([r.path for r in records], dtype=object)
         self._labels = np.array([r.pid for r in records], dtype=np.int32)
-        self.sampler = PKSampler(self._labels, config.ids_per_batch, config.images_per_id,
-                                 config.seed, config.sample_with_replacement,
-                                 num_batches=num_batches)
+        self.sampler = PKSampler(self._labels, config.ids_per_batch * self.replicas,
+                                 config.images_per_id, config.seed,
+                                 config.sample_with_replacement, num_batches=num_batches)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -143,17 +150,31 @@ class TrainInput:
 
     @property
     def batch_size(self) -> int:
+        """Images in one replica's batch, P x K."""
+        return self.config.ids_per_batch * self.config.images_per_id
+
+    @property
+    def global_batch_size(self) -> int:
+        """Images in one step, over every replica."""
         return self.sampler.batch_size
 
-    def epoch(self, epoch: int) -> tf.data.Dataset:
-        """(images (P*K, H, W, 3) float32 in [-1, 1], labels (P*K,) int32) for every batch.
+    def epoch(self, epoch: int, replicas: range | None = None) -> tf.data.Dataset:
+        """(images (P*K, H, W, 3) float32 in [-1, 1], labels (P*K,) int32) for every batch of
+        ``replicas`` (default: all of them), step by step, replica by replica.
 
         A function of (config.seed, epoch) only: sampling and augmentation seeds both derive
-        from them, and the map keeps element order.
+        from them and from an image's place in the global batch, and the map keeps order.
         """
         cfg = self.config
-        indices = self.sampler.epoch_batches(epoch).reshape(-1)
-        seeds = sample_seed(cfg.seed, epoch, np.arange(indices.size))
+        replicas = range(self.replicas) if replicas is None else replicas
+        if not (0 <= replicas.start < replicas.stop <= self.replicas and replicas.step == 1):
+            raise ValueError(f"replicas {replicas}: not within the {self.replicas} replicas")
+        batches = self.sampler.epoch_batches(epoch)
+        shape = (batches.shape[0], self.replicas, self.batch_size)
+        mine = slice(replicas.start, replicas.stop)
+        indices = batches.reshape(shape)[:, mine].reshape(-1)
+        places = np.arange(batches.size).reshape(shape)[:, mine].reshape(-1)
+        seeds = sample_seed(cfg.seed, epoch, places)
         ds = tf.data.Dataset.from_tensor_slices((
             tf.constant(self._paths[indices].tolist(), dtype=tf.string),
             tf.constant(self._labels[indices], dtype=tf.int32),

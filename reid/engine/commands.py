@@ -26,6 +26,7 @@ def run_training(config_path: pathlib.Path | None, output: pathlib.Path | None,
                  progress: bool = True) -> TrainResult:
     """Validate everything (config, data, model) before the first step, then train."""
     from reid.data import load_dataset
+    from reid.engine.distribute import make_placement
 
     if resume:
         if output is None:
@@ -38,10 +39,14 @@ def run_training(config_path: pathlib.Path | None, output: pathlib.Path | None,
             raise ConfigError("--config is required (or --resume with --output)")
         cfg = load_config(config_path, overrides)
         output = output or pathlib.Path("runs") / cfg.name
+    # Before any other TensorFlow work: a multi-worker strategy sets up the runtime's
+    # collectives, and waits here for every worker to start.
+    placement = make_placement(cfg.train.strategy)
     dataset = training_dataset(load_dataset(cfg.data), cfg)
-    print(dataset.summary())
-    run_dir = prepare_run_dir(output, cfg, resume)
-    trainer = Trainer(cfg, dataset, run_dir, progress=progress)
+    if placement.is_chief:
+        print(dataset.summary())
+    run_dir = prepare_run_dir(output, cfg, resume, write=placement.is_chief)
+    trainer = Trainer(cfg, dataset, run_dir, progress=progress, placement=placement)
     return trainer.fit(resume=resume)
 
 

@@ -28,6 +28,9 @@ from reid.data.pipeline import TrainInput, check_images
 from reid.data.records import DatasetError, ReidDataset
 from reid.engine.checkpoint import (assign_group, latest_checkpoint, load_checkpoint,
                                     save_checkpoint)
+from reid.engine.distribute import (Placement, average_across_replicas, barrier,
+                                    local_replicas, make_placement, moving_statistics,
+                                    synchronize_batchnorm)
 from reid.engine.evaluator import (calibrate_features, features_as_queried_and_scored,
                                    score_features)
 from reid.evaluation import collapse_warning
@@ -78,17 +81,21 @@ def training_dataset(dataset: ReidDataset, cfg: Config) -> ReidDataset:
     return with_validation_split(dataset, cfg.data.val_ids, cfg.data.seed)
 
 
-def check_dataset_fills_pk_batches(dataset: ReidDataset, cfg: Config) -> None:
-    """Refuse, before any work, a dataset the P x K sampler cannot serve."""
+def check_dataset_fills_pk_batches(dataset: ReidDataset, cfg: Config, replicas: int = 1) -> None:
+    """Refuse, before any work, a dataset the P x K sampler cannot serve (on ``replicas``
+    replicas a step takes replicas x P identities)."""
     data = cfg.data
     if dataset.num_train_pids < 2:
         raise DatasetError(f"{dataset.root}: training needs at least 2 identities, found "
                            f"{dataset.num_train_pids}")
-    if dataset.num_train_pids < data.ids_per_batch:
+    if dataset.num_train_pids < data.ids_per_batch * replicas:
         held = (f" once {dataset.held_out} are held out for validation (data.val_ids)"
                 if dataset.held_out else "")
-        raise DatasetError(f"{dataset.root}: data.ids_per_batch is {data.ids_per_batch} but the "
-                           f"training split has only {dataset.num_train_pids} identities{held}")
+        each = (f" on each of {replicas} replicas ({data.ids_per_batch * replicas} a step)"
+                if replicas > 1 else "")
+        raise DatasetError(f"{dataset.root}: data.ids_per_batch is {data.ids_per_batch}{each} but "
+                           f"the training split has only {dataset.num_train_pids} "
+                           f"identities{held}")
     if not data.sample_with_replacement:
         counts = np.bincount([r.pid for r in dataset.train])
         if counts.max() < data.images_per_id:
@@ -98,22 +105,26 @@ def check_dataset_fills_pk_batches(dataset: ReidDataset, cfg: Config) -> None:
                 f"data.sample_with_replacement: true")
 
 
-def prepare_run_dir(run_dir: str | pathlib.Path, cfg: Config, resume: bool) -> pathlib.Path:
-    """Create the run folder, refusing to overwrite a run that already has checkpoints."""
+def prepare_run_dir(run_dir: str | pathlib.Path, cfg: Config, resume: bool,
+                    write: bool = True) -> pathlib.Path:
+    """Create the run folder, refusing to overwrite a run that already has checkpoints.
+    Without ``write`` (a worker that is not the chief) only the checks are made."""
     layout = RunLayout(run_dir)
     run_dir = layout.root
     has_checkpoints = layout.has_checkpoints
     if has_checkpoints and not resume:
         raise TrainingError(f"{run_dir}: already holds a training run; pass --resume to "
                             f"continue it or choose another --output")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if write:
+        run_dir.mkdir(parents=True, exist_ok=True)
     saved = layout.config
     if resume and has_checkpoints and saved.exists():
         changed = _changed_keys(load_saved_config(saved).to_dict(), cfg.to_dict())
         if changed:
             raise TrainingError(f"{run_dir}: cannot resume with a different config "
                                 f"({', '.join(changed)} changed); use another --output")
-    save_config(cfg, saved)
+    if write:
+        save_config(cfg, saved)
     return run_dir
 
 
@@ -176,11 +187,21 @@ def format_duration(seconds: float) -> str:
 
 
 class Trainer:
-    """Everything one training run holds: input, model, loss, optimizer, logs and checkpoints."""
+    """Everything one training run holds: input, model, loss, optimizer, logs and checkpoints.
+
+    On several replicas (``placement``, :mod:`reid.engine.distribute`) every worker runs this
+    same loop; only the chief writes checkpoints, TensorBoard logs and exports, validates and
+    shows progress. The other workers read the run folder (``--resume`` restores every worker
+    from the chief's latest checkpoint, so the folder must be shared storage when they are on
+    other machines) and write nothing.
+    """
 
     def __init__(self, cfg: Config, dataset: ReidDataset, run_dir: str | pathlib.Path,
-                 progress: bool = True, log: Callable[[str], None] = print) -> None:
-        check_dataset_fills_pk_batches(dataset, cfg)
+                 progress: bool = True, log: Callable[[str], None] = print,
+                 placement: Placement | None = None) -> None:
+        self.placement = placement or make_placement(cfg.train.strategy)
+        replicas = self.placement.replicas
+        check_dataset_fills_pk_batches(dataset, cfg, replicas)
         if cfg.train.warmup_epochs > cfg.train.epochs:
             warnings.warn(f"train.warmup_epochs is {cfg.train.warmup_epochs} but train.epochs is "
                           f"{cfg.train.epochs}: the learning rate never reaches train.lr "
@@ -189,22 +210,34 @@ class Trainer:
         self.dataset = checked_test_splits(dataset, cfg.data.skip_bad_images)
         self.layout = RunLayout(run_dir)
         self.run_dir = self.layout.root
-        self.progress = progress
-        self.log = log
+        self.is_chief = self.placement.is_chief
+        self.progress = progress and self.is_chief
+        self.log = log if self.is_chief else (
+            lambda line: log(f"[worker {self.placement.worker}] {line}"))
         keras.utils.set_random_seed(cfg.train.seed)
         steps = cfg.train.steps_per_epoch or None
-        self.input = TrainInput(dataset.train, cfg.data, check=True, num_batches=steps)
+        self.input = TrainInput(dataset.train, cfg.data, check=True, num_batches=steps,
+                                replicas=replicas)
         shape = (cfg.data.height, cfg.data.width, 3)
-        self.models: ReidModels = build_reid_model(cfg.model, shape, dataset.num_train_pids)
-        self.loss = ReidLoss(cfg.loss, num_classes=dataset.num_train_pids,
-                             feature_dim=self.models.feature_dim)
-        self.schedule = WarmupSchedule(cfg.train, self.input.batches_per_epoch)
-        self.optimizer = keras.optimizers.AdamW(learning_rate=self.schedule,
-                                                weight_decay=cfg.train.weight_decay)
-        # Build the optimizer over every variable up front so its state has the same layout
-        # whether or not the backbone starts frozen, and checkpoints can be restored by position.
-        self.all_trainable = list(self.models.training_model.trainable_variables)
-        self.optimizer.build(self.all_trainable)
+        with self.placement.strategy.scope():  # variables mirrored on every replica
+            self.models: ReidModels = build_reid_model(cfg.model, shape, dataset.num_train_pids)
+            self.loss = ReidLoss(cfg.loss, num_classes=dataset.num_train_pids,
+                                 feature_dim=self.models.feature_dim)
+            self.schedule = WarmupSchedule(cfg.train, self.input.batches_per_epoch)
+            self.optimizer = keras.optimizers.AdamW(learning_rate=self.schedule,
+                                                    weight_decay=cfg.train.weight_decay)
+            # Build the optimizer over every variable up front so its state has the same layout
+            # whether or not the backbone starts frozen, and checkpoints can be restored by
+            # position.
+            self.all_trainable = list(self.models.training_model.trainable_variables)
+            self.optimizer.build(self.all_trainable)
+        #: Batch-norm moving statistics averaged across replicas after each step (none when
+        #: the statistics are synchronised, and so already the same everywhere).
+        self._replica_statistics: list = []
+        if replicas > 1 and cfg.train.sync_batchnorm:
+            synchronize_batchnorm(self.models.training_model)
+        elif replicas > 1:
+            self._replica_statistics = moving_statistics(self.models.training_model)
         self._steps: dict[bool, Callable] = {}
         self.history: list[dict[str, Any]] = []
         self.best_map = -1.0
@@ -221,7 +254,10 @@ class Trainer:
         return groups
 
     def save(self) -> None:
-        state = {"history": self.history, "best_map": self.best_map}
+        if not self.is_chief:
+            return
+        state = {"history": self.history, "best_map": self.best_map,
+                 "replicas": self.placement.replicas}
         save_checkpoint(self.layout.checkpoints, self.epoch, self._variable_groups(), state)
 
     def restore(self) -> bool:
@@ -230,6 +266,11 @@ class Trainer:
         if path is None:
             return False
         groups, state = load_checkpoint(path)
+        replicas = int(state.get("replicas", 1))
+        if replicas != self.placement.replicas:
+            raise TrainingError(f"{path}: written by a run on {replicas} replica(s), this one "
+                                f"has {self.placement.replicas}; a step's batch (replicas x P x "
+                                f"K) would change, so resume on {replicas}")
         for name, variables in self._variable_groups().items():
             if name not in groups:
                 raise TrainingError(f"{path}: has no '{name}' variables; was it written with "
@@ -242,23 +283,41 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------
     def compiled_step(self, frozen: bool) -> Callable:
-        """The compiled step for the current phase: frozen backbone or all layers trained."""
+        """The compiled step for the current phase: frozen backbone or all layers trained.
+        It takes a step's per-replica batches and returns the loss terms averaged over the
+        replicas."""
         if frozen not in self._steps:
             model, loss, optimizer = self.models.training_model, self.loss, self.optimizer
             variables = list(model.trainable_variables)
+            strategy, statistics = self.placement.strategy, self._replica_statistics
 
-            @tf.function
-            def step(images, labels):
+            def replica_step(images, labels):
+                replicas = tf.distribute.get_replica_context().num_replicas_in_sync
                 with tf.GradientTape() as tape:
                     outputs = model(images, training=True)
                     total, terms = loss(labels, outputs[FEATURES], outputs[LOGITS])
-                grads = tape.gradient(total, variables)
+                    # The optimizer sums the replicas' gradients: of the global batch's mean.
+                    share = total / replicas
+                grads = tape.gradient(share, variables)
                 optimizer.apply_gradients(zip(grads, variables))
                 loss.update_centers(labels, outputs[FEATURES])
+                average_across_replicas(statistics)
                 return terms
+
+            @tf.function
+            def step(images, labels):
+                terms = strategy.run(replica_step, args=(images, labels))
+                return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                        for name, value in terms.items()}
 
             self._steps[frozen] = step
         return self._steps[frozen]
+
+    def _epoch_batches(self) -> Any:
+        """This epoch's batches, each replica's its own (:mod:`reid.engine.distribute`)."""
+        epoch = self.epoch
+        return self.placement.strategy.distribute_datasets_from_function(
+            lambda context: self.input.epoch(epoch, local_replicas(context)))
 
     def _set_frozen(self, frozen: bool) -> None:
         self.models.backbone.trainable = not frozen
@@ -273,7 +332,7 @@ class Trainer:
         bar = keras.utils.Progbar(n, stateful_metrics=["lr"]) if self.progress else None
         sums: dict[str, float] = {}
         start = time.perf_counter()
-        for i, (images, labels) in enumerate(self.input.epoch(self.epoch), start=1):
+        for i, (images, labels) in enumerate(self._epoch_batches(), start=1):
             terms = {k: float(v) for k, v in step(images, labels).items()}
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -283,7 +342,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         stats = {k: v / n for k, v in sums.items()}
         stats["lr"] = float(self.schedule(self.optimizer.iterations - 1))
-        stats["images_per_second"] = n * self.input.batch_size / seconds
+        stats["images_per_second"] = n * self.input.global_batch_size / seconds
         stats["seconds"] = seconds
         self.epoch += 1
         with writer.as_default(step=self.epoch):
@@ -349,10 +408,14 @@ class Trainer:
     def fit(self, resume: bool = False, stop_after: int | None = None) -> TrainResult:
         """Train to ``train.epochs`` (or stop after ``stop_after`` more epochs, for tests)."""
         cfg = self.cfg
+        if self.placement.replicas > 1:
+            self.log(f"training on {self.placement.describe()}: {self.input.global_batch_size} "
+                     f"images a step")
         if resume and self.restore():
             self.log(f"resumed {self.run_dir} after epoch {self.epoch}")
-        writer = tf.summary.create_file_writer(str(self.layout.logs))
-        evaluate = bool(self.dataset.query) and bool(self.dataset.gallery)
+        writer = (tf.summary.create_file_writer(str(self.layout.logs)) if self.is_chief
+                  else tf.summary.create_noop_writer())
+        evaluate = bool(self.dataset.query) and bool(self.dataset.gallery) and self.is_chief
         if evaluate and not self.dataset.held_out:
             self.log("warning: no training identities held out (data.val_ids: 0), so "
                      "validation and model_best/ use the test split (choices made there flatter "
@@ -389,7 +452,7 @@ class Trainer:
             done += 1
             durations.append(time.perf_counter() - epoch_start)
         model_dir = None
-        if self.epoch >= cfg.train.epochs:
+        if self.epoch >= cfg.train.epochs and self.is_chief:
             model_dir = self.layout.model
             fingerprint, calibrated = _export_state(model_dir)
             if (done == 0 and fingerprint == weights_fingerprint(self.models.export_model())
@@ -406,5 +469,9 @@ class Trainer:
                 atomic_write_text(self.layout.history, json.dumps(self.history, indent=1))
                 if cfg.train.export_litert:
                     self.export_litert(model_dir)
+        if self.placement.workers > 1:
+            barrier(self.placement)  # the others wait for the chief's exports
+            fingerprint = weights_fingerprint(self.models.training_model)[:16]
+            self.log(f"trained weights {fingerprint} after epoch {self.epoch}")
         return TrainResult(self.run_dir, self.epoch, self.history, model_dir, best_dir,
                            final_metrics)

@@ -60,7 +60,10 @@ class CenterLoss(tf.Module):
         self.num_classes = num_classes
         self.dim = dim
         self.center_lr = float(center_lr)
-        self.centers = tf.Variable(initial, trainable=False, name="centers")
+        # Under tf.distribute every replica computes the same update (below), so any copy is
+        # the value.
+        self.centers = tf.Variable(initial, trainable=False, name="centers",
+                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     def __call__(self, features: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         return center_loss(features, labels, self.centers)
@@ -76,6 +79,11 @@ class CenterLoss(tf.Module):
         counts = tf.math.unsorted_segment_sum(tf.ones_like(labels, tf.float32), labels,
                                               self.num_classes)
         feature_sums = tf.math.unsorted_segment_sum(features, labels, self.num_classes)
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            # Several replicas: the step is the one the whole global batch gives.
+            counts, feature_sums = replica.all_reduce(tf.distribute.ReduceOp.SUM,
+                                                      [counts, feature_sums])
         # sum_i [y_i = j] (c_j - x_i) = n_j c_j - sum_i [y_i = j] x_i
         diff = counts[:, None] * self.centers - feature_sums
         return self.centers.assign_sub(self.center_lr * diff / (1.0 + counts[:, None]))
