@@ -98,6 +98,34 @@ def test_train_batches_are_pk_and_follow_the_sampler(tmp_path: pathlib.Path) -> 
         np.testing.assert_array_equal(batch_labels, labels[shown])
 
 
+def test_replicas_split_the_one_device_batch_by_whole_identities(tmp_path: pathlib.Path) -> None:
+    """Two replicas of P x K: together, image for image and augmentation for augmentation, the
+    batch one device sees with 2P identities; apart, P whole identities each, none shared."""
+    records = _records(tmp_path, {pid: 3 + pid % 3 for pid in range(9)})
+    config = _config(flip_prob=0.5, pad=3, erasing_prob=0.5, color_jitter=0.2)
+    one_device = TrainInput(records, _config(ids_per_batch=6, flip_prob=0.5, pad=3,
+                                             erasing_prob=0.5, color_jitter=0.2), check=False)
+    replicas = TrainInput(records, config, check=False, replicas=2)
+    assert replicas.batch_size == 6 and replicas.global_batch_size == 12
+    assert replicas.batches_per_epoch == one_device.batches_per_epoch
+    whole = list(one_device.epoch(1).as_numpy_iterator())
+    first = list(replicas.epoch(1, range(0, 1)).as_numpy_iterator())
+    second = list(replicas.epoch(1, range(1, 2)).as_numpy_iterator())
+    both = list(replicas.epoch(1).as_numpy_iterator())  # one pipeline for both, step by step
+    assert len(first) == len(second) == len(whole) and len(both) == 2 * len(whole)
+    for step, ((images, labels), (a, la), (b, lb)) in enumerate(zip(whole, first, second)):
+        np.testing.assert_array_equal(np.concatenate([a, b]), images)
+        np.testing.assert_array_equal(np.concatenate([la, lb]), labels)
+        np.testing.assert_array_equal(both[2 * step][0], a)
+        np.testing.assert_array_equal(both[2 * step + 1][0], b)
+        for part in (la, lb):
+            counter = Counter(part.tolist())
+            assert len(counter) == 3 and set(counter.values()) == {2}
+        assert not set(la.tolist()) & set(lb.tolist())
+    with pytest.raises(ValueError, match="replicas range\\(1, 3\\)"):
+        replicas.epoch(1, range(1, 3))
+
+
 def test_train_epoch_is_reproducible_and_augmented(tmp_path: pathlib.Path) -> None:
     records = _records(tmp_path, {0: 4, 1: 4, 2: 4, 3: 4})
     config = _config(flip_prob=0.5, pad=3, erasing_prob=0.5, color_jitter=0.2)

@@ -1,0 +1,279 @@
+"""Training past one device: two real multi_worker processes on this machine's CPU.
+
+Each run starts two ``tools/train.py`` processes with ``TF_CONFIG`` naming both on 127.0.0.1
+ports; they train a tiny model for a few steps on synthetic data. A run is bounded in time:
+whatever is still running after ``WORKER_SECONDS`` is killed by its process id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from reid.config import ConfigError, config_from_dict, load_config
+from reid.data import load_dataset
+from reid.data.records import DatasetError, ImageRecord, make_dataset
+from reid.data.synthetic import generate_dataset
+from reid.engine.checkpoint import latest_checkpoint
+from reid.engine.distribute import check_tf_config
+from reid.engine.schedule import learning_rate_at
+from reid.engine.trainer import Trainer, TrainingError, training_dataset
+from reid.index.query import load_query_image
+from reid.modeling import Embedder
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKER_SECONDS = 300
+FINGERPRINT = re.compile(r"trained weights ([0-9a-f]{16}) after epoch (\d+)")
+
+#: A tiny run: alpha 0.35 at 64x32, P=2 identities x K=2 images on each of two replicas.
+TINY = {
+    "data": {"height": 64, "width": 32, "ids_per_batch": 2, "images_per_id": 2, "pad": 2},
+    "model": {"alpha": 0.35, "weights": None},
+    "train": {"epochs": 2, "steps_per_epoch": 3, "warmup_epochs": 1, "lr": 1e-3, "seed": 3,
+              "export_litert": False, "strategy": "multi_worker"},
+    "eval": {"batch_size": 32},
+}
+
+
+def write_config(folder: pathlib.Path, data: pathlib.Path, **sections) -> pathlib.Path:
+    raw = {name: dict(values) for name, values in TINY.items()}
+    raw["data"]["root"] = str(data)
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    path = folder / "tiny.json"  # JSON is YAML
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def run_two_workers(args: list[str], folder: pathlib.Path) -> list[tuple[int, str]]:
+    """(exit code, output) of worker 0 (the chief) and worker 1 of one ``tools/train.py``
+    run. Output goes to files, so neither worker can block on a full pipe."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    processes, logs = [], []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        log = (folder / f"worker-{index}-{time.monotonic_ns()}.log").open("w+")
+        logs.append(log)
+        processes.append(subprocess.Popen(
+            [sys.executable, str(ROOT / "tools" / "train.py"), *args, "--no-progress"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder))
+    deadline = time.monotonic() + WORKER_SECONDS
+    try:
+        for process in processes:
+            process.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    results = []
+    for process, log in zip(processes, logs):
+        log.seek(0)
+        results.append((process.returncode, log.read()))
+        log.close()
+    return results
+
+
+def fingerprints(results: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    for code, output in results:
+        assert code == 0, output[-3000:]
+    return [FINGERPRINT.findall(output)[-1] for _, output in results]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> pathlib.Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_dataset(root, ids=12, cameras=2, images_per_id=6, seed=1, height=64, width=32)
+    return root
+
+
+#: Synchronised batch norm and losses that are means over the batch (cross-entropy and
+#: center; no triplet, whose hardest negatives depend on the batch it searches): two replicas
+#: of P x K compute what one device computes on 2P x K.
+LIKE_ONE_DEVICE = {"loss": {"triplet_weight": 0.0, "center_weight": 0.01},
+                   "train": {"sync_batchnorm": True}}
+
+
+@dataclasses.dataclass
+class TwoWorkerRun:
+    folder: pathlib.Path
+    first: list[tuple[int, str]]
+    first_history: list[dict]
+    resumed: list[tuple[int, str]]
+
+    @property
+    def run(self) -> pathlib.Path:
+        return self.folder / "run"
+
+
+@pytest.fixture(scope="module")
+def two_workers(data, tmp_path_factory) -> TwoWorkerRun:
+    """Two workers train one epoch and stop; started again with --resume, they train a second."""
+    folder = tmp_path_factory.mktemp("two-workers")
+    config = write_config(folder, data, **LIKE_ONE_DEVICE)
+    first = run_two_workers(["--config", str(config), "--output", "run", "--set",
+                             "train.epochs=1"], folder)
+    history = json.loads((folder / "run" / "history.json").read_text()) if all(
+        code == 0 for code, _ in first) else []
+    resumed = run_two_workers(["--resume", "--output", "run", "--set", "train.epochs=2"],
+                              folder)
+    return TwoWorkerRun(folder, first, history, resumed)
+
+
+def test_both_workers_end_with_the_same_weights_and_only_the_chief_writes(two_workers, data):
+    (chief, after), (other, other_after) = fingerprints(two_workers.resumed)
+    assert chief == other and after == other_after == "2"
+    chief_output, other_output = (output for _, output in two_workers.resumed)
+    assert "exported embedding model" in chief_output
+    assert "exported embedding model" not in other_output
+    assert "[worker 1]" in other_output and "[worker" not in chief_output
+    embedder = Embedder.load(two_workers.run / "model")
+    height, width = embedder.input_size
+    images = [load_query_image(str(p), height, width)
+              for p in sorted((data / "query").glob("*.jpg"))[:4]]
+    vectors = embedder.embed(np.stack(images))
+    assert vectors.shape[0] == 4 and np.all(np.isfinite(vectors))
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_two_worker_run_resumes_where_it_stopped(two_workers):
+    (one, one_after), (other, other_after) = fingerprints(two_workers.first)
+    assert one == other and one_after == other_after == "1"
+    assert all("resumed" in output and "after epoch 1" in output
+               for _, output in two_workers.resumed)
+    state = json.loads((latest_checkpoint(two_workers.run / "checkpoints")
+                        / "state.json").read_text())
+    assert state["epoch"] == 2 and state["replicas"] == 2
+    history = json.loads((two_workers.run / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and history[0] == two_workers.first_history[0]
+    # The schedule went on from the optimizer's restored step count (6 steps: past the
+    # one-epoch warm-up), not from 0. Exact resume is tested on one device (test_train.py).
+    cfg = load_config(two_workers.run / "config.yaml")
+    assert history[1]["lr"] == pytest.approx(learning_rate_at(5 / 3, cfg.train), rel=1e-6)
+    assert history[1]["lr"] != pytest.approx(learning_rate_at(2 / 3, cfg.train), rel=1e-3)
+
+
+def test_two_workers_learn_as_one_device_does_on_the_same_global_batch(two_workers, tmp_path):
+    import tensorflow as tf
+
+    two = two_workers.first_history
+    raw = json.loads((two_workers.folder / "tiny.json").read_text())
+    raw["data"]["ids_per_batch"] = 4  # one replica of 2P identities
+    raw["train"].update(strategy="default", epochs=1)
+    cfg = config_from_dict(raw, name="one-device")
+    one = Trainer(cfg, training_dataset(load_dataset(cfg.data), cfg), tmp_path / "one",
+                  progress=False, log=lambda _: None)
+    first_epoch = one.train_epoch(tf.summary.create_noop_writer())
+    # The first epoch's mean over 3 steps, each after the updates of the one before: only
+    # the order of floating-point sums differs. (Later epochs drift further apart: Adam turns
+    # rounding noise in near-zero gradients into steps of the learning rate's size.)
+    for term in ("loss", "ce", "center"):
+        assert two[0][term] == pytest.approx(first_epoch[term], rel=1e-3), term
+
+
+def test_batch_norm_statistics_on_two_replicas_against_numpy():
+    """Two mirrored CPU replicas in one process, a batch norm fed a different batch on each."""
+    import two_cpu_replicas as replicas
+
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "two_cpu_replicas.py")],
+                            capture_output=True, text=True, timeout=WORKER_SECONDS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2
+    m = replicas.MOMENTUM
+    own = [((1 - m) * b.mean(0), m + (1 - m) * b.var(0)) for b in replicas.BATCHES]
+    whole = np.concatenate(replicas.BATCHES)
+    expected = {
+        # Each replica keeps the statistics of its own batch: the copies part.
+        "own": [[own[0][0], own[1][0]], [own[0][1], own[1][1]]],
+        # Averaged after the step: every copy holds the mean of the replicas' statistics.
+        "averaged": [[(own[0][0] + own[1][0]) / 2] * 2, [(own[0][1] + own[1][1]) / 2] * 2],
+        # Synchronised: the statistics of the global batch, on every copy.
+        "synchronized": [[(1 - m) * whole.mean(0)] * 2, [m + (1 - m) * whole.var(0)] * 2],
+    }
+    for mode, (means, variances) in expected.items():
+        np.testing.assert_allclose(report[mode][0], means, rtol=1e-5, err_msg=mode)
+        np.testing.assert_allclose(report[mode][1], variances, rtol=1e-5, err_msg=mode)
+
+
+def test_resume_on_another_number_of_replicas_is_refused(data, tmp_path):
+    raw = {name: dict(values) for name, values in TINY.items()}
+    raw["data"]["root"] = str(data)
+    raw["train"].update(strategy="default", epochs=1)
+    cfg = config_from_dict(raw, name="tiny")
+    dataset = training_dataset(load_dataset(cfg.data), cfg)
+    trainer = Trainer(cfg, dataset, tmp_path / "run", progress=False, log=lambda _: None)
+    trainer.save()  # as a run on two replicas would have saved it, but for the count
+    state_file = latest_checkpoint(tmp_path / "run" / "checkpoints") / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["replicas"] == 1
+    state_file.write_text(json.dumps({**state, "replicas": 2}))
+    with pytest.raises(TrainingError, match="on 2 replica\\(s\\), this one has 1"):
+        trainer.restore()
+
+
+def test_a_step_needs_p_identities_for_every_replica(tmp_path):
+    from reid.engine.trainer import check_dataset_fills_pk_batches
+
+    records = [ImageRecord(f"/nowhere/{pid}_{i}.jpg", pid, 1) for pid in range(6)
+               for i in range(4)]
+    dataset = make_dataset("six", str(tmp_path), records, [], [])
+    cfg = config_from_dict({"data": {"ids_per_batch": 4}}, name="p4")
+    check_dataset_fills_pk_batches(dataset, cfg, replicas=1)
+    with pytest.raises(DatasetError, match="ids_per_batch is 4 on each of 2 replicas \\(8 a "
+                                           "step\\) but the training split has only 6"):
+        check_dataset_fills_pk_batches(dataset, cfg, replicas=2)
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "TF_CONFIG environment variable is not set"),
+    ("{not json", "TF_CONFIG: expected JSON"),
+    ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG: expected JSON"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     "task worker 2 is not in the cluster"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}',
+     "task ps 0 is not in the cluster"),
+])
+def test_a_bad_tf_config_is_named(text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_tf_config(text)
+
+
+def test_tf_config_gives_this_workers_place():
+    two = {"worker": ["a:1", "b:2"]}
+    assert check_tf_config(json.dumps({"cluster": two, "task": {"type": "worker",
+                                                                "index": 1}})) == (1, 2)
+    with_chief = {"chief": ["c:0"], **two}
+    assert check_tf_config(json.dumps({"cluster": with_chief, "task": {"type": "chief",
+                                                                       "index": 0}})) == (0, 3)
+    assert check_tf_config(json.dumps({"cluster": with_chief, "task": {"type": "worker",
+                                                                       "index": 0}})) == (1, 3)
+
+
+def test_an_unknown_strategy_is_refused():
+    with pytest.raises(ConfigError, match="train.strategy"):
+        config_from_dict({"train": {"strategy": "horovod"}}, name="bad")
