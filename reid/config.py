@@ -73,7 +73,8 @@ class DataConfig:
                        "directory).")
     height: int = _field(256, "Input height in pixels.", min=32, max=1024)
     width: int = _field(128, "Input width in pixels.", min=32, max=1024)
-    ids_per_batch: int = _field(16, "P: identities in each training batch.", min=2, max=1024)
+    ids_per_batch: int = _field(16, "P: identities in each training batch (in each replica's, "
+                                "with train.strategy).", min=2, max=1024)
     images_per_id: int = _field(4, "K: images of each identity in a training batch.", min=1,
                                 max=256)
     sample_with_replacement: bool = _field(True, "Repeat images of identities with fewer than K "

@@ -12,7 +12,6 @@ import json
 import os
 import pathlib
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from reid.data import load_dataset
 from reid.data.records import DatasetError, ImageRecord, make_dataset
 from reid.data.synthetic import generate_dataset
 from reid.engine.checkpoint import latest_checkpoint
-from reid.engine.distribute import check_tf_config
+from reid.engine.distribute import check_tf_config, local_tf_configs
 from reid.engine.schedule import learning_rate_at
 from reid.engine.trainer import Trainer, TrainingError, training_dataset
 from reid.index.query import load_query_image
@@ -55,25 +54,12 @@ def write_config(folder: pathlib.Path, data: pathlib.Path, **sections) -> pathli
     return path
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def run_two_workers(args: list[str], folder: pathlib.Path) -> list[tuple[int, str]]:
     """(exit code, output) of worker 0 (the chief) and worker 1 of one ``tools/train.py``
     run. Output goes to files, so neither worker can block on a full pipe."""
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     processes, logs = [], []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    for index, tf_config in enumerate(local_tf_configs(2)):
+        env = dict(os.environ, TF_CONFIG=tf_config)
         log = (folder / f"worker-{index}-{time.monotonic_ns()}.log").open("w+")
         logs.append(log)
         processes.append(subprocess.Popen(
@@ -264,6 +250,10 @@ def test_a_bad_tf_config_is_named(text, message):
 
 
 def test_tf_config_gives_this_workers_place():
+    configs = local_tf_configs(3)
+    assert [check_tf_config(c) for c in configs] == [(0, 3), (1, 3), (2, 3)]
+    addresses = json.loads(configs[0])["cluster"]["worker"]
+    assert len(set(addresses)) == 3 and all(a.startswith("127.0.0.1:") for a in addresses)
     two = {"worker": ["a:1", "b:2"]}
     assert check_tf_config(json.dumps({"cluster": two, "task": {"type": "worker",
                                                                 "index": 1}})) == (1, 2)

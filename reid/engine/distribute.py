@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 
 import keras
 import tensorflow as tf
@@ -59,7 +60,9 @@ class Placement:
             return "one device"
         where = ", ".join(self.strategy.extended.worker_devices)
         if self.name == "mirrored":
-            return f"mirrored over {self.replicas} replica(s) ({where})"
+            alone = (" (no GPU found: the CPU alone)" if self.replicas == 1 and "GPU" not in where
+                     else "")
+            return f"mirrored over {self.replicas} replica(s), {where}{alone}"
         return (f"multi_worker: worker {self.worker} of {self.workers}, {self.replicas} "
                 f"replica(s) in all")
 
@@ -87,6 +90,23 @@ def check_tf_config(text: str | None) -> tuple[int, int]:
     if len(chiefs) > 1:
         raise ConfigError(f"{TF_CONFIG}: at most one chief, got {len(chiefs)}")
     return (index if kind == "chief" else len(chiefs) + index), len(tasks)
+
+
+def local_tf_configs(workers: int) -> list[str]:
+    """Each worker's ``TF_CONFIG`` for a cluster of ``workers`` processes on this machine, on
+    free loopback ports (a port may still be taken between this call and the workers' start;
+    tests and benchmarks only)."""
+    sockets = [socket.socket() for _ in range(workers)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        addresses = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+    return [json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker",
+                                                                   "index": index}})
+            for index in range(workers)]
 
 
 def make_placement(name: str) -> Placement:

@@ -408,7 +408,7 @@ class Trainer:
     def fit(self, resume: bool = False, stop_after: int | None = None) -> TrainResult:
         """Train to ``train.epochs`` (or stop after ``stop_after`` more epochs, for tests)."""
         cfg = self.cfg
-        if self.placement.replicas > 1:
+        if self.placement.name != "default":
             self.log(f"training on {self.placement.describe()}: {self.input.global_batch_size} "
                      f"images a step")
         if resume and self.restore():
