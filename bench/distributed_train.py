@@ -33,13 +33,15 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reid.engine.distribute import local_tf_configs  # noqa: E402
 from reid.utils.provenance import source_commit  # noqa: E402
+from reid.utils.quiet import start_tensorflow_quietly  # noqa: E402
 
 
 def train(folder: pathlib.Path, config: pathlib.Path, overrides: list[str],
           workers: int) -> tuple[dict, float]:
     """(the chief's history summary, wall seconds) of one run of ``workers`` processes."""
+    from reid.engine.distribute import local_tf_configs
+
     command = [sys.executable, str(ROOT / "tools" / "train.py"), "--config", str(config),
                "--output", str(folder), "--no-progress", "--set", *overrides]
     environments = ([dict(os.environ, TF_CONFIG=c) for c in local_tf_configs(workers)]
@@ -67,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=pathlib.Path, default=ROOT / "configs" / "synthetic.yaml")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--steps", type=int, default=75, help="steps per epoch")
+    parser.add_argument("--runs", default="one,two,sync",
+                        help="which runs, of one (one device), two (two workers) and sync (two "
+                             "workers, synchronised batch norm)")
     args = parser.parse_args(argv)
+    start_tensorflow_quietly()
     from reid.config import load_config
 
     cfg = load_config(args.config)
@@ -78,17 +84,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     common = [f"train.epochs={args.epochs}", f"train.steps_per_epoch={args.steps}",
               "train.export_litert=false", "train.eval_every=0"]
-    runs = [("one device", 1, []),
-            ("two workers", 2, ["train.strategy=multi_worker", f"data.ids_per_batch={p // 2}"]),
-            ("two workers, synchronised BN", 2,
-             ["train.strategy=multi_worker", f"data.ids_per_batch={p // 2}",
-              "train.sync_batchnorm=true"])]
+    runs = {"one": ("one device", 1, []),
+            "two": ("two workers", 2, ["train.strategy=multi_worker",
+                                       f"data.ids_per_batch={p // 2}"]),
+            "sync": ("two workers, synchronised BN", 2,
+                     ["train.strategy=multi_worker", f"data.ids_per_batch={p // 2}",
+                      "train.sync_batchnorm=true"])}
+    chosen = args.runs.split(",")
+    if "one" not in chosen or not set(chosen) <= set(runs):
+        print(f"error: --runs {args.runs}: expected one, and any of two and sync",
+              file=sys.stderr)
+        return 1
     print(f"code {source_commit(ROOT)}; {platform.machine()}, {os.cpu_count()} cores; "
           f"{args.config.name}, global batch {p} x {k} = {p * k} images, "
           f"{args.epochs} epochs x {args.steps} steps")
     results = {}
     with tempfile.TemporaryDirectory(prefix="reid-distributed-") as tmp:
-        for name, workers, overrides in runs:
+        for name, workers, overrides in (runs[key] for key in chosen):
             folder = pathlib.Path(tmp) / name.replace(" ", "-").replace(",", "")
             results[name], took = train(folder, args.config, common + overrides, workers)
             r = results[name]
@@ -96,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"mAP {r['mAP']:.4f}  rank-1 {r['rank1']:.4f}  ({took:.0f} s in all)",
                   flush=True)
     base = results["one device"]
-    for name in list(results)[1:]:
+    for name in (n for n in results if n != "one device"):
         r = results[name]
         print(f"{name}: {r['images_per_second'] / base['images_per_second']:.2f}x the images/s "
               f"of one device, mAP {r['mAP'] - base['mAP']:+.4f}")

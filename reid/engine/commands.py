@@ -41,7 +41,7 @@ def run_training(config_path: pathlib.Path | None, output: pathlib.Path | None,
         output = output or pathlib.Path("runs") / cfg.name
     # Before any other TensorFlow work: a multi-worker strategy sets up the runtime's
     # collectives, and waits here for every worker to start.
-    placement = make_placement(cfg.train.strategy)
+    placement = make_placement(cfg.train.strategy, log=lambda line: print(line, flush=True))
     dataset = training_dataset(load_dataset(cfg.data), cfg)
     if placement.is_chief:
         print(dataset.summary())

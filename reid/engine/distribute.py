@@ -27,6 +27,7 @@ import dataclasses
 import json
 import os
 import socket
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -109,10 +110,10 @@ def local_tf_configs(workers: int) -> list[str]:
             for index in range(workers)]
 
 
-def make_placement(name: str) -> Placement:
+def make_placement(name: str, log: Callable[[str], None] = lambda _: None) -> Placement:
     """The strategy ``train.strategy`` names. Create it before any other TensorFlow work: a
-    multi-worker strategy configures the runtime's collectives, and waits until every worker
-    of ``TF_CONFIG`` has started."""
+    multi-worker strategy configures the runtime's collectives, and waits (saying so through
+    ``log``) until every worker of ``TF_CONFIG`` has started."""
     if name == "default":
         strategy = tf.distribute.get_strategy()
         return Placement(strategy, name, 1)
@@ -122,6 +123,7 @@ def make_placement(name: str) -> Placement:
         return Placement(strategy, name, strategy.num_replicas_in_sync)
     if name == "multi_worker":
         worker, workers = check_tf_config(os.environ.get(TF_CONFIG))
+        log(f"worker {worker} of {workers}: waiting for every worker {TF_CONFIG} names")
         with held_stderr():
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
         return Placement(strategy, name, strategy.num_replicas_in_sync, worker, workers)

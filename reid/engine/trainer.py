@@ -350,6 +350,18 @@ class Trainer:
                 tf.summary.scalar(f"train/{k}", v)
         return stats
 
+    def _train_epoch_of_all(self, writer) -> dict[str, float]:
+        """:meth:`train_epoch`, with a worker that stopped or cannot be reached said in one
+        line (the collectives abort on every other worker within seconds)."""
+        try:
+            return self.train_epoch(writer)
+        except (tf.errors.UnavailableError, tf.errors.CancelledError) as exc:
+            if self.placement.workers == 1:
+                raise
+            raise TrainingError(f"epoch {self.epoch + 1}: another worker stopped or cannot be "
+                                f"reached ({type(exc).__name__}); start every worker again "
+                                f"with --resume --output {self.run_dir}") from None
+
     def embedder(self) -> Embedder:
         return Embedder(self.models.export_model(), self._spec())
 
@@ -430,7 +442,8 @@ class Trainer:
             shown = "" if left is None else f" (about {format_duration(left)} left)"
             self.log(f"epoch {self.epoch + 1}/{cfg.train.epochs}{shown}")
             epoch_start = time.perf_counter()
-            record: dict[str, Any] = {"epoch": self.epoch + 1, **self.train_epoch(writer)}
+            record: dict[str, Any] = {"epoch": self.epoch + 1,
+                                      **self._train_epoch_of_all(writer)}
             self.history.append(record)
             self.save()  # before validation: a crash there must not cost the epoch's training
             last = self.epoch == cfg.train.epochs
