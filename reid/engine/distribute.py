@@ -138,21 +138,23 @@ def local_replicas(context: tf.distribute.InputContext) -> range:
     return range(first, first + per_pipeline)
 
 
-def synchronize_batchnorm(model: keras.Model) -> int:
-    """Compute every batch norm's training statistics over the global batch; returns how many
-    layers were switched. Keras reads ``synchronized`` at call time, so layers that the
-    backbone builder made plain are switched in place."""
-    layers = [layer for layer in model._flatten_layers(include_self=False)
-              if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in layers:
+def _batch_norms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    """Every batch norm of ``model``, nested models' included."""
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def synchronize_batchnorm(model: keras.Model) -> None:
+    """Compute every batch norm's training statistics over the global batch. Keras reads
+    ``synchronized`` at call time, so layers that the backbone builder made plain are switched
+    in place."""
+    for layer in _batch_norms(model):
         layer.synchronized = True
-    return len(layers)
 
 
 def moving_statistics(model: keras.Model) -> list:
     """The moving means and variances of every batch norm of ``model``."""
-    return [variable for layer in model._flatten_layers(include_self=False)
-            if isinstance(layer, keras.layers.BatchNormalization)
+    return [variable for layer in _batch_norms(model)
             for variable in (layer.moving_mean, layer.moving_variance)]
 
 
