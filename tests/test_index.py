@@ -176,6 +176,49 @@ def test_fewer_results_than_k_and_bad_queries():
         g.search(x[:1], k=0)
 
 
+# A process importing faiss and the index peaks near 0.5 GB of address space; k = 10**9 asked
+# for 2 x 10**9 x 12 bytes (24 GB) before k was capped at the gallery's size.
+HUGE_K_LIMIT = 1536 * 2**20
+HUGE_K_CODE = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (BYTES, BYTES))
+import numpy as np
+from reid.config import IndexConfig
+from reid.index import GalleryIndex, ModelInfo
+from reid.index import faiss_index as fi
+
+model = ModelInfo(fingerprint="f" * 64, embedding_dim=8, model_dir="/m", preprocessing={})
+x = np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32)
+x /= np.linalg.norm(x, axis=1, keepdims=True)
+for kind in ("flat", "hnsw"):
+    g = GalleryIndex(model, IndexConfig(type=kind))
+    g.add([f"/g/{i}.jpg" for i in range(6)], x, camids=[1, 1, 2, 2, 3, 3])
+    scores, ids = g.search_arrays(x[:2], k=10**9)
+    # Brute force over the index's own vectors: every entry, best first.
+    sims = x[:2].astype(np.float64) @ x.astype(np.float64).T
+    assert ids.shape == (2, 6), ids.shape
+    assert (ids == g.ids[np.argsort(-sims, axis=1, kind="stable")]).all(), ids
+    assert np.allclose(scores, -np.sort(-sims, axis=1), atol=1e-5)
+    hits = g.search(x[:1], k=10**9, exclude_camids=[1])[0]  # rows 0 and 1 are camera 1
+    others = [int(g.ids[r]) for r in np.argsort(-sims[0], kind="stable") if r >= 2]
+    assert [h.id for h in hits] == others, (kind, hits)
+    assert fi.search(fi.new_index(IndexConfig(type=kind), 8), IndexConfig(type=kind),
+                     x[:2], 10**9)[1].shape == (2, 0)
+    assert [len(h) for h in GalleryIndex(model, IndexConfig(type=kind)).search(x[:2], 10**9)] \\
+        == [0, 0]
+print("ok")
+"""
+
+
+def test_a_huge_k_is_capped_at_the_gallery_size():
+    """Issue 29: tools/query.py --top-k 1000000000 allocated (n, k) arrays until the OOM killer
+    came; the library caps k, so every caller gets at most the whole gallery, in order."""
+    code = HUGE_K_CODE.replace("BYTES", str(HUGE_K_LIMIT))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 # --- add / remove ----------------------------------------------------------------------------
 
 def test_readding_a_path_never_duplicates(tmp_path, monkeypatch):

@@ -197,20 +197,23 @@ def _search_params(config: IndexConfig, index: faiss.Index, k: int,
 def search(index: faiss.Index, config: IndexConfig, queries: np.ndarray, k: int,
            exclude_ids: np.ndarray | None = None, lookup: VectorLookup | None = None,
            ) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, ids), both (num_queries, k), best first; missing results are id -1, score -inf.
+    """(scores, ids), both (num_queries, min(k, index.ntotal)), best first; missing results
+    are id -1, score -inf.
 
     ``exclude_ids`` are never returned (a FAISS id selector, so k results still come back when
-    the gallery has them). ``lookup`` lets IVF-PQ re-score its candidates exactly.
+    the gallery has them). ``lookup`` lets IVF-PQ re-score its candidates exactly. A k beyond
+    the index's size is capped at it: the result arrays never outgrow the index.
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     num_queries = queries.shape[0]
     if k < 1:
         raise GalleryError(f"k: expected a positive number of results, got {k}")
+    k = min(int(k), int(index.ntotal))
     if index.ntotal == 0 or num_queries == 0:
         return (np.full((num_queries, k), -np.inf, np.float32),
                 np.full((num_queries, k), -1, np.int64))
     refine = config.type == "ivfpq" and lookup is not None
-    fetch = min(k * REFINE_FACTOR, index.ntotal) if refine else min(k, index.ntotal)
+    fetch = min(k * REFINE_FACTOR, index.ntotal) if refine else k
     selector = None
     if exclude_ids is not None and len(exclude_ids):
         batch = faiss.IDSelectorBatch(np.ascontiguousarray(exclude_ids, dtype=np.int64))
@@ -225,10 +228,6 @@ def search(index: faiss.Index, config: IndexConfig, queries: np.ndarray, k: int,
         order = np.argsort(-scores, axis=1, kind="stable")
         scores = np.take_along_axis(scores, order, axis=1)
         ids = np.take_along_axis(ids, order, axis=1)
-    if fetch < k:
-        pad = k - fetch
-        scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
-        ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
     return scores[:, :k], ids[:, :k].astype(np.int64)
 
 

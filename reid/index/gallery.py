@@ -475,17 +475,19 @@ class GalleryIndex:
     def search_arrays(self, queries: np.ndarray, k: int = 10,
                       exclude_camids: Sequence[int | None] | None = None,
                       ) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each (num_queries, k), best first; -inf / -1 where there are fewer
-        than k results. ``exclude_camids[i]`` (when not None) drops every gallery entry of that
-        camera from query i's results."""
+        """(scores, ids), each (num_queries, min(k, count)), best first; -inf / -1 where a
+        query has fewer results (its camera excluded, or an approximate index missed some).
+        ``exclude_camids[i]`` (when not None) drops every gallery entry of that camera from
+        query i's results. A k beyond the gallery's size asks for everything: the arrays are
+        never wider than the gallery, whatever number a caller passes."""
         queries = _unit_rows("queries", fi.as_vectors("queries", queries, self.dim))
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise GalleryError(f"k: expected a positive number of results, got {k!r}")
-        k = int(k)
+        k = min(int(k), self.count)
         num_queries = len(queries)
         scores = np.full((num_queries, k), -np.inf, np.float32)
         ids = np.full((num_queries, k), -1, np.int64)
-        if self._faiss is None or num_queries == 0:
+        if self._faiss is None or num_queries == 0 or k == 0:
             return scores, ids
         if exclude_camids is None:
             groups: dict[int | None, list[int]] = {None: list(range(num_queries))}
@@ -504,7 +506,8 @@ class GalleryIndex:
 
     def search(self, queries: np.ndarray, k: int = 10,
                exclude_camids: Sequence[int | None] | None = None) -> list[list[Hit]]:
-        """The k most similar gallery entries of each query, with cosine similarity scores."""
+        """The k most similar gallery entries of each query (all of them when k exceeds the
+        gallery's size), with cosine similarity scores."""
         scores, ids = self.search_arrays(queries, k, exclude_camids)
         entries = self._meta.get(ids[ids >= 0])
         results = []
