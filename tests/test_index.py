@@ -219,6 +219,30 @@ def test_a_huge_k_is_capped_at_the_gallery_size():
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
+def test_a_track_number_beyond_64_bits_is_no_such_track_not_an_overflow(tmp_path):
+    """Issue 29: --track A:99999999999999999999 overflowed SQLite's integer (a traceback)."""
+    from reid.index import media
+    from reid.index.appearances import parse_track, track_query
+    from reid.index.footage import FootageEntry, TrackRecord, VideoRecord
+
+    g = GalleryIndex(ModelInfo(fingerprint="f" * 64, embedding_dim=4, model_dir="/m"))
+    thumb = media.store(tmp_path, media.encode_jpeg(np.full((8, 4, 3), 9, np.uint8)))
+    box = (1, 2, 3, 4)
+    g.add_footage(VideoRecord("/v/A.avi", "A", 10.0, 64, 36, 20, True, None),
+                  [TrackRecord("A", 0, "/v/A.avi", 0, 1, 0.0, 0.1, 2)],
+                  [FootageEntry("crop", "A", 0, 0, 0.0, box, 0.9, thumb),
+                   FootageEntry("track", "A", 0, 0, 0.0, box, 0.9, thumb)],
+                  np.eye(4, dtype=np.float32)[:2])
+    np.testing.assert_array_equal(track_query(g, "A", 0)[0], np.eye(4)[1])
+    for track in (2**63, -2**63 - 1, 10**20):
+        with pytest.raises(GalleryError, match=f"--track A:{track}: no such track"):
+            track_query(g, "A", track)
+    assert parse_track(f"A:{2**63 - 1}") == ("A", 2**63 - 1)
+    for text in ("A:99999999999999999999", f"A:{2**63}", f"A:{-2**63 - 1}"):
+        with pytest.raises(GalleryError, match=f"^--track {text}: track number out of range"):
+            parse_track(text)
+
+
 # --- add / remove ----------------------------------------------------------------------------
 
 def test_readding_a_path_never_duplicates(tmp_path, monkeypatch):

@@ -370,6 +370,9 @@ def test_build_tool_refuses_before_embedding(tmp_path, run_dir, data, capsys):
     (["--index", "{built}", "--image", "{odd}", "--exclude-same-camera"],
      "{odd}: --exclude-same-camera needs the query's camera"),
     (["--index", "{built}", "--image", "{q}", "--top-k", "0"], "--top-k: expected a positive"),
+    # issue 29: an OverflowError from SQLite
+    (["--index", "{built}", "--track", "A:99999999999999999999"],
+     "--track A:99999999999999999999: track number out of range"),
     (["--index", "{built}", "--image", "{tmp}"], "{tmp}: is a folder, not a query image"),
     # refused before any query is answered, not after the results print
     (["--index", "{built}", "--image", "{q}", "--save-grid", "{tmp}/g.png", "--grid-height", "0"],

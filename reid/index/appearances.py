@@ -28,6 +28,8 @@ from reid.index.gallery import GalleryIndex
 #: Entries fetched per appearance wanted: a track holds a few crops and its mean, and several
 #: tracks of other people score in between.
 HITS_PER_APPEARANCE = 12
+#: Track numbers are SQLite integers: signed 64-bit.
+TRACK_LIMIT = 2**63
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,14 +98,21 @@ def parse_track(text: str) -> tuple[str, int]:
     if not sep or not camera:
         raise GalleryError(f"--track: expected CAMERA:ID such as A:14, got {text!r}")
     try:
-        return camera, int(number)
+        track = int(number)
     except ValueError:
         raise GalleryError(f"--track: {number!r} in {text!r} is not a track number") from None
+    # The index stores track numbers as SQLite integers (64-bit): a larger one names no track
+    # and would overflow the lookup.
+    if not -TRACK_LIMIT <= track < TRACK_LIMIT:
+        raise GalleryError(f"--track {text}: track number out of range (an index stores "
+                           f"64-bit track numbers, at most {TRACK_LIMIT - 1})")
+    return camera, track
 
 
 def track_query(gallery: GalleryIndex, camera: str, track: int) -> tuple[np.ndarray, str]:
     """(the track's mean embedding, its picture's media name)."""
-    entries = gallery.track_entries(camera, track)
+    in_range = -TRACK_LIMIT <= track < TRACK_LIMIT  # beyond it SQLite cannot even look
+    entries = gallery.track_entries(camera, track) if in_range else []
     mean = [e for e in entries if e.kind == "track"]
     if not mean:
         cameras = sorted({c for c, _ in gallery.footage_tracks()})
