@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -176,6 +176,28 @@ class MatchThreshold:
     def calibrated(self) -> bool:
         """Read off a calibration (its false-match rate was measured), not given by hand."""
         return self.origin != GIVEN
+
+
+def score_format(threshold: MatchThreshold | None, scores: Iterable[float],
+                 least: int = 4) -> Callable[[float], str]:
+    """How to print ``scores`` and ``threshold`` side by side so that they read as decided.
+
+    The decision compares the unrounded numbers (:meth:`MatchThreshold.matches`), and must: a
+    calibrated threshold sits just above the impostor score it rejects, so deciding on rounded
+    numbers would accept the very pairs the calibration excluded. Printed at the same number of
+    decimals, an accepted score never reads below the threshold (rounding keeps order), but a
+    rejected one can read equal to it: "the best score, 1.0000, is below the match threshold
+    1.0000" of a collapsed model. So: the fewest decimals, at least ``least``, at which no
+    rejected score prints as the threshold does; past 17, Python's shortest exact form.
+    """
+    if threshold is None:
+        return lambda score: f"{score:.{least}f}"
+    rejected = [float(s) for s in scores if not threshold.matches(s)]
+    for digits in range(least, 18):
+        shown = f"{threshold.value:.{digits}f}"
+        if all(f"{s:.{digits}f}" != shown for s in rejected):
+            return lambda score, digits=digits: f"{score:.{digits}f}"
+    return lambda score: repr(float(score))
 
 
 def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str

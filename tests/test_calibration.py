@@ -122,6 +122,40 @@ def test_resolve_threshold():
             resolve_threshold(bad, {}, "m")
 
 
+def test_printed_scores_read_as_the_threshold_decided():
+    """Issue 29: a collapsed model printed "best score 1.0000 is below the match threshold
+    1.0000". The decision stays on unrounded numbers; the printing gets the digits it needs."""
+    from decimal import Decimal
+
+    from reid.calibration import MatchThreshold, score_format
+
+    def shown(t: float, scores: list[float], least: int = 4) -> tuple[str, list[str]]:
+        f = score_format(MatchThreshold(t, "given"), scores, least)
+        return f(t), [f(s) for s in scores]
+
+    # Worked by hand: a float32 score just under 1 (a collapsed model) against 1.
+    assert shown(1.0, [0.9999993443489075, 0.5]) == ("1.000000", ["0.999999", "0.500000"])
+    # A calibrated threshold just above the impostor score 1.0 it rejects.
+    assert shown(float(np.nextafter(1.0, 2.0)), [1.0]) == (
+        "1.0000000000000002", ["1.0000000000000000"])
+    # The ordinary case is unchanged, and a score equal to the threshold is a match.
+    assert shown(0.4475, [0.3012, 0.4475]) == ("0.4475", ["0.3012", "0.4475"])
+    # Footage prints 2 decimals: 0.5986 would read "0.60", as the threshold 0.5989 does.
+    assert shown(0.5989, [0.96, 0.5986], least=2) == ("0.5989", ["0.9600", "0.5986"])
+    assert shown(0.5989, [0.96, 0.31], least=2) == ("0.60", ["0.96", "0.31"])
+    # Past 17 decimals (a threshold just above an impostor scoring exactly 0): exact form.
+    assert shown(5e-324, [0.0]) == ("5e-324", ["0.0"])
+    assert score_format(None, [0.123456])(0.123456) == "0.1235"
+    # Brute force: close calls on both sides; what is printed always reads as decided.
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        t = float(rng.uniform(-1, 1))
+        steps = rng.integers(-3, 4, size=6)
+        scores = [float(t + s * 10.0 ** -rng.integers(3, 17)) for s in steps] + [t]
+        printed_t, printed = shown(t, scores)
+        for s, p in zip(scores, printed):
+            assert (Decimal(p) >= Decimal(printed_t)) == (s >= t), (t, s, p, printed_t)
+
 TRAIN_CONFIG = """
 data: {dataset: market1501, height: 64, width: 32, ids_per_batch: 8, images_per_id: 4, pad: 2,
        erasing_prob: 0.0, val_ids: 20}

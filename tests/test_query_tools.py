@@ -345,6 +345,19 @@ def test_collapsed_embeddings_are_flagged_by_build_and_query(tmp_path, data, cap
     assert scores and all(s == 1.0 for s in scores)  # what the warning explains
     assert f"warning: the embeddings of the gallery {index} have collapsed" in captured.err
 
+    # Issue 29: with --threshold 1 it printed "the best score, 1.0000, is below the match
+    # threshold 1.0000" (the scores are 1 - 7e-7). What is printed must read as decided.
+    assert tool_main("query")(["--index", str(index), "--image", str(query),
+                               "--threshold", "1"]) == 0
+    out = capsys.readouterr().out
+    threshold = re.search(r"^match threshold (\S+) \(given\)$", out, re.M).group(1)
+    rows = re.findall(r"^ +\d+ +(\S+) +(yes|no) ", out, re.M)
+    assert rows and all((float(p) >= float(threshold)) == (v == "yes") for p, v in rows), out
+    if not any(v == "yes" for _, v in rows):
+        best = re.search(r"^no match in the gallery: the best score, (\S+), is below the match "
+                         rf"threshold {re.escape(threshold)}$", out, re.M)
+        assert best and float(best.group(1)) < float(threshold), out
+
 
 def test_build_tool_refuses_before_embedding(tmp_path, run_dir, data, capsys):
     """Arguments that cannot be honoured are refused before any work, and nothing is written."""
@@ -794,3 +807,46 @@ def test_grid_fades_results_below_the_threshold(data):
     # Nothing matches: every result faded and the query's caption changes.
     assert all(cell(none, c).mean() > cell(plain, c).mean() + 10 for c in range(4))
     assert not np.array_equal(none[80:110, 6:6 + width], plain[80:110, 6:6 + width])
+
+
+def test_printed_scores_and_threshold_read_as_decided():
+    """Issue 29, worked by hand: the ranked table and the footage listing print a rejected score
+    so that it does not read as the threshold, and otherwise as before."""
+    from reid.calibration import MatchThreshold
+    from reid.index import ModelInfo
+    from reid.index.appearances import (Appearance, AppearanceQuery, AppearanceResult,
+                                        format_appearances)
+    from reid.index.gallery import Hit
+    from reid.index.query import QueryResult, format_results
+
+    under = 0.9999993443489075  # a float32 score of a collapsed model
+    hits = [Hit(1, under, 7, "/g/a.jpg", 3, 1), Hit(2, 0.25, 8, "/g/b.jpg", 4, 2)]
+    text = format_results([QueryResult("q.jpg", 1, 1, hits, 0.1, MatchThreshold(1.0, "given"))],
+                          2)
+    assert text.splitlines()[1:] == [
+        "match threshold 1.000000 (given)",
+        "rank     score  match    pid  cam  path",
+        "   1  0.999999     no      3    1  /g/a.jpg",
+        "   2  0.250000     no      4    2  /g/b.jpg",
+        "no match in the gallery: the best score, 0.999999, is below the match threshold "
+        "1.000000"]
+    text = format_results([QueryResult("q.jpg", 1, 1, hits, 0.1, MatchThreshold(0.5, "given"))],
+                          2)
+    assert "match threshold 0.5000 (given)" in text and "   1  1.0000    yes" in text
+
+    def appearance(rank: int, score: float, match: bool) -> Appearance:
+        return Appearance(rank, score, "B", rank, 1.0, 2.0, None, None, "/v/B.avi", 10,
+                          (1, 2, 3, 4), None, None, None, 3, match)
+
+    gallery = GalleryIndex(ModelInfo(fingerprint="f" * 64, embedding_dim=4, model_dir="/m"))
+    found = [appearance(1, 0.96, True), appearance(2, 0.5986, False)]
+    result = AppearanceResult(AppearanceQuery("q.jpg"), found, 0.1, MatchThreshold(0.5989, "t"))
+    lines = format_appearances([result], gallery).splitlines()
+    # At 2 decimals 0.5986 would read "0.60 no match" beside a threshold of "0.60".
+    assert lines[1:] == ["match threshold 0.5989 (t)",
+                         "  1. camera B  00:00:01.0-00:00:02.0  score 0.9600  track 1  match",
+                         "  2. camera B  00:00:01.0-00:00:02.0  score 0.5986  track 2  no match"]
+    found = [appearance(1, 0.96, True), appearance(2, 0.31, False)]
+    result = AppearanceResult(AppearanceQuery("q.jpg"), found, 0.1, MatchThreshold(0.5989, "t"))
+    lines = format_appearances([result], gallery).splitlines()
+    assert lines[1] == "match threshold 0.60 (t)" and "score 0.31  track 2  no match" in lines[3]

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from reid.calibration import MatchThreshold
+from reid.calibration import MatchThreshold, score_format
 from reid.index import media
 from reid.index.errors import GalleryError
 from reid.index.gallery import GalleryIndex
@@ -214,27 +214,30 @@ def _when(a: Appearance) -> str:
 def format_appearances(results: Sequence[AppearanceResult], gallery: GalleryIndex) -> str:
     """Per query: its appearances, best first, one line each, e.g.
     ``camera B  00:01:12.4-00:01:19.8  score 0.83  track 14``; with a threshold, each says
-    match or not, and a query with none ends with "no match in the gallery"."""
+    match or not, and a query with none ends with "no match in the gallery". Scores and the
+    threshold are printed to 2 decimals, more where a rejected score would read as the
+    threshold (:func:`reid.calibration.score_format`)."""
     blocks = []
     cameras = len({v.camera for v in gallery.footage_videos()})
     for r in results:
+        shown = score_format(r.threshold, [a.score for a in r.appearances], least=2)
         lines = [f"query {r.query.label}: top {len(r.appearances)} appearances among "
                  f"{gallery.count} entries from {cameras} cameras ({r.search_ms:.1f} ms)"]
         if r.threshold is not None:
-            lines.append(f"match threshold {r.threshold.value:.4f} ({r.threshold.origin})")
+            lines.append(f"match threshold {shown(r.threshold.value)} ({r.threshold.origin})")
         width = max([len(a.camera) for a in r.appearances] + [1])
         for a in r.appearances:
             match = "" if a.match is None else ("  match" if a.match else "  no match")
             what = f"track {a.track}" if a.track is not None else a.path
             lines.append(f"{a.rank:>3}. camera {a.camera:<{width}}  {_when(a)}  score "
-                         f"{a.score:.2f}  {what}{match}")
+                         f"{shown(a.score)}  {what}{match}")
         if not r.appearances:
             lines.append("  (no results)")
         if r.in_gallery is False:
-            best = f"the best score, {r.appearances[0].score:.4f}, is" if r.appearances \
+            best = f"the best score, {shown(r.appearances[0].score)}, is" if r.appearances \
                 else "nothing scored"
             lines.append(f"no match in the gallery: {best} below the match threshold "
-                         f"{r.threshold.value:.4f}")
+                         f"{shown(r.threshold.value)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from reid.calibration import MatchThreshold
+from reid.calibration import MatchThreshold, score_format
 from reid.data.market1501 import MARKET_PATTERN_HELP, parse_market_name
 from reid.index.appearances import (AppearanceQuery, AppearanceResult, search_appearances,
                                     track_query)
@@ -161,26 +161,30 @@ def _cell(value: int | None) -> str:
 
 def format_results(results: Sequence[QueryResult], gallery_size: int) -> str:
     """A ranked table per query: rank, score, [match,] pid, camera, path; with a threshold, a
-    query none of whose results match ends with "no match in the gallery"."""
+    query none of whose results match ends with "no match in the gallery". Scores and threshold
+    are printed to 4 decimals, more where a rejected score would read as the threshold
+    (:func:`score_format`)."""
     blocks = []
     for r in results:
+        shown = score_format(r.threshold, [h.score for h in r.hits])
         who = f"pid {_cell(r.pid)}, camera {_cell(r.camid)}"
         lines = [f"query {r.query} ({who}): top {len(r.hits)} of {gallery_size} in "
                  f"{r.search_ms:.1f} ms"]
         if r.threshold is not None:
-            lines.append(f"match threshold {r.threshold.value:.4f} ({r.threshold.origin})")
+            lines.append(f"match threshold {shown(r.threshold.value)} ({r.threshold.origin})")
         match = "  match" if r.threshold is not None else ""
-        lines.append(f"{'rank':>4}  {'score':>6}{match}  {'pid':>5}  {'cam':>3}  path")
+        width = max([len(shown(h.score)) for h in r.hits] + [6])
+        lines.append(f"{'rank':>4}  {'score':>{width}}{match}  {'pid':>5}  {'cam':>3}  path")
         for h in r.hits:
             cell = "" if r.threshold is None else f"  {'yes' if r.is_match(h) else 'no':>5}"
-            lines.append(f"{h.rank:>4}  {h.score:>6.4f}{cell}  {_cell(h.pid):>5}  "
+            lines.append(f"{h.rank:>4}  {shown(h.score):>{width}}{cell}  {_cell(h.pid):>5}  "
                          f"{_cell(h.camid):>3}  {h.path}")
         if not r.hits:
             lines.append("  (no results)")
         if r.in_gallery is False:
-            best = f"the best score, {r.hits[0].score:.4f}, is" if r.hits else "nothing scored"
+            best = f"the best score, {shown(r.hits[0].score)}, is" if r.hits else "nothing scored"
             lines.append(f"no match in the gallery: {best} below the match threshold "
-                         f"{r.threshold.value:.4f}")
+                         f"{shown(r.threshold.value)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

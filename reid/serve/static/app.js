@@ -369,11 +369,21 @@
     el.results.replaceChildren(...items.map((it) => card(it, footage, withDate)));
     el.resultsHint.hidden = items.length === 0;
 
-    const t = typeof data.threshold === "number" ? data.threshold.toFixed(2) : null;
+    // The verdict prints the threshold and the best score alike: the cards' 3 decimals, more
+    // where a rejected score would read as the threshold (the server decides on unrounded
+    // numbers: "1.000 is below 1.000" from a collapsed model), as reid.calibration.score_format.
+    let shown = (x) => x.toFixed(3);
+    if (typeof data.threshold === "number") {
+      const rejected = items.filter((a) => a.match === false).map((a) => a.score);
+      let digits = 3;
+      while (digits <= 17 && rejected.some((s) => s.toFixed(digits) === data.threshold.toFixed(digits))) digits++;
+      shown = digits <= 17 ? (x) => x.toFixed(digits) : (x) => String(x);
+    }
+    const t = typeof data.threshold === "number" ? shown(data.threshold) : null;
     const origin = shortOrigin(data.threshold_origin);
     el.verdict.title = data.threshold_origin || "";
     if (data.in_gallery === false) {
-      const best = items.length ? "the best score, " + fmtScore(items[0].score) + ", is" : "nothing scored";
+      const best = items.length ? "the best score, " + shown(items[0].score) + ", is" : "nothing scored";
       el.verdict.textContent = "No match in the gallery: " + best + " below the match threshold " + t + origin + ".";
       el.verdict.className = "verdict no-match";
       el.verdict.hidden = false;
