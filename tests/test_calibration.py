@@ -156,6 +156,44 @@ def test_printed_scores_read_as_the_threshold_decided():
         for s, p in zip(scores, printed):
             assert (Decimal(p) >= Decimal(printed_t)) == (s >= t), (t, s, p, printed_t)
 
+def test_query_and_gallery_are_read_without_a_training_split(tmp_path):
+    """Issue 29: calibration reads query and gallery only, so no layout needs its training
+    split on disk for it (tools/calibrate.py required bounding_box_train/); reading every
+    split still names a missing one."""
+    import dataclasses
+
+    from reid.config import DataConfig
+    from reid.data import DatasetError, load_dataset
+
+    def touch(path: pathlib.Path) -> None:  # the readers look at names only
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+
+    for name in ("query/0002_c1s1_000100_00.jpg", "bounding_box_test/0002_c2s1_000200_00.jpg",
+                 "bounding_box_test/0000_c1s1_000300_00.jpg"):
+        touch(tmp_path / "market" / name)
+    for name in ("query/2/q_c1.jpg", "gallery/2/g_c2.jpg", "gallery/3/h_c1.jpg"):
+        touch(tmp_path / "folders" / name)
+    for name in ("q.jpg", "g.jpg", "h.jpg"):
+        touch(tmp_path / "manifest" / name)
+    (tmp_path / "manifest" / "query.csv").write_text("path,pid,camid\nq.jpg,2,1\n")
+    (tmp_path / "manifest" / "gallery.csv").write_text("path,pid,camid\ng.jpg,2,2\nh.jpg,0,1\n")
+    # layout: (folder, the training split it lacks, the gallery's (pid, camid) as written)
+    cases = {"market1501": ("market", "bounding_box_train", [(0, 1), (2, 2)]),
+             "dukemtmc": ("market", "bounding_box_train", [(0, 1), (2, 2)]),
+             "folders": ("folders", "train", [(2, 2), (3, 1)]),
+             "manifest": ("manifest", "train.csv", [(0, 1), (2, 2)])}
+    for layout, (folder, train, gallery) in cases.items():
+        data = dataclasses.replace(DataConfig(), dataset=layout, root=str(tmp_path / folder))
+        dataset = load_dataset(data, splits=("query", "gallery"))
+        assert not dataset.train and dataset.train_pid_map == {}, layout
+        assert [(r.pid, r.camid) for r in dataset.query] == [(2, 1)], layout
+        assert sorted((r.pid, r.camid) for r in dataset.gallery) == gallery, layout
+        with pytest.raises(DatasetError, match=str(tmp_path / folder / train)):
+            load_dataset(data)
+    with pytest.raises(ValueError, match="splits: expected some of train, query, gallery"):
+        load_dataset(DataConfig(), splits=("validation",))
+
 TRAIN_CONFIG = """
 data: {dataset: market1501, height: 64, width: 32, ids_per_batch: 8, images_per_id: 4, pad: 2,
        erasing_prob: 0.0, val_ids: 20}

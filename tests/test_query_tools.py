@@ -850,3 +850,25 @@ def test_printed_scores_and_threshold_read_as_decided():
     result = AppearanceResult(AppearanceQuery("q.jpg"), found, 0.1, MatchThreshold(0.5989, "t"))
     lines = format_appearances([result], gallery).splitlines()
     assert lines[1] == "match threshold 0.60 (t)" and "score 0.31  track 2  no match" in lines[3]
+
+
+
+def test_calibrate_needs_no_training_split(tmp_path, run_dir, data, monkeypatch, capsys):
+    """Issue 29: tools/calibrate.py refused a folder of query and gallery images, as the README
+    describes it, for want of bounding_box_train/, a split it never reads. (Everything before
+    embedding is run; the embedding itself is tested with the trained model in
+    tests/test_calibration.py, and costs seconds.)"""
+    from reid.modeling import Embedder
+
+    site = tmp_path / "site"
+    for split in ("query", "bounding_box_test"):
+        shutil.copytree(data / split, site / split)
+    model = shutil.copytree(run_dir / "model", tmp_path / "model")
+
+    def reached(model_dir, runtime="auto"):
+        raise RuntimeError(f"embedding with {model_dir}")
+
+    monkeypatch.setattr(Embedder, "load", reached)
+    assert tool_main("calibrate")(["--model", str(model), "--data-root", str(site),
+                                   "--no-progress"]) == 1
+    assert capsys.readouterr().err == f"error: embedding with {model}\n"

@@ -6,8 +6,7 @@ TensorFlow, and a tool that just lists a dataset should not pay for that (import
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING
 
 from reid.data.folders import parse_camera_token, read_folders
@@ -23,8 +22,8 @@ from reid.data.records import DatasetError, ImageRecord, ReidDataset, make_datas
 if TYPE_CHECKING:
     from reid.config import DataConfig
 
-#: ``data.dataset`` value -> reader taking the dataset root.
-READERS: Mapping[str, Callable[[str | os.PathLike], ReidDataset]] = {
+#: ``data.dataset`` value -> reader taking the dataset root and, as ``splits``, the splits to read.
+READERS: Mapping[str, Callable[..., ReidDataset]] = {
     "market1501": read_market1501,
     "dukemtmc": read_dukemtmc,
     "manifest": read_manifest,
@@ -32,21 +31,31 @@ READERS: Mapping[str, Callable[[str | os.PathLike], ReidDataset]] = {
 }
 #: The ``data.dataset`` choices.
 DATASET_LAYOUTS: tuple[str, ...] = tuple(READERS)
+#: A dataset's splits.
+SPLITS: tuple[str, ...] = ("train", "query", "gallery")
 
 
-def load_dataset(config: DataConfig) -> ReidDataset:
-    """Read the dataset ``config`` names; a relative root is taken from the working directory."""
+def load_dataset(config: DataConfig, splits: Collection[str] = SPLITS) -> ReidDataset:
+    """Read the dataset ``config`` names; a relative root is taken from the working directory.
+
+    Only ``splits`` are read (the others come back empty): a job that never trains needs no
+    training split on disk.
+    """
     reader = READERS.get(config.dataset)
     if reader is None:
         raise DatasetError(f"data.dataset: unknown layout {config.dataset!r}; expected one of "
                            f"{', '.join(READERS)}")
-    return reader(config.root)
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown or not splits:
+        raise ValueError(f"splits: expected some of {', '.join(SPLITS)}, got {sorted(splits)}")
+    return reader(config.root, splits=None if set(splits) == set(SPLITS) else splits)
 
 
 __all__ = [
     "DATASET_LAYOUTS",
     "IMAGE_EXTENSIONS",
     "READERS",
+    "SPLITS",
     "DatasetError",
     "ImageRecord",
     "ReidDataset",

@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from reid.data.market1501 import list_images
 from reid.data.records import DatasetError, ImageRecord, ReidDataset, make_dataset
@@ -98,12 +98,22 @@ def _cameras(paths: Sequence[str], root: str, splits: str) -> dict[str, int] | N
     return {p: c for p, c in cams.items() if c is not None}
 
 
-def read_folders(root: str | os.PathLike, name: str = "folders") -> ReidDataset:
-    """Read the folder-per-identity layout; training pids are relabelled 0..N-1."""
+def read_folders(root: str | os.PathLike, name: str = "folders",
+                 splits: Collection[str] | None = None) -> ReidDataset:
+    """Read the folder-per-identity layout; training pids are relabelled 0..N-1.
+
+    ``splits`` (default all): train is read only when asked; query and gallery are read
+    together when either is (their pids and cameras are assigned across both), and a split not
+    asked for is left empty.
+    """
     root_abs = os.path.abspath(os.fspath(root))
     if not os.path.isdir(root_abs):
         raise DatasetError(f"{root_abs}: folder not found; expected {FOLDERS_HELP}")
-    folders = {s: _identity_folders(os.path.join(root_abs, s)) for s in FOLDER_SPLITS}
+    wanted = set(FOLDER_SPLITS if splits is None else splits)
+    if wanted & {"query", "gallery"}:
+        wanted |= {"query", "gallery"}
+    folders = {s: _identity_folders(os.path.join(root_abs, s)) if s in wanted else {}
+               for s in FOLDER_SPLITS}
 
     missing = sorted(set(folders["query"]) - set(folders["gallery"]))
     if missing:
@@ -122,20 +132,24 @@ def read_folders(root: str | os.PathLike, name: str = "folders") -> ReidDataset:
                            f"folders other than 0")
 
     groups = {"train": ("train",), "query and gallery": ("query", "gallery")}
-    records: dict[str, list[ImageRecord]] = {}
-    for label, splits in groups.items():
-        group_paths = [p for s in splits for ps in folders[s].values() for p in ps]
+    records: dict[str, list[ImageRecord]] = {s: [] for s in FOLDER_SPLITS}
+    for label, group in groups.items():
+        if not wanted & set(group):
+            continue
+        group_paths = [p for s in group for ps in folders[s].values() for p in ps]
         cams = _cameras(group_paths, root_abs, label)
         if cams is None and label != "train":
             warnings.warn(f"{root_abs}: no camera token c<N> in query/gallery file names; using "
                           f"camera {DEFAULT_CAMIDS['query']} for every query and "
                           f"{DEFAULT_CAMIDS['gallery']} for every gallery image, so same-camera "
                           f"filtering cannot apply", stacklevel=2)
-        for split in splits:
+        for split in group:
             pids = train_pids if split == "train" else test_pids
             records[split] = sorted(
                 (ImageRecord(path=p, pid=pids[ident],
                              camid=DEFAULT_CAMIDS[split] if cams is None else cams[p])
                  for ident, ps in folders[split].items() for p in ps),
                 key=lambda r: r.path)
-    return make_dataset(name, root_abs, records["train"], records["query"], records["gallery"])
+    splits_out = {s: records[s] if splits is None or s in splits else [] for s in FOLDER_SPLITS}
+    return make_dataset(name, root_abs, splits_out["train"], splits_out["query"],
+                        splits_out["gallery"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Collection
 
 from reid.data.records import DatasetError, ImageRecord, ReidDataset, make_dataset
 
@@ -99,12 +100,16 @@ def read_manifest_csv(csv_path: str, root: str, split: str) -> list[ImageRecord]
     return sorted(records, key=lambda r: r.path)
 
 
-def read_manifest(root: str | os.PathLike, name: str = "manifest") -> ReidDataset:
-    """Read ``root/{train,query,gallery}.csv``; training pids are relabelled 0..N-1."""
+def read_manifest(root: str | os.PathLike, name: str = "manifest",
+                  splits: Collection[str] | None = None) -> ReidDataset:
+    """Read ``root/{train,query,gallery}.csv``; training pids are relabelled 0..N-1.
+    ``splits`` (default all): the only files read, the other splits left empty."""
     root_abs = os.path.abspath(os.fspath(root))
+    wanted = [s for s in MANIFEST_SPLITS if splits is None or s in splits]
     if not os.path.isdir(root_abs):
-        raise DatasetError(f"{root_abs}: folder not found; expected train.csv, query.csv and "
-                           f"gallery.csv there, each {MANIFEST_HELP}")
-    splits = {split: read_manifest_csv(os.path.join(root_abs, f"{split}.csv"), root_abs, split)
-              for split in MANIFEST_SPLITS}
-    return make_dataset(name, root_abs, splits["train"], splits["query"], splits["gallery"])
+        files = " and ".join(", ".join(f"{s}.csv" for s in wanted).rsplit(", ", 1))
+        raise DatasetError(f"{root_abs}: folder not found; expected {files} there, each "
+                           f"{MANIFEST_HELP}")
+    records = {split: read_manifest_csv(os.path.join(root_abs, f"{split}.csv"), root_abs, split)
+               if split in wanted else [] for split in MANIFEST_SPLITS}
+    return make_dataset(name, root_abs, records["train"], records["query"], records["gallery"])

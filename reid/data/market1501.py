@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 
 from reid.data.records import DatasetError, ImageRecord, ReidDataset, make_dataset
 
@@ -84,23 +85,25 @@ def list_images(folder: str, expected: str) -> list[str]:
     return sorted(paths)
 
 
-def _nested_root_hint(root: str) -> str:
+def _nested_root_hint(root: str, folder_name: str) -> str:
     """Point at a sub-folder holding the layout: the official zips unpack into one extra level."""
     try:
         with os.scandir(root) as entries:
             children = sorted(e.path for e in entries if e.is_dir())
     except OSError:
         return ""
-    nested = [c for c in children if os.path.isdir(os.path.join(c, MARKET_SPLITS[0][1]))]
+    nested = [c for c in children if os.path.isdir(os.path.join(c, folder_name))]
     return f" (found one in {nested[0]}: point the root there)" if nested else ""
 
 
-def _read_split(root: str, split: str, folder_name: str) -> list[ImageRecord]:
+def _read_split(root: str, split: str, folder_name: str, layout: str,
+                first: bool) -> list[ImageRecord]:
+    """One split's records; ``layout`` names the folders read, ``first``: the first of them,
+    whose absence may mean the root is one level too high."""
     folder = os.path.join(root, folder_name)
-    expected = (f"the Market-1501 layout (bounding_box_train/, query/, bounding_box_test/ under "
-                f"{root}) with {MARKET_PATTERN_HELP}")
-    if split == "train" and not os.path.isdir(folder) and os.path.isdir(root):
-        expected += _nested_root_hint(root)
+    expected = f"the Market-1501 layout ({layout} under {root}) with {MARKET_PATTERN_HELP}"
+    if first and not os.path.isdir(folder) and os.path.isdir(root):
+        expected += _nested_root_hint(root, folder_name)
     paths = list_images(folder, expected)
     if not paths:
         raise DatasetError(f"{folder}: no .jpg/.jpeg/.png images; expected {MARKET_PATTERN_HELP}")
@@ -126,17 +129,24 @@ def _read_split(root: str, split: str, folder_name: str) -> list[ImageRecord]:
     return records
 
 
-def read_market1501(root: str | os.PathLike, name: str = "market1501") -> ReidDataset:
+def read_market1501(root: str | os.PathLike, name: str = "market1501",
+                    splits: Collection[str] | None = None) -> ReidDataset:
     """Read a Market-1501-layout dataset; training pids are relabelled 0..N-1 by ``make_dataset``.
 
     Query and gallery keep the dataset's own pids (0 = distractor, gallery only) and cameras.
     Records are sorted by absolute path so two reads of the same folder give the same order.
+    ``splits`` (default all): the only splits read, the others left empty, so a job that uses
+    query and gallery alone (calibration) needs no bounding_box_train/.
     """
     root_abs = os.path.abspath(os.fspath(root))
-    splits = {split: _read_split(root_abs, split, folder) for split, folder in MARKET_SPLITS}
-    return make_dataset(name, root_abs, splits["train"], splits["query"], splits["gallery"])
+    wanted = [(s, f) for s, f in MARKET_SPLITS if splits is None or s in splits]
+    layout = ", ".join(f"{f}/" for _, f in wanted)
+    records = {split: _read_split(root_abs, split, folder, layout, i == 0)
+               for i, (split, folder) in enumerate(wanted)}
+    return make_dataset(name, root_abs, records.get("train", []), records.get("query", []),
+                        records.get("gallery", []))
 
 
-def read_dukemtmc(root: str | os.PathLike) -> ReidDataset:
+def read_dukemtmc(root: str | os.PathLike, splits: Collection[str] | None = None) -> ReidDataset:
     """DukeMTMC-reID ships in the Market-1501 layout and naming; only the dataset name differs."""
-    return read_market1501(root, name="dukemtmc")
+    return read_market1501(root, name="dukemtmc", splits=splits)

@@ -139,7 +139,7 @@ def run_calibration(model: pathlib.Path, data_root: pathlib.Path,
     cfg = load_config(run_config) if run_config is not None else Config()
     data = dataclasses.replace(cfg.data, root=str(data_root),
                                dataset=dataset_layout or cfg.data.dataset)
-    dataset = load_dataset(data)
+    dataset = load_dataset(data, splits=("query", "gallery"))  # no training split needed
     if not dataset.query or not dataset.gallery:
         raise ConfigError(f"{data_root}: calibration needs labelled query and gallery images; "
                           f"found {len(dataset.query)} and {len(dataset.gallery)}")
