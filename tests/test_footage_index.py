@@ -13,11 +13,14 @@ import pytest
 from reid.calibration import MatchThreshold
 from reid.index import GalleryError, GalleryIndex, ModelInfo
 from reid.index import media
+from reid.index import versioned_folder as vf
 from reid.index.appearances import (appearances_json, clock, format_appearances, parse_track,
                                     search_appearances, track_query)
 from reid.index.appearances import AppearanceQuery, AppearanceResult
-from reid.index.footage import FIRST_CAMID, FootageEntry, TrackRecord, VideoRecord
+from reid.index.footage import (FIRST_CAMID, FootageEntry, TrackRecord, VideoRecord,
+                                camera_problem)
 from reid.index.footage_pictures import render_sheet, render_timeline
+from reid.index.gallery import prune_media
 
 DIM = 16
 MODEL = ModelInfo(fingerprint="f" * 64, embedding_dim=DIM, model_dir="/models/a")
@@ -28,13 +31,13 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _video(gallery: GalleryIndex, index_dir, camera: str, people: dict[int, tuple[float, float]],
-           directions: np.ndarray, rng: np.random.Generator, start: str | None = None
-           ) -> None:
+           directions: np.ndarray, rng: np.random.Generator, start: str | None = None,
+           path: str | None = None, digest: str | None = None, shade: int = 9) -> None:
     """A video of ``camera`` where person p is seen from people[p][0] to people[p][1] s, as
-    one track with 2 crops near directions[p] and the crops' mean."""
-    path = f"/videos/{camera}.avi"
+    one track with 2 crops near directions[p] and the crops' mean (pictures: one of ``shade``)."""
+    path = path or f"/videos/{camera}.avi"
     tracks, entries, vectors = [], [], []
-    thumb = media.store(index_dir, media.encode_jpeg(np.full((8, 4, 3), 9, np.uint8)))
+    thumb = media.store(index_dir, media.encode_jpeg(np.full((8, 4, 3), shade, np.uint8)))
     for local, (person, (t0, t1)) in enumerate(people.items()):
         crops = _unit(directions[person] + 0.05 * rng.standard_normal((2, DIM)))
         tracks.append(TrackRecord(camera, local, path, int(t0 * 10), int(t1 * 10), t0, t1, 20))
@@ -51,7 +54,7 @@ def _video(gallery: GalleryIndex, index_dir, camera: str, people: dict[int, tupl
                           t.start, t.end, t.boxes) for t in tracks]
     entries = [FootageEntry(e.kind, e.camera, e.track + first, e.frame, e.time, e.box, e.score,
                             e.thumb) for e in entries]
-    record = VideoRecord(path, camera, 10.0, 640, 360, 600, True, start)
+    record = VideoRecord(path, camera, 10.0, 640, 360, 600, True, start, digest=digest)
     gallery.add_footage(record, tracks, entries, np.stack(vectors))
 
 
@@ -182,3 +185,97 @@ def test_search_survives_entries_removed_from_a_track(footage):
     mean_b0 = [e.id for e in b0 if e.kind == "track"]
     assert found[("B", 0)].score == pytest.approx(
         float(gallery.vectors_of(mean_b0)[0] @ directions[0]), abs=1e-5)
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("A", None), ("Gate 3 (north)", None), ("Kamera-Süd:2", None), ("x" * 100, None),
+    ("../x", "holds a path separator"), ("a\\b", "holds a path separator"),
+    ("..", "is not a file name"), (".", "is not a file name"), ("", "is empty"),
+    ("  ", "is empty"), (" A", "starts or ends with a space"),
+    ("A\x00", "holds a control character"), ("A\n", "holds a control character"),
+    ("x" * 101, "is longer than 100 characters"),
+])
+def test_what_a_camera_name_may_be(name, problem):
+    """Issue 29 item 14: a camera named ../x wrote its tracks file outside the folder given."""
+    found = camera_problem(name)
+    assert found == problem if problem is None else problem in found
+
+
+def test_a_video_is_known_by_its_content_and_recorded_only_with_entries(tmp_path):
+    """Issue 29 items 5, 6, 13 and 14 where the library is the door: a video without entries,
+    a copy under another path, a camera name that is a path, a start time past the calendar."""
+    rng = np.random.default_rng(0)
+    directions = _unit(rng.standard_normal((3, DIM)))
+    gallery = GalleryIndex(MODEL)
+    _video(gallery, tmp_path, "A", {0: (1.0, 2.0)}, directions, rng, digest="d-A")
+    with pytest.raises(GalleryError, match="copy.avi: this video is already in the index as "
+                                           "/videos/A.avi"):
+        _video(gallery, tmp_path, "A", {1: (1.0, 2.0)}, directions, rng, path="/copy.avi",
+               digest="d-A")
+    with pytest.raises(GalleryError, match="B.avi: no entries to add"):
+        gallery.add_footage(VideoRecord("/videos/B.avi", "B", 10.0, 64, 36, 20, True), [], [],
+                            np.zeros((0, DIM), np.float32))
+    with pytest.raises(GalleryError, match=r"camera name '\.\./x' holds a path separator"):
+        _video(gallery, tmp_path, "../x", {1: (1.0, 2.0)}, directions, rng)
+    with pytest.raises(GalleryError, match="start time 9999-12-31T23:59:59 plus 1.1 s is past "
+                                           "the end of the calendar"):
+        _video(gallery, tmp_path, "C", {1: (1.0, 2.0)}, directions, rng, "9999-12-31T23:59:59")
+    assert [v.video for v in gallery.footage_videos()] == ["/videos/A.avi"]
+    # A video an older version recorded without entries is not indexed: it is added again.
+    conn = gallery._meta.connection
+    conn.execute("INSERT INTO videos VALUES ('/videos/D.avi', 'D', 10, 64, 36, 20, 1, NULL, '')")
+    conn.commit()
+    assert gallery.indexed_video("/videos/D.avi") is None
+    _video(gallery, tmp_path, "D", {1: (1.0, 2.0)}, directions, rng, digest="d-D")
+    assert gallery.indexed_video("/videos/D.avi").digest == "d-D"
+    assert gallery.indexed_video("/elsewhere/D.avi", "d-D").video == "/videos/D.avi"
+
+
+def _media_files(index_dir: pathlib.Path) -> set[str]:
+    return {p.relative_to(index_dir / "media").as_posix()
+            for p in (index_dir / "media").rglob("*")
+            if p.is_file() and p.name != vf.SHARED_LOCK_FILE}
+
+
+def _referenced(gallery: GalleryIndex) -> set[str]:
+    """The pictures the entries name, from the entries themselves."""
+    rows = gallery.footage_entries(gallery.ids.tolist()).values()
+    return {e.thumb for e in rows} | {e.frame_image for e in rows if e.frame_image}
+
+
+def test_saving_deletes_the_pictures_no_entry_refers_to(tmp_path):
+    """Issue 29 item 19: pictures of failed or killed runs, and of removed entries, stayed in
+    media/ forever. A save deletes them under the writer lock, never one an entry refers to,
+    nothing while a writer is preparing pictures, nothing on the word of a damaged index."""
+    rng = np.random.default_rng(0)
+    directions = _unit(rng.standard_normal((3, DIM)))
+    index_dir = tmp_path / "footage"
+    gallery = GalleryIndex(MODEL)
+    _video(gallery, index_dir, "A", {0: (1.0, 2.0)}, directions, rng, shade=9)
+    _video(gallery, index_dir, "B", {1: (1.0, 2.0)}, directions, rng, shade=200)
+    stray = media.store(index_dir, b"a picture a killed run wrote")
+    (index_dir / "media" / "zz").mkdir()
+    (index_dir / "media" / "zz" / ".tmp-half-written").write_bytes(b"half")
+    with vf.writing_shared(index_dir):  # another writer is preparing its pictures
+        gallery.save(index_dir)
+    assert stray in _media_files(index_dir)
+    assert len(_referenced(gallery)) == 2
+    gallery.save(index_dir)
+    assert _media_files(index_dir) == _referenced(gallery)
+    assert not (index_dir / "media" / "zz").exists()
+    b = [e.path for e in gallery.entries() if e.source == "/videos/B.avi"]
+    gallery.remove(paths=b)
+    gallery.save(index_dir)
+    assert _media_files(index_dir) == _referenced(gallery) and len(_referenced(gallery)) == 1
+    # Versions that lost their CURRENT still refer to pictures: nothing is deleted.
+    stray = media.store(index_dir, b"another")
+    current = (index_dir / "CURRENT").read_text()
+    (index_dir / "CURRENT").unlink()
+    assert prune_media(index_dir) is None and stray in _media_files(index_dir)
+    (index_dir / "CURRENT").write_text(current)
+    assert prune_media(index_dir) == 1 and _media_files(index_dir) == _referenced(gallery)
+    # A crop index has no media folder, and gets none.
+    crops = GalleryIndex(MODEL)
+    crops.add(["/c/1.jpg"], _unit(rng.standard_normal((1, DIM))))
+    crops.save(tmp_path / "crops")
+    assert prune_media(tmp_path / "crops") == 0 and not (tmp_path / "crops" / "media").exists()

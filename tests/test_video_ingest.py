@@ -8,9 +8,12 @@ known identities, boxes and times.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import pathlib
 import shutil
+import sqlite3
 
 import cv2
 import numpy as np
@@ -18,8 +21,9 @@ import pytest
 
 from reid.index import GalleryIndex
 from reid.index import media
+from reid.index import versioned_folder as vf
 from reid.video.errors import FootageError
-from reid.video.ingest import index_footage, video_inputs
+from reid.video.ingest import CALENDAR_MARGIN, check_start_time, index_footage, video_inputs
 from reid.video.measure import read_mot, track_identities, tracking_metrics
 from reid.video.synthetic import make_synthetic_footage
 from tiny_model import export_tiny_model
@@ -117,26 +121,74 @@ def test_entries_carry_their_box_time_picture_and_the_track_mean(indexed, model)
     assert first.captured_at.startswith("2026-12-02T09:00:3")
 
 
-def test_appending_skips_indexed_videos_and_numbers_new_tracks_on(indexed, footage, model,
-                                                                 tmp_path):
+def _another_recording(video: pathlib.Path, out: pathlib.Path) -> None:
+    """The frames of ``video`` a shade brighter: the same people in the same places, other
+    content (a copy would be known as the indexed video)."""
+    capture = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.add(frame, 2))
+    capture.release()
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(out), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"),
+                             10, (width, height))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+
+
+def test_appending_skips_indexed_videos_and_copies_and_numbers_new_tracks_on(
+        indexed, footage, model, tmp_path):
+    """Also issue 29: a copy of an indexed video at another path was indexed again (item 6:
+    videos are known by content, also those indexed before digests were kept); pictures runs
+    that failed or were killed wrote to media/ stayed forever (item 19: the next writer deletes
+    what no live entry refers to, and nothing that one does)."""
     out, _, _ = indexed
     index = tmp_path / "index"
     shutil.copytree(out / "index", index)
+    gallery = GalleryIndex.load(index)
+    gallery._meta.connection.execute("DROP TABLE video_digests")  # as written before digests
+    gallery.save(index)
     before = GalleryIndex.load(index)
-    copy = tmp_path / "A-later.avi"
-    shutil.copy(footage / "A.avi", copy)
-    inputs = video_inputs([footage / "A.avi", copy], ["A"], [],
-                          [footage / "A" / "gt" / "gt.txt"] * 2)
+    assert {v.digest for v in before.footage_videos()} == {None}
+    stray = [media.store(index, b"a picture of a run killed before its commit"),
+             "ab/.tmp-interrupted-write"]
+    (index / "media" / stray[1]).parent.mkdir(exist_ok=True)
+    (index / "media" / stray[1]).write_bytes(b"half")
+    later = tmp_path / "A-later.avi"
+    _another_recording(footage / "A.avi", later)
+    copy = tmp_path / "elsewhere" / "copy of B.avi"
+    copy.parent.mkdir()
+    shutil.copy(footage / "B.avi", copy)
+    inputs = video_inputs([footage / "A.avi", copy, later], ["A"], [],
+                          [footage / "A" / "gt" / "gt.txt"] * 3)
     with pytest.raises(FootageError, match="--append"):
         index_footage(inputs, index, model, progress=False, log=lambda _: None)
-    report = index_footage(inputs, index, append=True, progress=False, log=lambda _: None)
+    lines: list[str] = []
+    report = index_footage(inputs, index, append=True, progress=False, log=lines.append)
     assert report.videos[0].skipped == "already in the index"
+    assert report.videos[1].skipped == (f"already in the index as "
+                                        f"{(footage / 'B.avi').resolve()} (same content)")
+    assert f"{index}: removed 2 pictures no entry refers to" in lines[-1]
+    version = index / (index / "CURRENT").read_text().strip()
+    with sqlite3.connect(version / "metadata.sqlite") as conn:
+        rows = conn.execute("SELECT thumb, frame_image FROM footage").fetchall()
+        digests = conn.execute("SELECT COUNT(*) FROM video_digests").fetchone()[0]
+    conn.close()
+    referenced = {name for row in rows for name in row if name is not None}
+    files = {p.relative_to(index / "media").as_posix() for p in (index / "media").rglob("*")
+             if p.is_file() and p.name != vf.SHARED_LOCK_FILE}
+    assert files == referenced and len(referenced) > len(before.media_names())
+    assert digests == 3  # the two indexed before digests were kept, digested when appending
     after = GalleryIndex.load(index)
     old_a = sorted(t for c, t in before.footage_tracks() if c == "A")
     new_a = sorted(t for c, t in after.footage_tracks() if c == "A")
     assert new_a[:len(old_a)] == old_a and new_a[len(old_a):] == list(
         range(len(old_a), len(new_a)))
-    assert after.count > before.count and after.footage_video(str(copy.resolve())) is not None
+    assert after.count > before.count and after.footage_video(str(later.resolve())) is not None
 
 
 def test_tools_index_and_answer_when_and_where(tmp_path, footage, model, capsys):
@@ -167,6 +219,12 @@ def test_tools_index_and_answer_when_and_where(tmp_path, footage, model, capsys)
 
 @pytest.mark.parametrize("extra, message", [
     (["--camera", "A", "B", "C"], "--camera: 3 given for 2 videos"),
+    # Issue 29 item 13: an OverflowError once the whole video was processed.
+    (["--start-time", "9999-12-31T23:59:59", STARTS[0]],
+     "--start-time: '9999-12-31T23:59:59' is out of range"),
+    # Issue 29 item 14: the tracks file was written to ../x.txt, outside --save-tracks.
+    (["--camera", "../x", "--save-tracks", "tracks"],
+     "camera name '../x' (of "),
     (["--start-time", "yesterday", "today"], "'yesterday' is not an ISO 8601 time"),
     (["--every", "0"], "--every: expected a positive number"),
     (["--set", "video.tiles=[0,2]"], "video.tiles"),
@@ -174,10 +232,63 @@ def test_tools_index_and_answer_when_and_where(tmp_path, footage, model, capsys)
 def test_index_video_errors_are_one_line(extra, message, tmp_path, footage, model, capsys):
     args = ["--model", str(model), "--index", str(tmp_path / "index"), "--no-progress",
             "--video", str(footage / "A.avi"), str(footage / "B.avi"), *extra]
+    args = [str(tmp_path / a) if a == "tracks" else a for a in args]
     assert tool_main("index_video")(args) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
-    assert not (tmp_path / "index" / "CURRENT").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, no index begun
+
+
+def test_a_start_time_leaves_room_for_the_video_s_times():
+    last = datetime.datetime.max - CALENDAR_MARGIN - datetime.timedelta(seconds=10)
+    check_start_time(last.isoformat(), seconds=10)
+    with pytest.raises(FootageError, match="is out of range"):
+        check_start_time(last.isoformat(), seconds=11)
+    with pytest.raises(FootageError, match="'0001-06-01T00:00:00' is out of range"):
+        check_start_time("0001-06-01T00:00:00")
+
+
+def test_camera_names_cannot_leave_the_tracks_folder(tmp_path, footage):
+    for camera in ("../x", "..", ".", "a/b", "a\\b", " A", "A\n", "x" * 101):
+        with pytest.raises(FootageError, match="camera name"):
+            video_inputs([footage / "A.avi"], [camera])
+    # A video's default camera is its file name, checked too.
+    with pytest.raises(FootageError, match=r"camera name '\.' \(of .*\.\.avi\) is not a file"):
+        video_inputs([tmp_path / "..avi"])
+    assert video_inputs([footage / "A.avi"], ["Gate 3 (north)"])[0].camera == "Gate 3 (north)"
+
+
+def test_a_video_s_content_digest(tmp_path, monkeypatch, footage):
+    """What identifies a video by content: a small file's SHA-256 (sha256sum's), a large one's
+    size and ends, a frame folder's frame names and sizes and first and last frame."""
+    from reid.video import frames
+
+    data = np.random.default_rng(0).integers(0, 256, 3000, np.uint8).tobytes()
+    video = tmp_path / "v.avi"
+    video.write_bytes(data)
+    assert frames.content_digest(video) == hashlib.sha256(data).hexdigest()
+    monkeypatch.setattr(frames, "WHOLE_DIGEST_BYTES", 1000)
+    monkeypatch.setattr(frames, "DIGEST_ENDS", 100)
+    ends = "ends:" + hashlib.sha256(b"3000\n" + data[:100] + data[-100:]).hexdigest()
+    assert frames.content_digest(video) == ends
+    video.write_bytes(data[:1500] + b"x" + data[1501:])  # the middle is not read
+    assert frames.content_digest(video) == ends
+    for other in (b"x" + data[1:], data[:-1] + b"x", data + b"x"):
+        video.write_bytes(other)
+        assert frames.content_digest(video) != ends
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i:06d}.jpg").write_bytes(data[i * 10:])
+    (folder / "notes.txt").write_text("not a frame")
+    digest = frames.content_digest(folder)
+    shutil.copytree(folder, tmp_path / "copy")
+    (tmp_path / "copy" / "notes.txt").write_text("other notes")
+    assert digest.startswith("frames:") and frames.content_digest(tmp_path / "copy") == digest
+    (folder / "000001.jpg").rename(folder / "000003.jpg")
+    assert frames.content_digest(folder) != digest
+    with pytest.raises(FootageError, match="gone.avi: no such video file or frame folder"):
+        frames.content_digest(tmp_path / "gone.avi")
 
 
 def test_a_missing_video_fails_before_any_work(tmp_path, footage, model, capsys):
@@ -196,15 +307,57 @@ def test_frames_too_far_apart_for_the_track_gap_are_refused(tmp_path, footage, m
     assert not (tmp_path / "index" / "CURRENT").exists()
 
 
-def test_a_video_without_people_is_recorded_and_not_processed_again(tmp_path, footage, model):
-    empty = tmp_path / "empty.txt"
-    empty.write_text("")
-    inputs = video_inputs([footage / "A.avi"], ["A"], [], [empty])
-    first = index_footage(inputs, tmp_path / "index", model, progress=False, log=lambda _: None)
-    assert first.videos[0].entries == 0 and first.count == 0
-    again = index_footage(inputs, tmp_path / "index", append=True, progress=False,
-                          log=lambda _: None)
-    assert again.videos[0].skipped == "already in the index"
+def test_a_video_that_gives_no_entries_is_not_recorded_and_a_corrected_run_indexes_it(
+        tmp_path, footage, model, capsys):
+    """Issue 29 item 5: a video that gave nothing was recorded as indexed, so the run with the
+    right det.txt skipped it. The probe's cases: an empty det.txt, boxes all after the video's
+    last frame (60), boxes all outside the frame, a video of one frame."""
+    dets = {"empty": "", "late": "61,-1,10,10,40,100,0.9\n200,-1,10,10,40,100,0.9\n",
+            "outside": "".join(f"{f},-1,400,300,40,100,0.9\n" for f in range(1, 61))}
+    for name, text in dets.items():
+        (tmp_path / f"{name}.txt").write_text(text)
+    one = tmp_path / "one-frame"
+    one.mkdir()
+    capture = cv2.VideoCapture(str(footage / "A.avi"))
+    cv2.imwrite(str(one / "000001.png"), capture.read()[1])
+    capture.release()
+    a = footage / "A.avi"
+    shutil.copy(a, tmp_path / "A2.avi")
+    _another_recording(a, tmp_path / "A3.avi")
+    videos = [a, tmp_path / "A2.avi", tmp_path / "A3.avi", one]
+    index = tmp_path / "index"
+    args = ["--model", str(model), "--index", str(index), "--no-progress", "--camera", "A",
+            "--video", *map(str, videos), "--detections",
+            *(str(tmp_path / f"{n}.txt") for n in dets), str(footage / "A" / "gt" / "gt.txt")]
+    # A2.avi is a copy of A.avi: the same content given twice is refused before any work.
+    assert tool_main("index_video")(args) == 1
+    assert f"A2.avi: same content as {a}, given twice" in capsys.readouterr().err
+    shutil.copy(footage / "B.avi", tmp_path / "A2.avi")
+    assert tool_main("index_video")(args) == 0
+    text = capsys.readouterr().out
+    why = {"A.avi": "empty.txt has no person's box",
+           "A2.avi": "the boxes of late.txt are on frames 61-200, after the video's last "
+                     "frame, 60",
+           "A3.avi": "no box of outside.txt on the frames read lies inside the 320x240 frame",
+           "one-frame": "4 detections in 1 frames but no track with a crop of at least 4x8 "
+                        "pixels; a person is indexed once followed for video.track_min_boxes "
+                        "(3) boxes"}
+    for name, reason in why.items():
+        warning = [line for line in text.splitlines() if line.startswith("warning: ") and
+                   f"{name}: no entries (" in line]
+        assert len(warning) == 1 and reason in warning[0], text
+        assert warning[0].endswith("not recorded, so a later run indexes it")
+    assert f"index {index}: not written, nothing to index" in text
+    assert not vf.is_versioned_folder(index)
+    # The corrected run (--append, the right boxes) indexes the video the first one missed.
+    fixed = ["--model", str(model), "--index", str(index), "--no-progress", "--append",
+             "--camera", "A", "--video", str(a), "--detections",
+             str(footage / "A" / "gt" / "gt.txt")]
+    assert tool_main("index_video")(fixed) == 0
+    assert "this run indexed 1 videos" in capsys.readouterr().out
+    gallery = GalleryIndex.load(index)
+    assert [v.video for v in gallery.footage_videos()] == [str(a.resolve())]
+    assert gallery.count > 0
 
 
 def test_a_bad_frame_in_a_folder_ends_it_like_a_cut_video(tmp_path, footage, model):

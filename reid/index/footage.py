@@ -6,13 +6,20 @@ entry is a key naming video, track and frame, since the crop is not a file of it
 * ``cameras``: camera name -> the integer ``camid`` of ``images`` (so a search can leave out
   one camera as it does for crops);
 * ``videos``: each source indexed, its camera, frame rate, size, how many frames were read and
-  whether to the end, and the wall-clock time of its first frame when given;
+  whether to the end, and the wall-clock time of its first frame when given; a video is
+  recorded with the entries it gave, never without (a video that gave none is indexed again
+  by a later run), and ``video_digests`` identifies it by content, so that a copy at another
+  path is known (:func:`reid.video.frames.content_digest`; a table of its own, so that code
+  reading format 3 before it existed reads and extends these indexes unchanged);
 * ``tracks``: each track, numbered per camera across the camera's videos (so "track 14 of
   camera A" names one person-passage), with its first and last frame and time;
 * ``footage``: per indexed entry, whether it is one ``crop`` or a ``track``'s mean embedding,
   its track, frame, time, box, detector score, and its pictures in the index's media folder.
 
 Stored when known, never reconstructed: a query answers from these rows alone, without the video.
+
+A camera name becomes part of file names (``--save-tracks DIR`` writes ``DIR/<camera>.txt``),
+so :func:`camera_problem` says what one may be, for every place a name enters.
 """
 
 from __future__ import annotations
@@ -62,7 +69,18 @@ CREATE TABLE IF NOT EXISTS footage (
     frame_image TEXT             -- the whole frame, scaled, in the media folder (may be NULL)
 );
 CREATE INDEX IF NOT EXISTS footage_track ON footage(camera, track);
+CREATE TABLE IF NOT EXISTS video_digests (
+    video TEXT PRIMARY KEY,      -- a video of the videos table
+    digest TEXT NOT NULL         -- what identifies its content (content_digest)
+);
+CREATE INDEX IF NOT EXISTS video_digests_digest ON video_digests(digest);
 """
+#: The videos table's columns, in order, as VideoRecord holds them before its digest.
+_VIDEO_SELECT = ("SELECT v.video, v.camera, v.fps, v.width, v.height, v.frames, v.complete, "
+                 "v.start_time, v.indexed_at, d.digest FROM videos v "
+                 "LEFT JOIN video_digests d ON d.video = v.video")
+#: The longest camera name: it is a file name's stem, and a line of every report.
+CAMERA_MAX_CHARS = 100
 KINDS = ("crop", "track")
 #: Footage cameras are numbered from here, clear of the one-digit cameras of Market-style file
 #: names, so that crops and footage in one index never share a camera id.
@@ -80,6 +98,7 @@ class VideoRecord:
     complete: bool
     start_time: str | None = None
     indexed_at: str = ""
+    digest: str | None = None  # what identifies its content; None: indexed before it was kept
 
     def wall_clock(self, seconds: float) -> str | None:
         """The wall-clock time ``seconds`` into the video, ISO 8601, when its start is known."""
@@ -127,6 +146,25 @@ class FootageEntry:
         return f"{video}#camera={self.camera}&track={self.track}&frame={self.frame}"
 
 
+def camera_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a camera's name, or None when it can: it must be printable text
+    of at most :data:`CAMERA_MAX_CHARS` characters without a path separator and not ``.`` or
+    ``..`` (it becomes a file name), without spaces at its ends (invisible in a report)."""
+    if not isinstance(name, str) or not name.strip():
+        return "is empty"
+    if len(name) > CAMERA_MAX_CHARS:
+        return f"is longer than {CAMERA_MAX_CHARS} characters"
+    if not name.isprintable():
+        return "holds a control character"
+    if name != name.strip():
+        return "starts or ends with a space"
+    if "/" in name or "\\" in name:
+        return "holds a path separator (it becomes a file name)"
+    if name in (".", ".."):
+        return "is not a file name"
+    return None
+
+
 def create(conn: sqlite3.Connection) -> None:
     conn.executescript(SCHEMA)
 
@@ -162,7 +200,10 @@ def insert(conn: sqlite3.Connection, video: VideoRecord, tracks: Iterable[TrackR
            entries: Iterable[FootageEntry]) -> None:
     with conn:
         conn.execute("INSERT INTO videos VALUES (?,?,?,?,?,?,?,?,?)",
-                     dataclasses.astuple(video))
+                     dataclasses.astuple(video)[:9])
+        if video.digest is not None:
+            conn.execute("INSERT OR REPLACE INTO video_digests VALUES (?,?)",
+                         (video.video, video.digest))
         conn.executemany("INSERT INTO tracks VALUES (?,?,?,?,?,?,?,?)",
                          [dataclasses.astuple(t) for t in tracks])
         conn.executemany(
@@ -173,8 +214,7 @@ def insert(conn: sqlite3.Connection, video: VideoRecord, tracks: Iterable[TrackR
 
 def delete(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
     """Forget the footage rows of removed entries, the tracks left with none, and the videos
-    whose entries were all removed (so that they can be indexed again); a video recorded
-    without people is not touched."""
+    whose entries were all removed (so that they can be indexed again)."""
     touched = {row[0] for i in ids for row in conn.execute(
         "SELECT t.video FROM footage f JOIN tracks t ON f.camera = t.camera AND "
         "f.track = t.track WHERE f.id = ?", (int(i),))}
@@ -184,16 +224,63 @@ def delete(conn: sqlite3.Connection, ids: Sequence[int]) -> None:
                      "f.camera = tracks.camera AND f.track = tracks.track)")
         conn.executemany("DELETE FROM videos WHERE video = ? AND NOT EXISTS (SELECT 1 FROM "
                          "tracks t WHERE t.video = videos.video)", [(v,) for v in touched])
+        _forget_stale_digests(conn)
+
+
+def _forget_stale_digests(conn: sqlite3.Connection) -> None:
+    """Digests of videos no longer recorded (also those code before digests removed)."""
+    conn.execute("DELETE FROM video_digests WHERE video NOT IN (SELECT video FROM videos)")
+
+
+def _video_record(row: Sequence) -> VideoRecord:
+    return VideoRecord(*row[:6], bool(row[6]), *row[7:])
+
+
+def indexed(conn: sqlite3.Connection, path: str, digest: str | None = None
+            ) -> VideoRecord | None:
+    """The video indexed at ``path``, else one with the content ``digest``; a video recorded
+    without entries (by code before such were refused) is not indexed: it is indexed again."""
+    has_tracks = "EXISTS (SELECT 1 FROM tracks t WHERE t.video = v.video)"
+    row = conn.execute(f"{_VIDEO_SELECT} WHERE v.video = ? AND {has_tracks}", (path,)).fetchone()
+    if row is None and digest is not None:
+        row = conn.execute(f"{_VIDEO_SELECT} WHERE d.digest = ? AND {has_tracks} "
+                           f"ORDER BY v.indexed_at LIMIT 1", (digest,)).fetchone()
+    return None if row is None else _video_record(row)
+
+
+def forget_empty(conn: sqlite3.Connection, path: str) -> None:
+    """Forget the record of a video at ``path`` that has no tracks (see :func:`indexed`)."""
+    with conn:
+        conn.execute("DELETE FROM videos WHERE video = ? AND NOT EXISTS (SELECT 1 FROM tracks t "
+                     "WHERE t.video = videos.video)", (path,))
+        _forget_stale_digests(conn)
+
+
+def set_digests(conn: sqlite3.Connection, digests: dict[str, str]) -> None:
+    """Record the content digests of recorded videos (path -> digest)."""
+    with conn:
+        conn.executemany("INSERT OR REPLACE INTO video_digests SELECT video, ? FROM videos "
+                         "WHERE video = ?", [(d, v) for v, d in digests.items()])
+
+
+def media_names(conn: sqlite3.Connection) -> set[str]:
+    """Every media file the entries refer to (:mod:`reid.index.media`)."""
+    names: set[str] = set()
+    for thumb, frame_image in conn.execute("SELECT thumb, frame_image FROM footage"):
+        names.add(thumb)
+        if frame_image is not None:
+            names.add(frame_image)
+    return names
 
 
 def video(conn: sqlite3.Connection, path: str) -> VideoRecord | None:
-    row = conn.execute("SELECT * FROM videos WHERE video = ?", (path,)).fetchone()
-    return None if row is None else VideoRecord(*row[:6], bool(row[6]), *row[7:])
+    row = conn.execute(f"{_VIDEO_SELECT} WHERE v.video = ?", (path,)).fetchone()
+    return None if row is None else _video_record(row)
 
 
 def videos(conn: sqlite3.Connection) -> list[VideoRecord]:
-    rows = conn.execute("SELECT * FROM videos ORDER BY camera, start_time, video").fetchall()
-    return [VideoRecord(*r[:6], bool(r[6]), *r[7:]) for r in rows]
+    rows = conn.execute(f"{_VIDEO_SELECT} ORDER BY v.camera, v.start_time, v.video").fetchall()
+    return [_video_record(r) for r in rows]
 
 
 def tracks(conn: sqlite3.Connection, keys: Iterable[tuple[str, int]] | None = None

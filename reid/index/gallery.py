@@ -14,7 +14,8 @@ Folder layout::
                            also ``cameras``, ``videos``, ``tracks``, ``footage``
                            (:mod:`reid.index.footage`)
       media/               pictures of the footage entries, shared by the versions
-                           (:mod:`reid.index.media`)
+                           (:mod:`reid.index.media`); every save deletes those the version
+                           it published does not refer to (:func:`prune_media`)
 
 The folder is a versioned folder (:mod:`reid.index.versioned_folder`), which also explains the
 saving protocol: a saved version is never changed, :meth:`GalleryIndex.save` writes a new one
@@ -38,7 +39,7 @@ import json
 import os
 import pathlib
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import faiss
@@ -334,21 +335,35 @@ class GalleryIndex:
     def add_footage(self, video: footage.VideoRecord, tracks: Sequence[footage.TrackRecord],
                     entries: Sequence[footage.FootageEntry], vectors: np.ndarray) -> AddResult:
         """Add what one video gave: its record, its tracks, and one entry per row of
-        ``vectors`` (crops and track means). A video already indexed is an error."""
+        ``vectors`` (crops and track means). A video already indexed (at its path, or with its
+        content digest) is an error, and so is a video without entries: recorded, it would
+        pass for indexed and keep a corrected run from indexing it."""
         conn = self._meta.connection
-        if footage.video(conn, video.video) is not None:
-            raise GalleryError(f"{video.video}: this video is already in the index")
+        problem = footage.camera_problem(video.camera)
+        if problem is not None:
+            raise GalleryError(f"{video.video}: camera name {video.camera!r} {problem}")
+        if not entries:
+            raise GalleryError(f"{video.video}: no entries to add (a video is recorded with "
+                               f"the entries it gave)")
+        indexed = footage.indexed(conn, video.video, video.digest)
+        if indexed is not None:
+            same = "" if indexed.video == video.video else f" as {indexed.video}"
+            raise GalleryError(f"{video.video}: this video is already in the index{same}")
+        try:
+            captured = [video.wall_clock(e.time) for e in entries]
+        except OverflowError:
+            raise GalleryError(f"{video.video}: start time {video.start_time} plus "
+                               f"{max(e.time for e in entries):g} s is past the end of the "
+                               f"calendar") from None
         camid = footage.camid(conn, video.camera)
         keys = [e.key(video.video) for e in entries]
-        captured = [video.wall_clock(e.time) for e in entries]
-        result = AddResult(np.zeros(0, np.int64), [], [])
-        if keys:  # a video without people is still recorded, as indexed
-            result = self.add(keys, vectors, camids=[camid] * len(keys),
-                              sources=[video.video] * len(keys), captured_at=captured)
+        result = self.add(keys, vectors, camids=[camid] * len(keys),
+                          sources=[video.video] * len(keys), captured_at=captured)
         if result.duplicates:
             raise GalleryError(f"{video.video}: entries already indexed, e.g. "
                                f"{result.duplicates[0]}")
         with_ids = [dataclasses.replace(e, id=int(i)) for e, i in zip(entries, result.added_ids)]
+        footage.forget_empty(conn, video.video)  # recorded without entries by older code
         footage.insert(conn, dataclasses.replace(video, indexed_at=_now()), tracks, with_ids)
         self._updated_at = _now()
         return result
@@ -370,6 +385,21 @@ class GalleryIndex:
 
     def footage_video(self, path: str) -> footage.VideoRecord | None:
         return footage.video(self._meta.connection, path)
+
+    def indexed_video(self, path: str, digest: str | None = None
+                      ) -> footage.VideoRecord | None:
+        """The video indexed at ``path``, else one with the content ``digest`` (a copy), when
+        either is in the index with entries (see :func:`reid.index.footage.indexed`)."""
+        return footage.indexed(self._meta.connection, path, digest)
+
+    def record_video_digests(self, digests: Mapping[str, str]) -> None:
+        """Record the content digests of videos (path -> digest) indexed without one."""
+        footage.set_digests(self._meta.connection, dict(digests))
+        self._updated_at = _now()
+
+    def media_names(self) -> set[str]:
+        """The media files (:mod:`reid.index.media`) the entries refer to."""
+        return footage.media_names(self._meta.connection)
 
     def track_entries(self, camera: str, track: int) -> list[footage.FootageEntry]:
         return footage.track_entries(self._meta.connection, camera, track)
@@ -531,9 +561,17 @@ class GalleryIndex:
 
         ``locked``: the caller holds :func:`reid.index.versioned_folder.writer_lock` since it
         loaded the index; ``overwrite``: replace versions that lost their ``CURRENT``.
+        Pictures in the media folder that the new version does not refer to (of removed
+        entries; left by writers that failed or were killed) are deleted, still under the lock,
+        unless a writer is preparing pictures there (:func:`prune_media`).
         """
-        return vf.publish(pathlib.Path(folder), self._write_version, locked=locked,
-                          overwrite=overwrite)
+        folder = pathlib.Path(folder)
+        if not locked:
+            with vf.writer_lock(folder):
+                return self.save(folder, locked=True, overwrite=overwrite)
+        version = vf.publish(folder, self._write_version, locked=True, overwrite=overwrite)
+        vf.prune_shared(folder, self.media_names())  # the live version's, under the lock
+        return version
 
     def _write_version(self, staging: pathlib.Path, version: str) -> None:
         if self._faiss is None:
@@ -683,6 +721,51 @@ def _check_consistent(vdir: pathlib.Path, count: int, dim: int, next_id: int,
         raise CorruptIndexError(f"{vdir}: ids in {FAISS_FILE} and {METADATA_FILE} disagree")
     if len(ids) and int(ids[-1]) >= next_id:
         raise CorruptIndexError(f"{vdir}: id {int(ids[-1])} is not below next_id {next_id}")
+
+
+def prune_media(folder: str | os.PathLike, lock_timeout: float = vf.DEFAULT_LOCK_TIMEOUT,
+                log: Callable[[str], None] | None = None) -> int | None:
+    """Delete the pictures in the index's media folder that its live version does not refer
+    to: what runs that failed or were killed left (a footage writer stores a video's pictures
+    before it commits the video). Under the writer lock, waiting up to ``lock_timeout``
+    seconds. Returns how many were deleted; None when nothing could be (another writer is
+    preparing pictures and cleans up when it commits, or the live version cannot be read:
+    nothing is deleted on the word of a damaged index)."""
+    folder = pathlib.Path(folder)
+    if not (folder / vf.SHARED_FOLDER).is_dir():
+        return 0
+    with vf.writer_lock(folder, lock_timeout, log):
+        try:
+            vf.check_pointer(folder)  # versions that lost CURRENT still refer to pictures
+            keep = (vf.load_live(folder, _media_names_of_version) if is_gallery_index(folder)
+                    else set())
+        except GalleryError:
+            return None
+        return vf.prune_shared(folder, keep)
+
+
+def _media_names_of_version(vdir: pathlib.Path) -> set[str]:
+    """The media files a saved version refers to, read from its metadata alone (the whole
+    index need not be loaded to clean up)."""
+    manifest_path = vdir / MANIFEST_FILE
+    manifest = _read_manifest(manifest_path)
+    try:
+        record = manifest["files"][METADATA_FILE]
+    except (KeyError, TypeError):
+        raise CorruptIndexError(f"{manifest_path}: no record of {METADATA_FILE}") from None
+    path = vdir / METADATA_FILE
+    vf.check_file(path, record, False, manifest_path)
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'footage'").fetchone() is None:
+                return set()  # a format before footage
+            return footage.media_names(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise CorruptIndexError(f"{path}: cannot read the metadata database ({exc})") from None
 
 
 def is_gallery_index(folder: str | os.PathLike) -> bool:

@@ -5,8 +5,11 @@ SHARED_FOLDER`), not inside one: a version is rewritten whole on every save, and
 thumbnail each time would make appending to a long recording cost as much as indexing it.
 Each file is named by the SHA-256 of its bytes, so it is written once (atomically, before the
 version that refers to it is published), never changed, can be shared by any number of
-versions and entries, and its name checks its content. Entries removed later leave their
-pictures behind; they take space, never give a wrong answer.
+versions and entries, and its name checks its content. A writer stores pictures before it
+commits the entries that refer to them, holding :func:`reid.index.versioned_folder.
+writing_shared` meanwhile; every save deletes, under the writer lock, the pictures the live
+version does not refer to (of removed entries, or left by a run that failed or was killed)
+unless such a writer is at work (:func:`reid.index.gallery.prune_media`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ def encode_jpeg(image_rgb: np.ndarray) -> bytes:
 
 
 def store(index_dir: str | os.PathLike, data: bytes, suffix: str = ".jpg") -> str:
-    """Write ``data`` into the index's media folder (unless there already); return its name."""
+    """Write ``data`` into the index's media folder (unless there already); return its name.
+    Until an entry of the live version refers to it, only
+    :func:`reid.index.versioned_folder.writing_shared` keeps a save from deleting it."""
     digest = hashlib.sha256(data).hexdigest()
     name = f"{digest[:2]}/{digest}{suffix}"
     path = pathlib.Path(index_dir) / SHARED_FOLDER / name

@@ -27,6 +27,15 @@ writer leaves nothing to clean up; the file itself stays. Readers take no lock: 
 see complete versions. (``flock`` is local to one machine: on a network file system two hosts
 can still write at once.)
 
+The shared folder's files are written before the version that refers to them, by a writer that
+may not hold the writer lock yet (indexing a video takes long; the lock is taken for its
+commit). Such a writer holds :func:`writing_shared`, a shared ``flock`` of the shared folder's
+own. :func:`prune_shared`, called under the writer lock with the names the live version refers
+to, deletes every other file when no writer holds that: the files of writers that failed or
+were killed are removed by the next one to commit, never a file a version or a writer at work
+needs. (A reader still answering from an older version may miss the pictures of entries removed
+since: a missing picture, never a wrong one.)
+
 The gallery index (:mod:`reid.index.gallery`) is the one thing stored this way, so the messages
 speak of a gallery index; what the files in a version are and how they agree with each other
 is the gallery's business, not this module's.
@@ -41,7 +50,7 @@ import pathlib
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
 from reid.index.errors import CorruptIndexError, GalleryError
@@ -50,8 +59,12 @@ from reid.utils.io import atomic_write_text, file_sha256, staged_dir
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "LOCK"
 #: Files shared by every version (a gallery's pictures cut from footage): written before the
-#: version that first refers to them, named by their content, never changed, never pruned.
+#: version that first refers to them, named by their content, never changed; those no live
+#: version refers to are pruned (:func:`prune_shared`).
 SHARED_FOLDER = "media"
+#: In the shared folder: held shared by writers preparing files there (:func:`writing_shared`),
+#: exclusively while :func:`prune_shared` deletes.
+SHARED_LOCK_FILE = ".writers"
 #: How long a writer waits for another one to finish before giving up, in seconds.
 DEFAULT_LOCK_TIMEOUT = 600.0
 _LOCK_POLL = 0.1
@@ -128,6 +141,70 @@ def writer_lock(folder: pathlib.Path, timeout: float = DEFAULT_LOCK_TIMEOUT,
                 path.unlink()  # still locked: a waiter sees the file is gone and retries
                 folder.rmdir()
         os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def writing_shared(folder: pathlib.Path) -> Iterator[None]:
+    """Hold while writing files into the shared folder that no published version refers to yet
+    (see the module docstring): :func:`prune_shared` deletes nothing meanwhile. Waits only while
+    a prune runs."""
+    shared = folder / SHARED_FOLDER
+    lock = shared / SHARED_LOCK_FILE
+    while True:
+        try:
+            shared.mkdir(parents=True, exist_ok=True)  # again if a prune removed it
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise GalleryError(f"{lock}: cannot open the shared folder's lock "
+                               f"({exc.strerror})") from None
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        if _same_file(fd, lock):
+            break
+        os.close(fd)  # a prune removed the folder while this waited: take the new one
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def prune_shared(folder: pathlib.Path, keep: Collection[str]) -> int | None:
+    """Delete the files of the shared folder whose names (relative, ``/``-separated) are not in
+    ``keep``; returns how many, or None when a writer is preparing files there
+    (:func:`writing_shared`) and nothing was deleted. The caller holds :func:`writer_lock` and
+    ``keep`` names every file the live version refers to. A folder left empty is removed."""
+    shared = folder / SHARED_FOLDER
+    lock = shared / SHARED_LOCK_FILE
+    if not shared.is_dir():
+        return 0
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        removed = 0
+        for root, dirs, files in os.walk(shared, topdown=False):
+            here = pathlib.Path(root)
+            for name in files:
+                path = here / name
+                if path == lock or path.relative_to(shared).as_posix() in keep:
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed += 1
+            if here != shared:
+                with contextlib.suppress(OSError):
+                    here.rmdir()  # only when empty
+        if [p.name for p in shared.iterdir()] == [SHARED_LOCK_FILE]:
+            with contextlib.suppress(OSError):
+                lock.unlink()  # still locked: a waiting writer sees it is gone and retries
+                shared.rmdir()
+        return removed
+    finally:
+        os.close(fd)
 
 
 def _same_file(fd: int, path: pathlib.Path) -> bool:

@@ -12,6 +12,7 @@ with the header's duration rather than counting frames. A folder's frames are in
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pathlib
 from collections.abc import Iterator
@@ -19,12 +20,17 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from reid.utils.io import file_sha256
 from reid.video.errors import FootageError
 
 #: Frame images a folder source reads, by extension (case-insensitive).
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 #: A folder without a frame rate (no ``--fps``, no MOTChallenge ``seqinfo.ini`` beside it).
 DEFAULT_FOLDER_FPS = 10.0
+#: A video file up to this size is identified by the SHA-256 of all its bytes; a larger one by
+#: its size and its first and last :data:`DIGEST_ENDS` bytes (see :func:`content_digest`).
+WHOLE_DIGEST_BYTES = 64 * 2**20
+DIGEST_ENDS = 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +41,53 @@ class Frame:
     index: int
     time: float
     image: np.ndarray
+
+
+def frame_files(folder: pathlib.Path) -> list[pathlib.Path]:
+    """The frame images of a folder source, in the order they are read."""
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in FRAME_EXTENSIONS and p.is_file())
+
+
+def content_digest(path: str | os.PathLike) -> str:
+    """What identifies a source by its content, whatever its path, so that a copy of an indexed
+    video is known as one (as crops are known by their files' SHA-256).
+
+    A video file: the SHA-256 of its bytes (as ``sha256sum`` gives it), or, above
+    :data:`WHOLE_DIGEST_BYTES`, ``ends:`` and the SHA-256 of its size and first and last
+    megabyte: every run digests every video it is given, also those it then skips, and reading
+    hours of recording whole for that would cost minutes; two recordings of one size whose first
+    and last megabytes of compressed frames agree are not met in practice. A frame folder:
+    ``frames:`` and the SHA-256 of its frames' names and sizes and of its first and last
+    frame's bytes.
+    """
+    path = pathlib.Path(path)
+    try:
+        if path.is_dir():
+            files = frame_files(path)
+            if not files:
+                raise FootageError(f"{path}: folder has no frame images "
+                                   f"({', '.join(FRAME_EXTENSIONS)})")
+            digest = hashlib.sha256()
+            for file in files:
+                digest.update(f"{file.name}\0{file.stat().st_size}\n".encode())
+            for file in (files[0], files[-1]):
+                digest.update(file_sha256(file).encode())
+            return f"frames:{digest.hexdigest()}"
+        size = path.stat().st_size
+        if size <= WHOLE_DIGEST_BYTES:
+            return file_sha256(path)
+        digest = hashlib.sha256(f"{size}\n".encode())
+        with open(path, "rb") as f:
+            digest.update(f.read(DIGEST_ENDS))
+            f.seek(size - DIGEST_ENDS)
+            digest.update(f.read(DIGEST_ENDS))
+        return f"ends:{digest.hexdigest()}"
+    except FileNotFoundError:
+        raise FootageError(f"{path}: no such video file or frame folder") from None
+    except OSError as exc:
+        raise FootageError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") \
+            from None
 
 
 def _seqinfo_fps(folder: pathlib.Path) -> float | None:
@@ -74,8 +127,7 @@ class FrameSource:
         self._files: list[pathlib.Path] | None = None
         self._header_duration: float | None = None
         if self.path.is_dir():
-            self._files = sorted(p for p in self.path.iterdir()
-                                 if p.suffix.lower() in FRAME_EXTENSIONS and p.is_file())
+            self._files = frame_files(self.path)
             if not self._files:
                 raise FootageError(f"{self.path}: folder has no frame images "
                                    f"({', '.join(FRAME_EXTENSIONS)})")

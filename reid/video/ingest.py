@@ -7,11 +7,18 @@ writer waits seconds, not the length of a video, and then adds to what the first
 numbers are given at the commit, per camera, so two writers indexing the same camera cannot
 hand out one number twice. A run interrupted after some videos keeps those; the video being
 processed is simply not in the index. The pictures of a video's entries are written to the
-index's media folder before its commit (:mod:`reid.index.media`).
+index's media folder before its commit (:mod:`reid.index.media`); those a failed or killed run
+left are deleted by the next writer (:func:`reid.index.gallery.prune_media`).
+
+A video is known by its path and by its content (:func:`reid.video.frames.content_digest`), so
+a copy of an indexed video is skipped. A video that gives no entries (nobody in it, or
+detections that miss it) is not recorded, with a warning: recorded, it would pass for indexed
+and a corrected run would skip it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import math
@@ -29,12 +36,13 @@ from reid.data.decode import normalize_pixels, resize_bilinear
 from reid.index import media
 from reid.index import versioned_folder as vf
 from reid.index.appearances import clock
-from reid.index.footage import FootageEntry, TrackRecord, VideoRecord
-from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index
+from reid.index.errors import GalleryError
+from reid.index.footage import FootageEntry, TrackRecord, VideoRecord, camera_problem
+from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index, prune_media
 from reid.utils.progress import Progress
-from reid.video.detector import Detector, load_detector
+from reid.video.detector import Detector, MotDetectionFile, load_detector
 from reid.video.errors import FootageError
-from reid.video.frames import FrameSource
+from reid.video.frames import FrameSource, content_digest
 from reid.video.measure import MotRow, write_mot
 from reid.video.selection import Candidate, CandidatePool, crop_quality
 from reid.video.tracking import Tracker
@@ -47,6 +55,10 @@ THUMB_MAX_HEIGHT = 256
 #: The stages whose time is reported, in pipeline order.
 STAGES = ("decode", "detect", "track", "select", "embed", "write")
 EMBED_BATCH = 64
+#: Room a start time must leave before the calendar's end after the video's duration (which a
+#: header can understate) and before its beginning (a time is moved across zones to compare
+#: cameras): what is kept is representable, whatever is done with it later.
+CALENDAR_MARGIN = datetime.timedelta(days=366)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,14 +71,36 @@ class VideoInput:
     start_time: str | None = None
     detections: pathlib.Path | None = None
 
+    def __post_init__(self) -> None:
+        problem = camera_problem(self.camera)
+        if problem is not None:
+            raise FootageError(f"camera name {self.camera!r} (of {self.path}) {problem}")
+        if self.start_time is not None:
+            check_start_time(self.start_time)
+
 
 def parse_start_time(text: str, where: str = "--start-time") -> str:
     """An ISO 8601 time, normalised; a time without a zone is taken as written (local)."""
     try:
-        return datetime.datetime.fromisoformat(text).isoformat()
+        iso = datetime.datetime.fromisoformat(text).isoformat()
     except ValueError:
         raise FootageError(f"{where}: {text!r} is not an ISO 8601 time such as "
                            f"2026-12-02T09:30:00") from None
+    check_start_time(iso, where=where)
+    return iso
+
+
+def check_start_time(start: str, seconds: float = 0.0, where: str = "--start-time") -> None:
+    """Refuse a start time whose video's times (``seconds`` long, and a margin) would leave
+    the calendar, before any work rather than when the first time is computed."""
+    try:
+        moment = datetime.datetime.fromisoformat(start)
+        moment - CALENDAR_MARGIN
+        moment + datetime.timedelta(seconds=max(0.0, seconds)) + CALENDAR_MARGIN
+        moment.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise FootageError(f"{where}: {start!r} is out of range (a video's times must fall "
+                           f"between the years 2 and 9998)") from None
 
 
 def video_inputs(videos: Sequence[str | os.PathLike], cameras: Sequence[str] = (),
@@ -153,6 +187,7 @@ class VideoReport:
     seconds: float
     stage_seconds: dict[str, float]
     skipped: str | None = None  # why the video was not indexed
+    empty: str | None = None  # why the video gave no entries (and so was not recorded)
     last_time: float = 0.0  # seconds, the last frame read
     duration: float | None = None  # seconds, as the header promised
     stopped_by: str | None = None  # why a frame folder stopped early
@@ -170,6 +205,8 @@ class VideoReport:
                  f"  {self.detections} detections ({per_frame:.1f} per frame, {self.detector}), "
                  f"{self.tracks} tracks, {self.indexed_tracks} indexed as {self.entries} "
                  f"entries"]
+        if self.empty:
+            lines.append(f"  {self.warning()}")
         if self.ended_early and self.stopped_by:
             lines.append(f"  warning: the frames stop at {clock(self.last_time)}: "
                          f"{self.stopped_by}; what was read is indexed")
@@ -178,6 +215,35 @@ class VideoReport:
                          f"{clock(self.duration or 0.0)} its header promises (truncated or "
                          f"damaged); what was read is indexed")
         return "\n".join(lines)
+
+
+    def warning(self) -> str:
+        return (f"warning: {self.video}: no entries ({self.empty}); not recorded, so a later "
+                f"run indexes it")
+
+
+def _why_empty(report: VideoReport, record: VideoRecord, detector: Detector,
+               config: VideoConfig) -> str:
+    """Why a video gave no entries, in terms of what the user can check or change."""
+    if isinstance(detector, MotDetectionFile):
+        frames, name = detector.frames, detector.path.name
+        if not frames:
+            return f"{name} has no person's box"
+        if frames[0] > record.frames:
+            return (f"the boxes of {name} are on frames {frames[0]}-{frames[-1]}, after the "
+                    f"video's last frame, {record.frames}")
+        if report.detections == 0:
+            return (f"no box of {name} on the frames read lies inside the {record.width}x"
+                    f"{record.height} frame and is at least video.min_box_height "
+                    f"({config.min_box_height}) pixels tall")
+    if report.detections == 0:
+        return f"nobody detected in {report.frames} frames"
+    if report.tracks == 0:
+        return (f"{report.detections} detections in {report.frames} frames but no track with a "
+                f"crop of at least 4x8 pixels; a person is indexed once followed for "
+                f"video.track_min_boxes ({config.track_min_boxes}) boxes")
+    return (f"{report.detections} detections, {report.tracks} tracks, none followed for "
+            f"video.track_min_boxes ({config.track_min_boxes}) boxes")
 
 
 @dataclasses.dataclass
@@ -249,8 +315,9 @@ class _TrackWriter:
     in memory is a few embeddings, however long the recording."""
 
     def __init__(self, camera: str, index_dir: pathlib.Path, embedder: Any,
-                 stage: dict[str, float]) -> None:
+                 stage: dict[str, float], before_pictures: Callable[[], None]) -> None:
         self.camera, self.index_dir, self.embedder, self.stage = camera, index_dir, embedder, stage
+        self.before_pictures = before_pictures
         self.tracks: list[TrackRecord] = []
         self.entries: list[FootageEntry] = []
         self._crop_vectors: dict[int, np.ndarray] = {}  # entry position -> its embedding
@@ -259,6 +326,8 @@ class _TrackWriter:
 
     def add(self, done: _FinishedTrack) -> None:
         tick = time.perf_counter()
+        if not self.tracks:
+            self.before_pictures()
         track = done.record.track
         self.tracks.append(done.record)
         crops = []
@@ -307,21 +376,28 @@ class _TrackWriter:
 
 def process_video(item: VideoInput, embedder: Any, config: VideoConfig, index_dir: pathlib.Path,
                   every: int = 1, fps: float | None = None, progress: bool = True,
-                  detector: Detector | None = None, keep_boxes: bool = False) -> _Processed:
+                  detector: Detector | None = None, keep_boxes: bool = False,
+                  digest: str | None = None,
+                  before_pictures: Callable[[], None] = lambda: None) -> _Processed:
     """Detect, track, choose and embed the crops of one video; write their pictures into the
-    index's media folder. Nothing is added to the index yet. ``keep_boxes``: also keep every
-    tracked box (``mot_rows``), for a tracks file."""
+    index's media folder, calling ``before_pictures`` before the first (the caller holds
+    :func:`reid.index.versioned_folder.writing_shared` from then until its commit). Nothing is
+    added to the index yet. ``keep_boxes``: also keep every tracked box (``mot_rows``), for a
+    tracks file. ``digest``: the video's :func:`content_digest`, when already computed."""
     start = time.perf_counter()
     stage = dict.fromkeys(STAGES, 0.0)
+    digest = digest or content_digest(item.path)
     source = FrameSource(item.path, fps=fps, every=every)
     check_sampling(source, config)
+    if item.start_time is not None:
+        check_start_time(item.start_time, source.duration or 0.0)
     detector = detector or load_detector(config, item.detections)
     tracker = Tracker(config, source.fps / every)
     height = embedder.input_size[0]
     states: dict[int, _TrackState] = {}  # tracks that may still continue
     last_seen: dict[int, float] = {}  # when the tracker last gave each of them a box
     ended: set[int] = set()
-    writer = _TrackWriter(item.camera, index_dir, embedder, stage)
+    writer = _TrackWriter(item.camera, index_dir, embedder, stage, before_pictures)
     tracks_seen = 0
     step = every / source.fps  # seconds between the frames processed
 
@@ -398,22 +474,49 @@ def process_video(item: VideoInput, embedder: Any, config: VideoConfig, index_di
 
     record = VideoRecord(os.path.realpath(item.path), item.camera, source.measured_fps,
                          source.width, source.height, source.frames_seen,
-                         not source.ended_early, item.start_time)
+                         not source.ended_early, item.start_time, digest=digest)
     tracks = [dataclasses.replace(t, video=record.video) for t in tracks]
     report = VideoReport(str(item.path), item.camera, detector.describe(),
                          source.frames_read, source.ended_early,
                          detections, tracks_seen, len(tracks), len(entries),
                          time.perf_counter() - start, stage, last_time=source.last_time,
                          duration=source.duration, stopped_by=source.stopped_by)
+    if not entries:
+        report.empty = _why_empty(report, record, detector, config)
     return _Processed(record, tracks, entries, vectors, mot_rows, report)
+
+
+def _record_missing_digests(gallery: GalleryIndex) -> None:
+    """Digest the videos indexed before digests were kept whose files are still at their
+    paths, so that copies of them are known too (in memory: the next save keeps them)."""
+    digests = {}
+    for video in gallery.footage_videos():
+        if video.digest is None and os.path.exists(video.video):
+            with contextlib.suppress(FootageError):  # unreadable now: known by its path only
+                digests[video.video] = content_digest(video.video)
+    if digests:
+        gallery.record_video_digests(digests)
+
+
+def _indexed_as(gallery: GalleryIndex, record: VideoRecord) -> str | None:
+    """Why ``record`` (path and content digest) is already in ``gallery``, or None."""
+    found = gallery.indexed_video(record.video, record.digest)
+    if found is None:
+        return None
+    if found.video != record.video:
+        return f"already in the index as {found.video} (same content)"
+    if found.digest is not None and record.digest is not None and found.digest != record.digest:
+        return ("already in the index, though its content has changed since; give the new "
+                "recording another name to index it")
+    return "already in the index"
 
 
 def _commit(processed: _Processed, index_dir: pathlib.Path, info: ModelInfo, create: bool,
             lock_timeout: float, log: Callable[[str], None]
-            ) -> tuple[dict[int, int] | None, int]:
+            ) -> tuple[dict[int, int] | None, int, str | None]:
     """Add one processed video to the index under its writer lock; return (local track number
-    -> the index's track number, or None when another writer indexed the video meanwhile;
-    the index's entries after the commit)."""
+    -> the index's track number, or None when another writer indexed the video (or a copy of
+    it) meanwhile; the index's entries after the commit; why it was not added)."""
     with vf.writer_lock(index_dir, lock_timeout, log):
         vf.check_pointer(index_dir)
         exists = is_gallery_index(index_dir)
@@ -425,18 +528,19 @@ def _commit(processed: _Processed, index_dir: pathlib.Path, info: ModelInfo, cre
             gallery.check_model(info, where=str(index_dir))
         else:
             gallery = GalleryIndex(info)
-        if gallery.footage_video(processed.record.video) is not None:
-            return None, gallery.count
+        _record_missing_digests(gallery)
+        why = _indexed_as(gallery, processed.record)
+        if why is not None:
+            return None, gallery.count, why
         first = gallery.next_track(processed.record.camera)
         # Numbered in the order the tracks began (they were indexed in the order they ended).
         ordered = sorted(processed.tracks, key=lambda t: (t.first_frame, t.track))
         numbers = {t.track: first + n for n, t in enumerate(ordered)}
         tracks = [dataclasses.replace(t, track=numbers[t.track]) for t in processed.tracks]
         entries = [dataclasses.replace(e, track=numbers[e.track]) for e in processed.entries]
-        # Recorded even without people, so that appending does not process it again.
         gallery.add_footage(processed.record, tracks, entries, processed.vectors)
         gallery.save(index_dir, locked=True)
-    return numbers, gallery.count
+    return numbers, gallery.count, None
 
 
 def write_mot_tracks(path: pathlib.Path, rows: Sequence[tuple], numbers: dict[int, int]) -> None:
@@ -456,11 +560,16 @@ class FootageReport:
 
     def format(self) -> str:
         """The closing summary (each video's report is logged as it is committed)."""
-        done = [v for v in self.videos if not v.skipped]
+        done = [v for v in self.videos if not v.skipped and not v.empty]
         lines = [v.format() for v in self.videos if v.skipped]
         tracks = sum(v.indexed_tracks for v in done)
-        lines.append(f"index {self.index_dir}: {self.count} entries; this run indexed "
-                     f"{len(done)} videos, {tracks} tracks")
+        if is_gallery_index(self.index_dir):
+            lines.append(f"index {self.index_dir}: {self.count} entries; this run indexed "
+                         f"{len(done)} videos, {tracks} tracks")
+        else:
+            lines.append(f"index {self.index_dir}: not written, nothing to index")
+        # Repeated last, where it is seen: these videos are not in the index.
+        lines.extend(v.warning() for v in self.videos if v.empty)
         return "\n".join(lines)
 
 
@@ -494,6 +603,28 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
         model = recorded
     if existing is not None:
         _check_zones(inputs, existing)
+    # Every source must open, and every detections file parse, before the model loads and
+    # hours go into the first.
+    shared: list[Detector] = []  # one model detector for all videos: loaded once
+    detectors: list[Detector] = []
+    for item in inputs:
+        source = FrameSource(item.path, fps=fps, every=every)
+        check_sampling(source, config)
+        if item.start_time is not None:
+            check_start_time(item.start_time, source.duration or 0.0,
+                             where=f"{item.path}: start time")
+        if item.detections is not None:
+            detectors.append(load_detector(config, item.detections))
+        else:
+            shared = shared or [load_detector(config)]
+            detectors.append(shared[0])
+    digests = [content_digest(item.path) for item in inputs]
+    for n, digest in enumerate(digests):
+        if digest in digests[:n]:
+            raise FootageError(f"{inputs[n].path}: same content as "
+                               f"{inputs[digests.index(digest)].path}, given twice")
+    if existing is not None:
+        _record_missing_digests(existing)
     if runtime == "auto" and existing is not None:
         runtime = runtimes_of_precision(existing.model.precision)[0]
     embedder, model_dir, note = load_model(model, runtime)
@@ -501,47 +632,59 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
     info = ModelInfo.from_embedder(embedder, model_dir)
     if existing is not None:
         existing.check_model(info, where=str(index_dir))
-    # Every source must open, and every detections file parse, before hours go into the first.
-    shared: list[Detector] = []  # one model detector for all videos: loaded once
-    detectors: list[Detector] = []
-    for item in inputs:
-        check_sampling(FrameSource(item.path, fps=fps, every=every), config)
-        if item.detections is not None:
-            detectors.append(load_detector(config, item.detections))
-        else:
-            shared = shared or [load_detector(config)]
-            detectors.append(shared[0])
     if save_tracks is not None:
         pathlib.Path(save_tracks).mkdir(parents=True, exist_ok=True)
     cameras = [i.camera for i in inputs]
     reports: list[VideoReport] = []
     create = not exists
     count = 0 if existing is None else existing.count  # as of the last commit seen
-    def skipped(item: VideoInput) -> VideoReport:
-        return VideoReport(str(item.path), item.camera, "", 0, False, 0, 0, 0, 0, 0.0,
-                           dict.fromkeys(STAGES, 0.0), skipped="already in the index")
 
-    for item, detector in zip(inputs, detectors):
-        real = os.path.realpath(item.path)
-        if existing is not None and existing.footage_video(real) is not None:
-            reports.append(skipped(item))
-            continue
-        processed = process_video(item, embedder, config, index_dir, every, fps, progress,
-                                  detector, keep_boxes=save_tracks is not None)
-        tick = time.perf_counter()
-        numbers, count = _commit(processed, index_dir, info, create, lock_timeout, log)
-        create = False
-        if numbers is None:  # another writer indexed it while this one worked
-            reports.append(skipped(item))
-            log(reports[-1].format())
-            continue
-        if save_tracks is not None:
-            name = item.camera if cameras.count(item.camera) == 1 else \
-                f"{item.camera}-{item.path.stem}"
-            write_mot_tracks(pathlib.Path(save_tracks) / f"{name}.txt", processed.mot_rows,
-                             numbers)
-        processed.report.stage_seconds["write"] += time.perf_counter() - tick
-        processed.report.seconds += time.perf_counter() - tick
-        reports.append(processed.report)
-        log(processed.report.format())
+    def skipped(item: VideoInput, why: str) -> VideoReport:
+        return VideoReport(str(item.path), item.camera, "", 0, False, 0, 0, 0, 0, 0.0,
+                           dict.fromkeys(STAGES, 0.0), skipped=why)
+
+    try:
+        for item, detector, digest in zip(inputs, detectors, digests):
+            real = os.path.realpath(item.path)
+            why = None if existing is None else _indexed_as(
+                existing, VideoRecord(real, item.camera, 0.0, 0, 0, 0, True, digest=digest))
+            if why is not None:
+                reports.append(skipped(item, why))
+                continue
+            # The video's pictures are written before its commit: held from the first until
+            # the commit, so that no other writer's clean-up deletes them meanwhile.
+            with contextlib.ExitStack() as pictures:
+                processed = process_video(
+                    item, embedder, config, index_dir, every, fps, progress, detector,
+                    keep_boxes=save_tracks is not None, digest=digest,
+                    before_pictures=lambda: pictures.enter_context(vf.writing_shared(index_dir)))
+                if not processed.entries:  # recorded, it would keep a later run from it
+                    reports.append(processed.report)
+                    log(processed.report.format())
+                    continue
+                tick = time.perf_counter()
+                numbers, count, why = _commit(processed, index_dir, info, create, lock_timeout,
+                                              log)
+            create = False
+            if numbers is None:  # another writer indexed it (or a copy) while this one worked
+                reports.append(skipped(item, why or "already in the index"))
+                log(reports[-1].format())
+                continue
+            if save_tracks is not None:
+                name = item.camera if cameras.count(item.camera) == 1 else \
+                    f"{item.camera}-{item.path.stem}"
+                write_mot_tracks(pathlib.Path(save_tracks) / f"{name}.txt", processed.mot_rows,
+                                 numbers)
+            processed.report.stage_seconds["write"] += time.perf_counter() - tick
+            processed.report.seconds += time.perf_counter() - tick
+            reports.append(processed.report)
+            log(processed.report.format())
+    finally:
+        # What failed or killed runs left in the media folder (this one's too, if it failed),
+        # unless a writer is at work: then its own commit cleans up.
+        with contextlib.suppress(GalleryError, OSError):
+            removed = prune_media(index_dir, lock_timeout=0.0)
+            if removed:
+                log(f"{index_dir}: removed {removed} pictures no entry refers to (left by runs "
+                    f"that failed or were interrupted)")
     return FootageReport(str(index_dir), note, reports, count)
