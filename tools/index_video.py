@@ -9,7 +9,8 @@ Each video (or folder of frames) is read with OpenCV; people are detected (the S
 detector by default, or the boxes of a MOTChallenge det.txt), tracked, and a few good crops per
 track are embedded with the track's mean, with camera, track, frame, time and box. Pictures of
 the crops are kept in the index folder, so tools/query.py answers "when and where" without the
-videos. Each video is committed to the index as it finishes.
+videos. Each video is committed to the index as it finishes; one that gives no entries is not
+recorded (a warning says why), so a corrected run indexes it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="video file or folder of frame images; repeatable")
     parser.add_argument("--camera", action="extend", nargs="+", default=[], metavar="NAME",
                         help="camera of each video, in order, or one for all (default: the "
-                             "video's file name without extension)")
+                             "video's file name without extension); a name, not a path: it "
+                             "names the --save-tracks file")
     parser.add_argument("--start-time", action="extend", nargs="+", default=[],
                         metavar="ISO8601",
                         help="wall-clock time of each video's first frame, in order, e.g. "
@@ -50,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frame rate of a folder of frames (default: its seqinfo.ini, else "
                              "10), or of a video whose decoder gives no timestamps (a video's "
                              "times come from its timestamps)")
-    parser.add_argument("--append", action="store_true", help="add to an existing index")
+    parser.add_argument("--append", action="store_true",
+                        help="add to an existing index (a video already in it, or a copy of "
+                             "one, is skipped)")
     parser.add_argument("--config", type=pathlib.Path,
                         help="YAML config whose 'video' section sets detection, tracking and "
                              "crop choice")
