@@ -136,6 +136,13 @@ def _search_done(browser, before: int):
     return None
 
 
+def _give_token(browser, token: str) -> None:
+    field = browser.find_element("id", "token-input")
+    field.clear()
+    field.send_keys(token)
+    browser.find_element("css selector", "#token-form button").click()
+
+
 def test_search_page_in_a_browser(driver, gallery, server, tmp_path):
     from reid.index import GalleryIndex
 
@@ -144,14 +151,26 @@ def test_search_page_in_a_browser(driver, gallery, server, tmp_path):
     query = sorted(images.glob("*.jpg"))[5]
     expected = entries[query.name]
 
-    # Without the token the API refuses, and the page says how to give it.
-    driver.get(server + "/")
+    # Without the token the API refuses, and the page asks for it in a form. An old-style
+    # address's ?token= is not taken, and is wiped from the address bar (issue 29, item 11).
+    driver.get(f"{server}/?token={TOKEN}")
     _wait(driver, lambda b: _status(b)[0] == "error", "the refusal without a token")
     assert "token" in _status(driver)[1] and "401" in _status(driver)[1]
+    assert driver.find_element("id", "token-form").is_displayed()
+    assert driver.current_url == server + "/"
+    # A wrong token: refused, and asked for again.
+    _give_token(driver, "wrong")
+    _wait(driver, lambda b: "token given is wrong" in _status(b)[1], "the wrong token refused")
+    assert driver.find_element("id", "token-form").is_displayed()
 
-    # With it: the index's figures in the header, then a query uploaded.
-    driver.get(f"{server}/?token={TOKEN}")
+    # The right one: the index's figures in the header, then a query uploaded. The token is
+    # in no address, cookie or storage: the page's memory only.
+    _give_token(driver, TOKEN)
     _wait(driver, lambda b: "crops" in b.find_element("id", "stats").text, "the index stats")
+    assert not driver.find_element("id", "token-form").is_displayed()
+    kept = driver.execute_script("return location.href + document.cookie"
+                                 " + JSON.stringify(localStorage) + JSON.stringify(sessionStorage)")
+    assert TOKEN not in kept
     stats = driver.find_element("id", "stats").text
     assert f"{len(entries)} crops" in stats and "no calibrated match threshold" in stats
 

@@ -349,6 +349,22 @@ def live_version(folder: str | os.PathLike) -> str | None:
     return _read_pointer_text(pathlib.Path(folder))
 
 
+def live_identity(folder: str | os.PathLike) -> tuple[str, int, int, int] | None:
+    """The live version's name and its folder's device, inode and change time, or None when
+    nothing is live: a reader that compares these notices a folder deleted and built again,
+    whose versions start again at v000001 (a new folder may reuse the old one's inode, never
+    its change time too). One small read and one stat."""
+    folder = pathlib.Path(folder)
+    version = _read_pointer_text(folder)
+    if version is None:
+        return None
+    try:
+        st = os.stat(folder / version)
+    except OSError:
+        return version, -1, -1, -1
+    return version, st.st_dev, st.st_ino, st.st_ctime_ns
+
+
 def _read_pointer_text(folder: pathlib.Path) -> str | None:
     try:
         return (folder / CURRENT_FILE).read_text(encoding="utf-8").strip()

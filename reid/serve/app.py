@@ -3,37 +3,56 @@
 ``create_app`` builds a FastAPI app over one index folder: a JSON API under ``/api`` and the
 page (``static/``) at ``/``. What it guards, and why:
 
+* Every request first passes :class:`RequestGuard`, which looks at the headers alone, before
+  any of the body is read (FastAPI parses a form before its dependencies run, so a token check
+  there came after a whole upload was spooled to disk): the ``Host`` header must name this
+  server (DNS rebinding), an API call from another site's page is refused (``Origin``,
+  ``Sec-Fetch-Site``), and the token, when set, must come with every API call
+  (``Authorization: Bearer``; the tool sets one whenever it binds beyond the loopback). The
+  body is then counted as it arrives, whatever its transfer encoding, and refused at the limit
+  (413), or when it stalls (408), the connection closed either way.
 * Requests never name files: pictures are addressed by entry id, and their files come from the
-  index's own metadata. An upload is decoded in memory exactly as ``tools/query.py`` decodes a
-  query file (a GIF, which only TensorFlow reads, through a private temporary file).
-* Uploads are bounded in bytes (read no further than the limit) and in pixels (read from the
-  header before decoding, :mod:`reid.data.image_size`): 413 either way; bytes that are no image
-  format are 415, an image that does not decode 400, bad parameters 422.
-* A token, when set, must come with every API call (``Authorization: Bearer``): the tool sets
-  one whenever it binds beyond the loopback interface.
-* The index is only read. Each request first reads the folder's ``CURRENT`` pointer (one small
-  file); when a writer (``build_index --append``, ``index_video --append``) published a new
-  version, the index is reloaded before answering, so a complete version is always served
-  (versions are never changed once published, :mod:`reid.index.versioned_folder`).
+  index's own metadata. Answers name no file of the server either: entries by id and file
+  name, videos by the shortest tail of their path that tells them apart, the model by its
+  folder's last two names.
+* Uploads are bounded in bytes and in pixels (read from the header before decoding,
+  :mod:`reid.data.image_size`): 413 either way; bytes that are no image format are 415, an
+  image that does not decode 400, bad parameters 422. Decoding shares one memory budget
+  (:class:`DecodeBudget`): uploads decode side by side while their pixels fit in it.
+* The index is only read. Each request first reads the folder's ``CURRENT`` pointer and the
+  identity of the version folder it names (:func:`reid.index.versioned_folder.live_identity`):
+  when a writer published a new version, or the index was deleted and built again under the
+  same version name, the index is reloaded before answering, so a complete version is always
+  served (versions are never changed once published).
 * Requests embed and search one at a time: an embedder runner and the index's in-memory
-  metadata are not for concurrent use, and one search takes milliseconds. Uploads are decoded
-  outside that lock, side by side.
+  metadata are not for concurrent use, and one search takes milliseconds.
+* Searches can be logged (:class:`AuditLog`): the tool requires it beyond the loopback.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import dataclasses
+import datetime
+import functools
+import hashlib
 import io
+import ipaddress
+import json
 import os
 import pathlib
+import re
 import secrets
 import tempfile
 import threading
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
 import cv2
 import numpy as np
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Path, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -51,53 +70,340 @@ from reid.index.gallery import GalleryIndex, ModelInfo
 from reid.index.query import QueryResult, load_query_image, open_gallery, results_json
 
 STATIC = pathlib.Path(__file__).with_name("static")
-#: Upload limits: a query is one person's picture; a phone photo is 3-12 MB and 12-50 MP.
+#: Upload limits: a query is one person's picture; a phone photo is 3-12 MB and 12 MP (its
+#: 48-50 MP modes aside), a camera's 24 MP; a person crop is rarely above 2 MP.
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = 24_000_000
+#: Memory that uploads being decoded may take together. One query decodes to the model's input
+#: size in about :data:`DECODE_BYTES_PER_PIXEL` bytes a pixel at its peak (the 8-bit image, its
+#: float32 copy, the resize), so 1 GiB decodes one 24 MP photo, or many small crops, at once.
+DEFAULT_DECODE_MEMORY_BYTES = 1024 * 1024 * 1024
+#: Measured peak of decoding a PNG to 256x128 (reid.data.decode): 28-31 bytes a pixel.
+DECODE_BYTES_PER_PIXEL = 32
+#: Seconds a request's whole body may take to arrive: 10 MiB in 60 s is 1.4 Mbit/s.
+DEFAULT_UPLOAD_SECONDS = 60.0
 MAX_RESULTS = 100
+#: Entry ids are int64 in the index: a larger number is refused as a bad parameter.
+MAX_ITEM_ID = 2 ** 63 - 1
 #: Bytes a multipart form adds around the image (boundaries, headers, the other fields).
 FORM_OVERHEAD = 64 * 1024
 THUMB_HEIGHT = 256
 #: Leading bytes of the image formats a query may be in.
 _MAGIC = {b"\xff\xd8\xff": ".jpg", b"\x89PNG\r\n\x1a\n": ".png", b"GIF8": ".gif", b"BM": ".bmp"}
+#: Host names a loopback server answers to besides IP addresses (see :func:`allowed_hosts`).
+LOOPBACK_NAMES = ("localhost",)
+#: API paths open without a token: the API's own reference holds no data.
+_OPEN_API_PATHS = frozenset({"/api/docs", "/api/docs/oauth2-redirect", "/api/openapi.json"})
+#: ``Sec-Fetch-Site`` values of requests from the page itself, or typed into the address bar.
+_SAME_SITE = frozenset({b"same-origin", b"none"})
+#: The page's policy: its own scripts and styles only, pictures from the API (blob: when
+#: fetched with the token), never framed by another site (the token form).
+_PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'; "
+                "base-uri 'none'; form-action 'none'")
+#: An absolute path inside a message: replaced by its last name (see :func:`public_text`).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/[^\s'\"(),;:]+")
 
 
 @dataclasses.dataclass(frozen=True)
 class ServeLimits:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    decode_memory_bytes: int = DEFAULT_DECODE_MEMORY_BYTES
+    upload_seconds: float = DEFAULT_UPLOAD_SECONDS
+
+    @property
+    def body_bytes(self) -> int:
+        """The most a request's body may hold: the image and its form."""
+        return self.max_upload_bytes + FORM_OVERHEAD
+
+
+class DecodeBudget:
+    """Memory for decoding uploads, shared by the requests: a decode reserves its estimate and
+    waits while the others' reservations leave no room (four 36 MP uploads at once took 3.3 GB
+    without it). One that needs more than the whole budget runs alone rather than never."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = int(capacity)
+        self.in_use = 0
+        self.waiting = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, amount: int) -> Iterator[None]:
+        with self._changed:
+            self.waiting += 1
+            try:
+                while self.in_use and self.in_use + amount > self.capacity:
+                    self._changed.wait()
+            finally:
+                self.waiting -= 1
+            self.in_use += amount
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.in_use -= amount
+                self._changed.notify_all()
+
+
+class AuditLog:
+    """Who searched for what: one JSON line a search (time, client address, the query image's
+    SHA-256 or the entry's id, the number of results, whether a match was reported), appended
+    to a file opened ``O_APPEND`` and written with one ``write`` a line, so that concurrent
+    requests never interleave and nothing earlier is rewritten."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = pathlib.Path(path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                           0o600)
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps({"time": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="milliseconds"), **record}, separators=(",", ":")) + "\n"
+        data = line.encode("utf-8")
+        if os.write(self._fd, data) != len(data):
+            raise OSError("short write")
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def allowed_hosts(bound: str, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The names a ``Host`` header may give besides an IP address: ``localhost`` when the
+    server is bound to the loopback or every address, the bound name, and ``extra``.
+
+    An IP address is always accepted: a browser sends the address it connected to. A name is
+    what DNS rebinding abuses (a page's own name made to resolve to this server), so only names
+    the server was told of pass."""
+    names = {_host_name(n) for n in extra} | {_host_name(bound)}
+    if bound in ("", "0.0.0.0", "::", "localhost") or _is_loopback(bound):
+        names.update(LOOPBACK_NAMES)
+    return frozenset(n for n in names if n)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host: str) -> str:
+    """The name or address of a ``Host`` value, lower case, without port or brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 0 else ""
+    if host.count(":") == 1:
+        host = host.partition(":")[0]
+    return host.rstrip(".")
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class RequestGuard:
+    """Plain ASGI middleware run before anything reads a request's body (see the module
+    docstring): the Host, cross-site and token checks, then the body counted as it arrives.
+    Its per-request work is a pass over the headers, a set lookup and a compare."""
+
+    def __init__(self, app: Any, token: str | None, hosts: frozenset[str], body_bytes: int,
+                 body_seconds: float) -> None:
+        self.app = app
+        self.token = None if token is None else token.encode("utf-8")
+        self.body_bytes = body_bytes
+        self.body_seconds = body_seconds
+        self.host_ok = functools.lru_cache(maxsize=256)(
+            lambda value: (lambda name: name in hosts or _is_ip(name))(
+                _host_name(value.decode("latin-1"))))
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        host = origin = site = authorization = length = chunked = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+            elif name == b"origin":
+                origin = value
+            elif name == b"sec-fetch-site":
+                site = value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = value
+        path = scope["path"]
+        if host is not None and not self.host_ok(host):
+            shown = host.decode("latin-1")
+            return await _refuse(send, 400, f"Host {shown}: not a name this server answers "
+                                            f"to (start it with --allowed-host {_host_name(shown)} "
+                                            f"if it is)")
+        api = path.startswith("/api/") and path not in _OPEN_API_PATHS
+        if api and ((site is not None and site not in _SAME_SITE) or (
+                site is None and origin is not None
+                and origin.partition(b"://")[2].lower() != (host or b"").lower())):
+            return await _refuse(send, 403, "a request from another site's page is refused")
+        if api and self.token is not None and not self._authorised(authorization):
+            return await _refuse(send, 401, "this server needs its token: Authorization: "
+                                            "Bearer <token>",
+                                 [(b"www-authenticate", b"Bearer")])
+        if length is not None and (not length.isdigit() or int(length) > self.body_bytes):
+            return await _refuse(send, 413, f"request: larger than the limit of "
+                                            f"{self.body_bytes - FORM_OVERHEAD} bytes")
+        if chunked is None and length in (None, b"0"):
+            return await self.app(scope, receive, send)  # no body to guard
+        body = _GuardedBody(receive, send, self.body_bytes,
+                            asyncio.get_running_loop().time() + self.body_seconds)
+        await self.app(scope, body.receive, body.send)
+
+    def _authorised(self, given: bytes | None) -> bool:
+        scheme, _, value = (given or b"").partition(b" ")
+        return scheme.lower() == b"bearer" and secrets.compare_digest(value.strip(), self.token)
+
+
+class _GuardedBody:
+    """A request's ``receive`` counted and timed: past the limit, or past the deadline, the
+    refusal is sent here, the app is told the client left, and what it sends is dropped."""
+
+    __slots__ = ("_receive", "_send", "_limit", "_deadline", "_count", "_done", "_started",
+                 "_refused")
+
+    def __init__(self, receive: Any, send: Any, limit: int, deadline: float) -> None:
+        self._receive, self._send, self._limit, self._deadline = receive, send, limit, deadline
+        self._count = 0
+        self._done = self._started = self._refused = False
+
+    async def receive(self) -> dict:
+        if self._done:  # the body is in: later calls wait for a disconnect
+            return await self._receive()
+        if self._refused:
+            return {"type": "http.disconnect"}
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                message = await self._receive()
+        except TimeoutError:
+            return await self._refuse(408, "request: the upload stalled or was too slow "
+                                           "(its body did not arrive in time)")
+        if message["type"] == "http.request":
+            self._count += len(message.get("body", b""))
+            if self._count > self._limit:
+                return await self._refuse(413, f"request: larger than the limit of "
+                                               f"{self._limit - FORM_OVERHEAD} bytes")
+            self._done = not message.get("more_body", False)
+        return message
+
+    async def _refuse(self, status: int, detail: str) -> dict:
+        self._refused = True
+        if not self._started:
+            self._started = True
+            await _refuse(self._send, status, detail)
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: dict) -> None:
+        if self._refused:
+            return
+        if message["type"] == "http.response.start":
+            self._started = True
+        await self._send(message)
+
+
+async def _refuse(send: Any, status: int, detail: str,
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A JSON error sent from the middleware; the connection is closed after it, so that a body
+    the client may still be sending is never read."""
+    body = json.dumps({"detail": detail}).encode("utf-8")
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _tail(path: str, parts: int = 1) -> str:
+    names = [p for p in str(path).replace("\\", "/").split("/") if p]
+    return "/".join(names[-parts:]) if names else str(path)
+
+
+def public_text(text: str, roots: dict[str, str]) -> str:
+    """``text`` with the server's paths taken out: each of ``roots`` (a folder -> the name it
+    goes by) replaced by its name, any other absolute path by its last name."""
+    for root, name in roots.items():
+        text = text.replace(root, name)
+    return _ABSOLUTE_PATH.sub(lambda m: _tail(m.group()), text)
+
+
+def public_names(paths: Iterable[str]) -> dict[str, str]:
+    """Each path -> the shortest tail of its names that no other path ends with (a video's
+    file name, with as many folders as it takes to tell it from another of that name)."""
+    split = {p: [n for n in str(p).replace("\\", "/").split("/") if n] for p in set(paths)}
+    names: dict[str, str] = {}
+    depth = 1
+    while len(names) < len(split):
+        tails = {p: "/".join(parts[-depth:]) for p, parts in split.items()}
+        counts = collections.Counter(tails.values())
+        for p, tail in tails.items():
+            if p not in names and (counts[tail] == 1 or depth >= len(split[p])):
+                names[p] = tail
+        depth += 1
+    return names
 
 
 class LiveIndex:
-    """The index a server answers from, reloaded when its folder publishes a new version; the
-    model stays loaded. Callers hold :attr:`lock` around :meth:`current` and what they do
-    with the result."""
+    """The index a server answers from, reloaded when its folder publishes a new version or is
+    replaced; the model stays loaded. Callers hold :attr:`lock` around :meth:`current` and what
+    they do with the result."""
 
     def __init__(self, index_dir: str | os.PathLike, runtime: str = "auto") -> None:
         self.index_dir = pathlib.Path(index_dir)
         self.lock = threading.Lock()
+        identity = vf.live_identity(self.index_dir)
         gallery, self.embedder, self.model_dir = open_gallery(self.index_dir, runtime=runtime)
-        self._gallery = gallery
-        self.version = vf.live_version(self.index_dir)
         self.info = ModelInfo.from_embedder(self.embedder, self.model_dir)
+        self.model_name = _tail(os.path.abspath(self.model_dir), 2)
+        index_name = self.index_dir.resolve().name
+        self.roots = {os.path.realpath(self.index_dir): index_name,
+                      os.path.abspath(self.index_dir): index_name,
+                      os.path.realpath(self.model_dir): self.model_name,
+                      os.path.abspath(self.model_dir): self.model_name}
         self.reloads = 0
+        self._failed: tuple[Any, str] | None = None
+        self._use(gallery, identity)
+
+    def _use(self, gallery: GalleryIndex, identity: Any) -> None:
+        self._gallery, self._identity = gallery, identity
+        self.version = None if identity is None else identity[0]
+        self.video_names = public_names(v.video for v in gallery.footage_videos())
+        self._failed = None
 
     def current(self) -> GalleryIndex:
-        """The live version's index, read again if a writer published a newer one. A version
-        that cannot be served (damaged, another model's) is a 503 naming why, and the server
-        keeps trying on later requests."""
-        version = vf.live_version(self.index_dir)
-        if version != self.version:
+        """The live version's index, read again if a writer published a newer one or the
+        folder was replaced. A version that cannot be served (damaged, another model's) is a
+        503 naming why, on every route, until the folder changes again (or a reload)."""
+        identity = vf.live_identity(self.index_dir)
+        if identity != self._identity:
+            if self._failed is not None and self._failed[0] == identity:
+                raise _error(503, self._failed[1])
             try:
-                self.reload()
+                self.reload(identity)
             except GalleryError as exc:
-                raise _error(503, f"the index changed and cannot be served: {exc}") from None
+                message = f"the index changed and cannot be served: {exc}"
+                self._failed = (identity, message)
+                raise _error(503, message) from None
         return self._gallery
 
-    def reload(self) -> None:
+    def reload(self, identity: Any = None) -> None:
+        # The identity is read before the files: a version published while they are read is
+        # then loaded again on the next request, never taken for the one already loaded.
+        identity = vf.live_identity(self.index_dir) if identity is None else identity
         gallery = GalleryIndex.load(self.index_dir)
         gallery.check_model(self.info, where=str(self.index_dir))
-        self._gallery, self.version = gallery, vf.live_version(self.index_dir)
+        self._use(gallery, identity)
         self.reloads += 1
 
 
@@ -110,39 +416,48 @@ def _threshold(text: str, live: LiveIndex) -> MatchThreshold | None:
     whether the model was calibrated); none; or a cosine score."""
     requested = None if text.strip().lower() in ("", "auto") else text
     try:
-        return resolve_threshold(requested, live.embedder.spec, str(live.model_dir))
+        return resolve_threshold(requested, live.embedder.spec, live.model_name)
     except ValueError as exc:
         raise _error(422, str(exc).replace("--threshold", "threshold")) from None
 
 
-def _read_upload(upload: UploadFile, limits: ServeLimits) -> tuple[bytes, str]:
-    """(the bytes, their format's suffix), or the status that refuses them."""
+def _read_upload(upload: UploadFile, limits: ServeLimits) -> bytes:
+    """The upload's bytes, or the 413 that refuses them."""
     data = upload.file.read(limits.max_upload_bytes + 1)
     if len(data) > limits.max_upload_bytes:
         raise _error(413, f"image: larger than the limit of {limits.max_upload_bytes} bytes")
+    return data
+
+
+def _image_format(data: bytes) -> str:
+    """The suffix of the image format ``data`` is in, or the 415 that refuses it."""
     suffix = next((s for magic, s in _MAGIC.items() if data.startswith(magic)), None)
     if suffix is None:
         raise _error(415, "image: not a JPEG, PNG, GIF or BMP file")
-    return data, suffix
+    return suffix
 
 
-def _decode(data: bytes, suffix: str, live: LiveIndex, limits: ServeLimits) -> np.ndarray:
-    """The query as the model sees it, decoded and resized as tools/query.py does a file."""
+def _decode(data: bytes, suffix: str, live: LiveIndex, limits: ServeLimits,
+            budget: DecodeBudget) -> np.ndarray:
+    """The query as the model sees it, decoded and resized as tools/query.py does a file,
+    within the decode budget."""
     height, width = live.embedder.input_size
     size = read_image_size(io.BytesIO(data))
     if size is not None and size[0] * size[1] > limits.max_pixels:
         raise _error(413, f"image: {size[0]}x{size[1]} pixels, more than the limit of "
                           f"{limits.max_pixels}")
+    pixels = limits.max_pixels if size is None else size[0] * size[1]
     try:
-        if suffix != ".gif":  # in memory, as load_query_image decodes a file
-            return normalize_pixels(resize_bilinear(decode_rgb_bytes(data, "image"), height,
-                                                    width)).astype(np.float32)
-        # Only TensorFlow's decoder reads GIF, and it reads files.
-        with tempfile.TemporaryDirectory(prefix="reid-serve-") as folder:
-            path = os.path.join(folder, "query.gif")
-            with open(path, "wb") as f:
-                f.write(data)
-            return load_query_image(path, height, width)
+        with budget.reserve(pixels * DECODE_BYTES_PER_PIXEL):
+            if suffix != ".gif":  # in memory, as load_query_image decodes a file
+                return normalize_pixels(resize_bilinear(decode_rgb_bytes(data, "image"),
+                                                        height, width)).astype(np.float32)
+            # Only TensorFlow's decoder reads GIF, and it reads files.
+            with tempfile.TemporaryDirectory(prefix="reid-serve-") as folder:
+                path = os.path.join(folder, "query.gif")
+                with open(path, "wb") as f:
+                    f.write(data)
+                return load_query_image(path, height, width)
     except (BadImageError, ValueError) as exc:
         raise _error(400, f"image: cannot be decoded ({str(exc).split(': ')[-1]})") from None
 
@@ -156,7 +471,11 @@ def _entry_vector(gallery: GalleryIndex, item_id: int) -> np.ndarray:
 
 def search(live: LiveIndex, gallery: GalleryIndex, vector: np.ndarray, label: str, k: int,
            threshold: MatchThreshold | None) -> dict[str, Any]:
-    """The answer tools/query.py --json gives for one query, with ``kind``."""
+    """The answer tools/query.py --json gives for one query, with ``kind``, and names where
+    it gives the server's paths: ``name`` (the file's) for ``path``, a video's name."""
+    def name(path: str | None) -> str | None:
+        return None if path is None else _tail(path)
+
     if gallery.footage_count:
         found = search_appearances(gallery, vector, k, threshold)
         answer = appearances_json([AppearanceResult(AppearanceQuery(label), found, 0.0,
@@ -165,11 +484,20 @@ def search(live: LiveIndex, gallery: GalleryIndex, vector: np.ndarray, label: st
             item["has_frame"] = appearance.frame_image is not None
             item.pop("thumb", None)  # file paths of the server: the page asks by id
             item.pop("frame_image", None)
+            item["name"] = name(item.pop("path", None))
+            if item.get("video") is not None:
+                item["video"] = live.video_names.get(item["video"], name(item["video"]))
         answer.pop("thumb", None)
-        return {"kind": "footage", **answer}
-    hits = gallery.search(vector[None], k)[0]
-    answer = results_json([QueryResult(label, None, None, hits, 0.0, threshold)])[0]
-    return {"kind": "crops", **answer}
+        answer = {"kind": "footage", **answer}
+    else:
+        hits = gallery.search(vector[None], k)[0]
+        answer = {"kind": "crops",
+                  **results_json([QueryResult(label, None, None, hits, 0.0, threshold)])[0]}
+        for hit in answer["hits"]:
+            hit["name"] = name(hit.pop("path", None))
+    if answer.get("threshold_origin"):
+        answer["threshold_origin"] = public_text(answer["threshold_origin"], live.roots)
+    return answer
 
 
 def _jpeg(image_bgr: np.ndarray) -> Response:
@@ -187,72 +515,91 @@ def _shrink(image: np.ndarray, height: int = THUMB_HEIGHT) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
+ItemId = Annotated[int, Path(ge=0, le=MAX_ITEM_ID)]
+
+
 def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str | None = None,
-               limits: ServeLimits | None = None) -> FastAPI:
-    """The service over the index at ``index_dir`` (see the module docstring)."""
+               limits: ServeLimits | None = None, hosts: frozenset[str] | None = None,
+               audit_log: str | os.PathLike | None = None) -> FastAPI:
+    """The service over the index at ``index_dir`` (see the module docstring). ``hosts``: the
+    names the ``Host`` header may give besides an IP address (:func:`allowed_hosts`; default:
+    a loopback server's). ``audit_log``: a file every search is appended to."""
     limits = limits or ServeLimits()
     live = LiveIndex(index_dir, runtime)
+    budget = DecodeBudget(limits.decode_memory_bytes)
+    audit = None if audit_log is None else AuditLog(audit_log)
     app = FastAPI(title="reid search", docs_url="/api/docs", openapi_url="/api/openapi.json",
                   redoc_url=None)
-    app.state.live = live
+    app.state.live, app.state.decode_budget, app.state.audit = live, budget, audit
+    app.add_middleware(RequestGuard, token=token,
+                       hosts=allowed_hosts("127.0.0.1") if hosts is None else hosts,
+                       body_bytes=limits.body_bytes, body_seconds=limits.upload_seconds)
 
-    def authorised(request: Request) -> None:
-        if token is None:
-            return
-        given = request.headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(
-                value.strip().encode("utf-8", "replace"), token.encode("utf-8")):
-            raise _error(401, "this server needs its token: Authorization: Bearer <token>")
+    def threshold_json(threshold: MatchThreshold | None) -> dict[str, Any] | None:
+        return None if threshold is None else {
+            "value": threshold.value, "origin": public_text(threshold.origin, live.roots)}
 
-    api = [Depends(authorised)]
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        """"ok" when the index can be served, else the 503 every other route gives."""
+        with live.lock:
+            gallery = live.current()
+            return {"status": "ok", "version": live.version, "count": gallery.count}
 
-    @app.middleware("http")
-    async def bounded_body(request: Request, call_next: Any) -> Response:
-        # Refuse an upload that says it is too big before its body is received; one that
-        # lies about its length is cut at the limit when read (_read_upload).
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > limits.max_upload_bytes + FORM_OVERHEAD:
-            return JSONResponse({"detail": f"request: larger than the limit of "
-                                           f"{limits.max_upload_bytes} bytes"}, status_code=413)
-        return await call_next(request)
-
-    @app.get("/api/health", dependencies=api)
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/api/stats", dependencies=api)
+    @app.get("/api/stats")
     def stats() -> dict[str, Any]:
         with live.lock:
             gallery = live.current()
-            threshold = resolve_threshold(None, live.embedder.spec, str(live.model_dir))
+            threshold = resolve_threshold(None, live.embedder.spec, live.model_name)
             videos = gallery.footage_videos()
             return {
                 "count": gallery.count, "kind": "footage" if gallery.footage_count else "crops",
                 "cameras": sorted({v.camera for v in videos}),
-                "model": gallery.model.describe(), "runtime": live.embedder.runtime,
+                "model": dataclasses.replace(gallery.model,
+                                             model_dir=live.model_name).describe(),
+                "runtime": live.embedder.runtime,
                 "version": live.version, "reloads": live.reloads,
-                "threshold": None if threshold is None else {"value": threshold.value,
-                                                             "origin": threshold.origin},
-                "videos": [{"video": v.video, "camera": v.camera, "start": 0.0,
+                "threshold": threshold_json(threshold),
+                "videos": [{"video": live.video_names.get(v.video, _tail(v.video)),
+                            "camera": v.camera, "start": 0.0,
                             "end": v.frames / v.fps if v.fps else 0.0,
                             "started_at": v.start_time, "width": v.width,
                             "height": v.height} for v in videos],
             }
 
-    @app.post("/api/search", dependencies=api)
-    def search_endpoint(image: Annotated[UploadFile | None, File()] = None,
-                        item_id: Annotated[int | None, Form()] = None,
+    @app.post("/api/search")
+    def search_endpoint(request: Request,
+                        image: Annotated[UploadFile | None, File()] = None,
+                        item_id: Annotated[int | None, Form(ge=0, le=MAX_ITEM_ID)] = None,
                         k: Annotated[int, Form(ge=1, le=MAX_RESULTS)] = 10,
                         threshold: Annotated[str, Form()] = "auto") -> dict[str, Any]:
         """Search with an uploaded image or an indexed entry. ``threshold``: auto (the model's
         calibrated threshold when it has one, else ranks only), none, or a cosine score."""
+        record: dict[str, Any] = {"client": request.client.host if request.client else None,
+                                  "image_sha256": None, "item_id": item_id, "k": k}
+        try:
+            answer = _search(image, item_id, k, threshold, record)
+        except HTTPException as exc:
+            _audit({**record, "status": exc.status_code, "results": 0, "match": None})
+            raise
+        items = answer["appearances"] if answer["kind"] == "footage" else answer["hits"]
+        _audit({**record, "status": 200, "results": len(items),
+                "match": answer["in_gallery"]})
+        return answer
+
+    def _search(image: UploadFile | None, item_id: int | None, k: int, threshold: str,
+                record: dict[str, Any]) -> dict[str, Any]:
         if (image is None) == (item_id is None):
             raise _error(422, "give either an image or an item_id")
         chosen = _threshold(threshold, live)
-        # Decoding needs no lock: requests decode side by side, and queue only to embed and
-        # search, a few milliseconds each.
-        pixels = None if image is None else _decode(*_read_upload(image, limits), live, limits)
+        # Decoding needs no lock: requests decode side by side, within the budget, and queue
+        # only to embed and search, a few milliseconds each.
+        pixels = None
+        if image is not None:
+            data = _read_upload(image, limits)
+            if audit is not None:
+                record["image_sha256"] = hashlib.sha256(data).hexdigest()
+            pixels = _decode(data, _image_format(data), live, limits, budget)
         with live.lock:
             gallery = live.current()
             if pixels is not None:
@@ -263,11 +610,20 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
                 label = f"item {item_id}"
             return search(live, gallery, vector, label, k, chosen)
 
+    def _audit(record: dict[str, Any]) -> None:
+        if audit is None:
+            return
+        try:
+            audit.write(record)
+        except OSError as exc:  # a search that cannot be logged is not answered
+            raise _error(503, f"the audit log cannot be written ({exc.strerror or exc})"
+                         ) from None
+
     def _footage_entry(gallery: GalleryIndex, item_id: int) -> FootageEntry | None:
         return gallery.footage_entries([item_id]).get(item_id)
 
-    @app.get("/api/items/{item_id}/thumbnail", dependencies=api)
-    def thumbnail(item_id: int) -> Response:
+    @app.get("/api/items/{item_id}/thumbnail")
+    def thumbnail(item_id: ItemId) -> Response:
         with live.lock:
             gallery = live.current()
             entry = _footage_entry(gallery, item_id)
@@ -285,8 +641,8 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
             raise _error(404, f"item {item_id}: its picture is gone")
         return _jpeg(_shrink(picture))
 
-    @app.get("/api/items/{item_id}/frame", dependencies=api)
-    def frame(item_id: int) -> Response:
+    @app.get("/api/items/{item_id}/frame")
+    def frame(item_id: ItemId) -> Response:
         with live.lock:
             gallery = live.current()
             entry = _footage_entry(gallery, item_id)
@@ -311,7 +667,7 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
             cv2.rectangle(picture, (x1, y1), (x2, y2), (60, 180, 60), 2)
         return _jpeg(picture)
 
-    @app.post("/api/reload", dependencies=api)
+    @app.post("/api/reload")
     def reload() -> dict[str, Any]:
         with live.lock:
             try:
@@ -322,11 +678,17 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
 
     @app.exception_handler(HTTPException)
     def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        detail = exc.detail
+        if isinstance(detail, str):
+            detail = public_text(detail, live.roots)
+        return JSONResponse({"detail": detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html",
+                            headers={"Content-Security-Policy": _PAGE_POLICY,
+                                     "Referrer-Policy": "no-referrer"})
 
     if STATIC.is_dir():
         app.mount("/static", StaticFiles(directory=STATIC), name="static")

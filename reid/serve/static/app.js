@@ -13,11 +13,18 @@
     results: $("results"), resultsHint: $("results-hint"), frameHint: $("frame-hint"),
     framePanel: $("frame-panel"), frameImage: $("frame-image"),
     frameCaption: $("frame-caption"), frameClose: $("frame-close"),
+    tokenForm: $("token-form"), tokenInput: $("token-input"),
   };
 
-  // The token, when the page was opened with ?token=..., stays in this closure: every /api/*
-  // request carries it, and images are fetched with it rather than named in <img src>.
-  const TOKEN = new URLSearchParams(location.search).get("token") || "";
+  // The server's token, when it has one, is typed into #token-form and kept in this closure
+  // only: never in the address (history, logs), a cookie (sent by other sites' requests too) or
+  // storage. Every /api/* request carries it, and images are fetched with it rather than named
+  // in <img src>. A reload asks for it again.
+  let token = "";
+  if (new URLSearchParams(location.search).has("token")) {
+    // an old-style address: the token is not taken from it, and is wiped from the address bar
+    history.replaceState(null, "", location.pathname);
+  }
 
   const state = {
     stats: null,
@@ -35,7 +42,7 @@
   // --- requests ---------------------------------------------------------------------------
 
   function headers() {
-    return TOKEN ? { Authorization: "Bearer " + TOKEN } : {};
+    return token ? { Authorization: "Bearer " + token } : {};
   }
 
   async function errorMessage(response) {
@@ -53,8 +60,9 @@
       detail = JSON.stringify(detail);
     }
     let text = detail ? String(detail) : (response.statusText || "request failed");
-    if (response.status === 401 && !TOKEN) {
-      text += " — open this page with ?token=YOUR_TOKEN at the end of its address";
+    if (response.status === 401) {
+      text += token ? " — the token given is wrong: enter it again above"
+                    : " — enter the server's token in the form above";
     }
     return text + " (HTTP " + response.status + ")";
   }
@@ -69,6 +77,7 @@
       if (err.name === "AbortError") throw err;
       throw new Error("The server cannot be reached (" + err.message + ").");
     }
+    if (response.status === 401) askToken();
     if (!response.ok) throw new Error(await errorMessage(response));
     return response;
   }
@@ -77,7 +86,7 @@
   // it), fetched with the Authorization header otherwise. Returns the object URL made, if any.
   async function showApiImage(img, path, urls) {
     img.classList.remove("missing");
-    if (!TOKEN) {
+    if (!token) {
       img.onerror = () => img.classList.add("missing");
       img.src = path;
       return;
@@ -419,7 +428,7 @@
       if (it.camid !== null && it.camid !== undefined) where.push("camera " + it.camid);
       if (it.pid !== null && it.pid !== undefined) where.push("person " + it.pid);
       if (where.length) lines.push(node("div", { class: "where", text: where.join(" · ") }));
-      if (it.path) lines.push(node("div", { class: "file", text: baseName(it.path), title: it.path }));
+      if (it.name) lines.push(node("div", { class: "file", text: it.name }));
     }
 
     const badge = it.match === true ? node("span", { class: "badge match", text: "match" })
@@ -429,7 +438,7 @@
       : null;
 
     const label = footage ? "camera " + it.camera + (it.track !== null ? " track " + it.track : "")
-                          : baseName(it.path) || "entry " + it.id;
+                          : it.name || "entry " + it.id;
     const c = node("article", {
       class: "result " + judged, "data-id": it.id, "data-rank": it.rank, tabindex: 0,
       title: "Search with this " + (footage ? "appearance" : "image") +
@@ -697,8 +706,25 @@
     resizeTimer = setTimeout(() => { if (state.last && state.last.footage) renderTimeline(); }, 150);
   });
 
-  (async function start() {
-    el.calibrated.checked = true;
+  // --- the token form -----------------------------------------------------------------------
+
+  function askToken() {
+    el.tokenForm.hidden = false;
+    el.tokenInput.focus();
+  }
+
+  el.tokenForm.addEventListener("submit", (event) => {
+    event.preventDefault();  // never submitted: the token stays out of any address
+    token = el.tokenInput.value.trim();
+    el.tokenInput.value = "";
+    el.tokenForm.hidden = true;
+    loadStats().then(() => { if (state.stats && state.query) search(); });
+  });
+
+  el.calibrated.checked = true;
+  loadStats();
+
+  async function loadStats() {
     try {
       const stats = await (await api("/api/stats")).json();
       state.stats = stats;
@@ -710,5 +736,5 @@
       el.stats.textContent = "Index unavailable.";
       setStatus("error", "Cannot read the index: " + err.message);
     }
-  })();
+  }
 })();
