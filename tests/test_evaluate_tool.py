@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -26,6 +27,8 @@ def model_and_data(tmp_path_factory):
     base = tmp_path_factory.mktemp("evaluate")
     data = base / "data"
     generate_dataset(data, ids=8, cameras=2, images_per_id=6, seed=2, height=64, width=32)
+    # Evaluation reads the query and gallery only: a folder without a training split will do.
+    shutil.rmtree(data / "bounding_box_train")
     models = build_reid_model(ModelConfig(alpha=0.35, weights=None), (64, 32, 3), num_classes=4)
     export_embedder(models.embedding_model, base / "model")
     return base / "model", data

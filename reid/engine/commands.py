@@ -92,7 +92,7 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
             raise ConfigError("evaluation needs --model and --data-root, or --features")
         data = dataclasses.replace(cfg.data, root=str(data_root),
                                    dataset=dataset_layout or cfg.data.dataset)
-        dataset = load_dataset(data)
+        dataset = load_dataset(data, splits=("query", "gallery"))  # no training split needed
         check_images([r.path for r in dataset.query + dataset.gallery])
         model_dir = resolve_model_dir(model)
         embedder = Embedder.load(model_dir, runtime)
