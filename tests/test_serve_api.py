@@ -168,6 +168,10 @@ def test_the_token_rule(index, capsys):
     err = capsys.readouterr().err
     assert "inside the index folder" in err and err.count("\n") == 1
     assert not (index / "audit.jsonl").exists()
+    assert tool_main("serve")(["--index", str(index), "--audit-log",
+                               str(index.parent / "no_such_folder" / "audit.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and err.count("\n") == 1
 
 
 def test_a_new_version_is_served_on_the_next_request(tmp_path, model, data):

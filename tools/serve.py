@@ -114,6 +114,9 @@ def check_args(args: argparse.Namespace, token: str | None) -> None:
                              f"file outside it")
         if args.audit_log.is_dir():
             raise ValueError(f"--audit-log {args.audit_log}: is a folder; give a file")
+        if not log.parent.is_dir():
+            raise ValueError(f"--audit-log {args.audit_log}: its folder {log.parent} does not "
+                             f"exist")
 
 
 def serve(args: argparse.Namespace) -> None:
