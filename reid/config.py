@@ -190,6 +190,10 @@ class TrainConfig:
     sync_batchnorm: bool = _field(False, "With several replicas, compute batch-norm statistics "
                                   "over the global batch (SyncBatchNormalization) instead of "
                                   "each replica's own P x K batch.")
+    cluster_timeout_seconds: float = _field(
+        600.0, "multi_worker: how long a worker waits for every worker TF_CONFIG names to "
+        "start, after which it ends with an error naming those it cannot reach. Generous, so "
+        "that workers started by hand on several machines make it.", min=1.0)
     export_litert: bool = _field(True, "After the last epoch, also convert the exported model "
                                  "for LiteRT (checked against Keras on validation crops), so "
                                  "indexing and queries run on the fast runtime from the start.")

@@ -256,6 +256,20 @@ def test_a_step_needs_p_identities_for_every_replica(tmp_path):
      "task worker 2 is not in the cluster"),
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}',
      "task ps 0 is not in the cluster"),
+    # A string where the list belongs (TensorFlow raised a TypeError traceback), an address
+    # without a port (an InvalidArgumentError traceback), and ports that cannot be.
+    ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}',
+     'TF_CONFIG: cluster.worker: expected a list of host:port addresses, got "a:1"'),
+    ('{"cluster": {"worker": ["a:1", "b"]}, "task": {"type": "worker", "index": 0}}',
+     'TF_CONFIG: cluster.worker: "b" is not host:port'),
+    ('{"cluster": {"worker": ["a:1", "b:0"]}, "task": {"type": "worker", "index": 0}}',
+     '"b:0" is not host:port'),
+    ('{"cluster": {"worker": ["a:1", "b:65536"]}, "task": {"type": "worker", "index": 0}}',
+     '"b:65536" is not host:port'),
+    ('{"cluster": {"worker": ["a:1", 2]}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG: cluster.worker: 2 is not host:port"),
+    ('{"cluster": {"chief": "c:1", "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}',
+     "TF_CONFIG: cluster.chief: expected a list"),
 ])
 def test_a_bad_tf_config_is_named(text, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -270,7 +284,7 @@ def test_tf_config_gives_this_workers_place():
     two = {"worker": ["a:1", "b:2"]}
     assert check_tf_config(json.dumps({"cluster": two, "task": {"type": "worker",
                                                                 "index": 1}})) == (1, 2)
-    with_chief = {"chief": ["c:0"], **two}
+    with_chief = {"chief": ["c:3"], **two}
     assert check_tf_config(json.dumps({"cluster": with_chief, "task": {"type": "chief",
                                                                        "index": 0}})) == (0, 3)
     assert check_tf_config(json.dumps({"cluster": with_chief, "task": {"type": "worker",

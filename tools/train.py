@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import pathlib
 import sys
 
+from reid.engine.cluster import TF_CONFIG, Cluster, cluster_not_formed, parse_tf_config
+from reid.engine.supervisor import Supervision, supervise, worker_command
 from reid.utils.cli import add_no_progress_option, add_overrides_option, run_tool
-
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,14 +28,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_tool(train, build_parser().parse_args(argv), tensorflow=True)
+    args = build_parser().parse_args(argv)
+    supervision = Supervision.from_environment()  # this process is a supervised worker
+    if supervision is None:
+        cluster = multi_worker_cluster(args)
+        if cluster is not None:
+            # TensorFlow holds a waiting worker deaf to signals and timers: a process of
+            # its own bounds the wait and ends the worker on SIGINT and SIGTERM.
+            argv = sys.argv[1:] if argv is None else argv
+            return supervise(worker_command(__file__, argv), cluster.who,
+                             functools.partial(cluster_not_formed, cluster))
+    return run_tool(functools.partial(train, supervision=supervision), args, tensorflow=True)
 
 
-def train(args: argparse.Namespace) -> None:
+def multi_worker_cluster(args: argparse.Namespace) -> Cluster | None:
+    """The cluster of a multi_worker run, read before TensorFlow starts; None for any other
+    run, and when the config or TF_CONFIG is wrong (the run itself then says so)."""
+    from reid.engine.commands import training_config
+
+    try:
+        cfg, _ = training_config(args.config, args.output, args.set, args.resume)
+        if cfg.train.strategy != "multi_worker":
+            return None
+        return parse_tf_config(os.environ.get(TF_CONFIG))
+    except (ValueError, OSError):
+        return None
+
+
+def train(args: argparse.Namespace, supervision: Supervision | None = None) -> None:
     from reid.engine.commands import run_training
 
     result = run_training(args.config, args.output, args.set, args.resume,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, supervision=supervision)
     print(f"run folder: {result.run_dir}")
     if result.model_dir:
         print(f"exported embedding model: {result.model_dir}")

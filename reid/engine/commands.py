@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from reid.calibration import Calibration
-from reid.config import Config, ConfigError, load_config
-from reid.engine.trainer import (TrainResult, Trainer, load_run_config, prepare_run_dir,
-                                 training_dataset)
+from reid.config import Config, ConfigError, load_config, load_saved_config
 from reid.run_layout import RunLayout
+
+if TYPE_CHECKING:
+    from reid.engine.supervisor import Supervision
+    from reid.engine.trainer import TrainResult
 
 
 def run_config_beside(model: pathlib.Path) -> pathlib.Path | None:
@@ -21,31 +24,50 @@ def run_config_beside(model: pathlib.Path) -> pathlib.Path | None:
     return next((path for path in saved if path.is_file()), None)
 
 
-def run_training(config_path: pathlib.Path | None, output: pathlib.Path | None,
-                 overrides: Sequence[str] = (), resume: bool = False,
-                 progress: bool = True) -> TrainResult:
-    """Validate everything (config, data, model) before the first step, then train."""
-    from reid.data import load_dataset
-    from reid.engine.distribute import make_placement
-
+def training_config(config_path: pathlib.Path | None, output: pathlib.Path | None,
+                    overrides: Sequence[str] = (), resume: bool = False
+                    ) -> tuple[Config, pathlib.Path]:
+    """The config of a training run and its run folder, read without TensorFlow (so that
+    tools/train.py can tell a multi-worker run before TensorFlow starts)."""
     if resume:
         if output is None:
             if config_path is None:
                 raise ConfigError("--resume needs --output (the run folder) or --config")
             output = pathlib.Path("runs") / config_path.stem
-        cfg = load_run_config(output, overrides)
-    else:
-        if config_path is None:
-            raise ConfigError("--config is required (or --resume with --output)")
-        cfg = load_config(config_path, overrides)
-        output = output or pathlib.Path("runs") / cfg.name
+        saved = RunLayout(output).config  # as reid.engine.trainer.load_run_config reads it
+        if not saved.exists():
+            raise ConfigError(f"{saved}: not found; is {output} a training run folder?")
+        return load_saved_config(saved, overrides), output
+    if config_path is None:
+        raise ConfigError("--config is required (or --resume with --output)")
+    cfg = load_config(config_path, overrides)
+    return cfg, output or pathlib.Path("runs") / cfg.name
+
+
+def run_training(config_path: pathlib.Path | None, output: pathlib.Path | None,
+                 overrides: Sequence[str] = (), resume: bool = False,
+                 progress: bool = True, supervision: Supervision | None = None) -> TrainResult:
+    """Validate everything (config, data, model) before the first step, then train.
+
+    ``supervision``: this process is a worker that tools/train.py supervises, told how far
+    it got (:mod:`reid.engine.supervisor`).
+    """
+    from reid.data import load_dataset
+    from reid.engine.distribute import make_placement
+    from reid.engine.trainer import Trainer, prepare_run_dir, training_dataset
+
+    cfg, output = training_config(config_path, output, overrides, resume)
     # Before any other TensorFlow work: a multi-worker strategy sets up the runtime's
     # collectives, and waits here for every worker to start.
-    placement = make_placement(cfg.train.strategy, log=lambda line: print(line, flush=True))
+    placement = make_placement(cfg.train.strategy, log=lambda line: print(line, flush=True),
+                               cluster_timeout=cfg.train.cluster_timeout_seconds,
+                               supervision=supervision)
     dataset = training_dataset(load_dataset(cfg.data), cfg)
     if placement.is_chief:
         print(dataset.summary())
     run_dir = prepare_run_dir(output, cfg, resume, write=placement.is_chief)
+    if supervision is not None:
+        supervision.training(run_dir)
     trainer = Trainer(cfg, dataset, run_dir, progress=progress, placement=placement)
     return trainer.fit(resume=resume)
 

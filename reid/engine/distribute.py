@@ -24,18 +24,18 @@ worker holds the same model and the export reflects all of the data.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import socket
 from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
-from reid.config import STRATEGIES, ConfigError
+from reid.config import STRATEGIES, ConfigError, TrainConfig
+from reid.engine.cluster import (TF_CONFIG, check_own_port_free, check_tf_config,  # noqa: F401
+                                 local_tf_configs, parse_tf_config, unresolved_hosts)
+from reid.engine.supervisor import Supervision
+from reid.modeling.errors import first_line
 from reid.utils.quiet import held_stderr
-
-TF_CONFIG = "TF_CONFIG"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,52 +68,22 @@ class Placement:
                 f"replica(s) in all")
 
 
-def check_tf_config(text: str | None) -> tuple[int, int]:
-    """(this worker's index, the number of workers) from ``TF_CONFIG``; a ConfigError naming
-    what is wrong otherwise. A ``chief`` task counts as worker 0."""
-    if not text:
-        raise ConfigError(f"train.strategy multi_worker: the {TF_CONFIG} environment variable "
-                          f"is not set; it names the workers and this one (docs/DISTRIBUTED.md)")
-    try:
-        spec = json.loads(text)
-        cluster, task = spec["cluster"], spec["task"]
-        chiefs, workers = list(cluster.get("chief", [])), list(cluster.get("worker", []))
-        kind, index = str(task["type"]), int(task["index"])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{TF_CONFIG}: expected JSON with cluster.worker (a list of "
-                          f"host:port) and task.type/task.index ({type(exc).__name__}: "
-                          f"{exc})") from None
-    tasks = chiefs + workers
-    if kind not in ("chief", "worker") or not 0 <= index < len(chiefs if kind == "chief"
-                                                               else workers):
-        raise ConfigError(f"{TF_CONFIG}: task {kind} {index} is not in the cluster "
-                          f"({len(chiefs)} chief, {len(workers)} worker)")
-    if len(chiefs) > 1:
-        raise ConfigError(f"{TF_CONFIG}: at most one chief, got {len(chiefs)}")
-    return (index if kind == "chief" else len(chiefs) + index), len(tasks)
+#: How long a worker waits for the others by default (``train.cluster_timeout_seconds``).
+CLUSTER_TIMEOUT = TrainConfig().cluster_timeout_seconds
 
 
-def local_tf_configs(workers: int) -> list[str]:
-    """Each worker's ``TF_CONFIG`` for a cluster of ``workers`` processes on this machine, on
-    free loopback ports (a port may still be taken between this call and the workers' start;
-    tests and benchmarks only)."""
-    sockets = [socket.socket() for _ in range(workers)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        addresses = [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-    return [json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker",
-                                                                   "index": index}})
-            for index in range(workers)]
-
-
-def make_placement(name: str, log: Callable[[str], None] = lambda _: None) -> Placement:
+def make_placement(name: str, log: Callable[[str], None] = lambda _: None, *,
+                   cluster_timeout: float = CLUSTER_TIMEOUT,
+                   supervision: Supervision | None = None) -> Placement:
     """The strategy ``train.strategy`` names. Create it before any other TensorFlow work: a
     multi-worker strategy configures the runtime's collectives, and waits (saying so through
-    ``log``) until every worker of ``TF_CONFIG`` has started."""
+    ``log``) until every worker of ``TF_CONFIG`` has started.
+
+    TensorFlow holds this process while it waits: only a supervising process can bound the
+    wait (``cluster_timeout`` seconds) and end it on a signal, told through ``supervision``
+    when the wait starts and ends (:mod:`reid.engine.supervisor`). Without one, the wait is
+    unbounded.
+    """
     if name == "default":
         strategy = tf.distribute.get_strategy()
         return Placement(strategy, name, 1)
@@ -122,11 +92,24 @@ def make_placement(name: str, log: Callable[[str], None] = lambda _: None) -> Pl
             strategy = tf.distribute.MirroredStrategy()
         return Placement(strategy, name, strategy.num_replicas_in_sync)
     if name == "multi_worker":
-        worker, workers = check_tf_config(os.environ.get(TF_CONFIG))
-        log(f"worker {worker} of {workers}: waiting for every worker {TF_CONFIG} names")
-        with held_stderr():
-            strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        return Placement(strategy, name, strategy.num_replicas_in_sync, worker, workers)
+        cluster = parse_tf_config(os.environ.get(TF_CONFIG))
+        check_own_port_free(cluster)
+        if supervision is not None:
+            supervision.waiting(cluster_timeout)
+        missing = unresolved_hosts(cluster)
+        bound = f" up to {cluster_timeout:g} s" if supervision is not None else ""
+        log(f"{cluster.who}: waiting{bound} for every worker {TF_CONFIG} names"
+            + (f" (host not found yet: {', '.join(missing)})" if missing else ""))
+        try:
+            with held_stderr():
+                strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        except tf.errors.OpError as exc:  # say, the port taken since it was checked
+            raise RuntimeError(f"{TF_CONFIG}: {cluster.who}: the cluster could not start "
+                               f"({type(exc).__name__}: {first_line(exc)})") from None
+        if supervision is not None:
+            supervision.formed()  # every worker has registered
+        return Placement(strategy, name, strategy.num_replicas_in_sync, cluster.worker,
+                         cluster.workers)
     raise ConfigError(f"train.strategy: expected one of {', '.join(STRATEGIES)}, got {name!r}")
 
 
