@@ -52,7 +52,7 @@ def measure_demo(args: argparse.Namespace) -> None:
     import tensorflow as tf
 
     from reid.demo import DEMO_CONFIG, DemoPaths, run_demo
-    from reid.engine.trainer import load_run_config
+    from reid.run_layout import load_run_config
     from reid.run_layout import RunLayout
 
     paths = DemoPaths(data=args.output / "data", run=args.output / "run")

@@ -86,7 +86,8 @@ def score_four_ways(args: argparse.Namespace) -> None:
     from reid.data.pipeline import eval_dataset
     from reid.engine.checkpoint import assign_group, latest_checkpoint, load_checkpoint
     from reid.engine.evaluator import Features, format_metrics, score_features
-    from reid.engine.trainer import load_run_config, training_dataset
+    from reid.engine.trainer import training_dataset
+    from reid.run_layout import load_run_config
     from reid.evaluation import flip_average
     from reid.evaluation.distance import l2_normalize
     from reid.evaluation.verification import (equal_error_rate, pair_scores, tar_at_far,

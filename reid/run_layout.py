@@ -11,6 +11,7 @@ import dataclasses
 import os
 import pathlib
 
+from reid.config import Config, ConfigError, load_saved_config
 from reid.engine.checkpoint import LATEST
 
 
@@ -57,3 +58,12 @@ class RunLayout:
     def has_checkpoints(self) -> bool:
         """Whether a training run has saved a checkpoint here (so it can be resumed)."""
         return (self.checkpoints / LATEST).exists()
+
+
+def load_run_config(run_dir: str | os.PathLike, overrides=()) -> Config:
+    """The resolved config a run was started with (``--resume`` continues with it); read
+    without TensorFlow, so tools/train.py can tell a multi-worker run before starting it."""
+    path = RunLayout(run_dir).config
+    if not path.exists():
+        raise ConfigError(f"{path}: not found; is {run_dir} a training run folder?")
+    return load_saved_config(path, overrides)

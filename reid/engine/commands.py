@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from reid.calibration import Calibration
-from reid.config import Config, ConfigError, load_config, load_saved_config
-from reid.run_layout import RunLayout
+from reid.config import Config, ConfigError, load_config
+from reid.run_layout import RunLayout, load_run_config
 
 if TYPE_CHECKING:
     from reid.engine.supervisor import Supervision
@@ -34,10 +34,7 @@ def training_config(config_path: pathlib.Path | None, output: pathlib.Path | Non
             if config_path is None:
                 raise ConfigError("--resume needs --output (the run folder) or --config")
             output = pathlib.Path("runs") / config_path.stem
-        saved = RunLayout(output).config  # as reid.engine.trainer.load_run_config reads it
-        if not saved.exists():
-            raise ConfigError(f"{saved}: not found; is {output} a training run folder?")
-        return load_saved_config(saved, overrides), output
+        return load_run_config(output, overrides), output
     if config_path is None:
         raise ConfigError("--config is required (or --resume with --output)")
     cfg = load_config(config_path, overrides)

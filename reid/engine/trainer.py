@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from reid.calibration import (AUTO_FAR, Calibration, CalibrationError, far_key,
                               with_calibration)
-from reid.config import Config, ConfigError, load_saved_config, save_config
+from reid.config import Config, load_saved_config, save_config
 from reid.data.pipeline import TrainInput, check_images
 from reid.data.records import DatasetError, ReidDataset
 from reid.engine.checkpoint import (assign_group, latest_checkpoint, load_checkpoint,
@@ -152,14 +152,6 @@ def _export_state(model_dir: pathlib.Path) -> tuple[str | None, bool]:
         return str(spec["fingerprint"]), SPEC_KEY in spec
     except (ModelError, KeyError):
         return None, False
-
-
-def load_run_config(run_dir: str | pathlib.Path, overrides=()) -> Config:
-    """The resolved config a run was started with (``--resume`` continues with it)."""
-    path = RunLayout(run_dir).config
-    if not path.exists():
-        raise ConfigError(f"{path}: not found; is {run_dir} a training run folder?")
-    return load_saved_config(path, overrides)
 
 
 def time_left(durations: Sequence[float], epochs_left: int) -> float | None:
