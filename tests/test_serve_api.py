@@ -386,7 +386,7 @@ def test_real_connections_are_answered_and_closed(live_server, token, body, stat
 
 
 def test_the_host_header_must_name_this_server(index):
-    from reid.serve.app import allowed_hosts
+    from reid.serve.guard import allowed_hosts
 
     # Any name was served: a page whose own name its owner made resolve to 127.0.0.1 (DNS
     # rebinding) could read a tokenless loopback server.
@@ -404,7 +404,7 @@ def test_the_host_header_must_name_this_server(index):
 
 
 def test_allowed_hosts_follow_the_bound_address():
-    from reid.serve.app import allowed_hosts
+    from reid.serve.guard import allowed_hosts
 
     assert allowed_hosts("127.0.0.1") == {"127.0.0.1", "localhost"}
     assert allowed_hosts("0.0.0.0", ["Box.Lan"]) == {"0.0.0.0", "localhost", "box.lan"}

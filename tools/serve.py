@@ -122,7 +122,8 @@ def check_args(args: argparse.Namespace, token: str | None) -> None:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from reid.serve.app import ServeLimits, allowed_hosts, create_app
+    from reid.serve.app import ServeLimits, create_app
+    from reid.serve.guard import allowed_hosts
 
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
     check_args(args, token)

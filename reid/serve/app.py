@@ -3,14 +3,9 @@
 ``create_app`` builds a FastAPI app over one index folder: a JSON API under ``/api`` and the
 page (``static/``) at ``/``. What it guards, and why:
 
-* Every request first passes :class:`RequestGuard`, which looks at the headers alone, before
-  any of the body is read (FastAPI parses a form before its dependencies run, so a token check
-  there came after a whole upload was spooled to disk): the ``Host`` header must name this
-  server (DNS rebinding), an API call from another site's page is refused (``Origin``,
-  ``Sec-Fetch-Site``), and the token, when set, must come with every API call
-  (``Authorization: Bearer``; the tool sets one whenever it binds beyond the loopback). The
-  body is then counted as it arrives, whatever its transfer encoding, and refused at the limit
-  (413), or when it stalls (408), the connection closed either way.
+* Every request first passes :class:`reid.serve.guard.RequestGuard`, which checks the
+  ``Host``, the page a call comes from and the token before any of the body is read, then
+  counts and times the body (413, 408).
 * Requests never name files: pictures are addressed by entry id, and their files come from the
   index's own metadata. Answers name no file of the server either: entries by id and file
   name, videos by the shortest tail of their path that tells them apart, the model by its
@@ -26,25 +21,19 @@ page (``static/``) at ``/``. What it guards, and why:
   served (versions are never changed once published).
 * Requests embed and search one at a time: an embedder runner and the index's in-memory
   metadata are not for concurrent use, and one search takes milliseconds.
-* Searches can be logged (:class:`AuditLog`): the tool requires it beyond the loopback.
+* Searches can be logged (:class:`reid.serve.audit.AuditLog`): the tool requires it beyond the loopback.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import dataclasses
-import datetime
-import functools
 import hashlib
 import io
-import ipaddress
-import json
 import os
 import pathlib
 import re
-import secrets
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -68,6 +57,8 @@ from reid.index.errors import GalleryError
 from reid.index.footage import FootageEntry
 from reid.index.gallery import GalleryIndex, ModelInfo
 from reid.index.query import QueryResult, load_query_image, open_gallery, results_json
+from reid.serve.audit import AuditLog
+from reid.serve.guard import FORM_OVERHEAD, RequestGuard, allowed_hosts
 
 STATIC = pathlib.Path(__file__).with_name("static")
 #: Upload limits: a query is one person's picture; a phone photo is 3-12 MB and 12 MP (its
@@ -85,17 +76,9 @@ DEFAULT_UPLOAD_SECONDS = 60.0
 MAX_RESULTS = 100
 #: Entry ids are int64 in the index: a larger number is refused as a bad parameter.
 MAX_ITEM_ID = 2 ** 63 - 1
-#: Bytes a multipart form adds around the image (boundaries, headers, the other fields).
-FORM_OVERHEAD = 64 * 1024
 THUMB_HEIGHT = 256
 #: Leading bytes of the image formats a query may be in.
 _MAGIC = {b"\xff\xd8\xff": ".jpg", b"\x89PNG\r\n\x1a\n": ".png", b"GIF8": ".gif", b"BM": ".bmp"}
-#: Host names a loopback server answers to besides IP addresses (see :func:`allowed_hosts`).
-LOOPBACK_NAMES = ("localhost",)
-#: API paths open without a token: the API's own reference holds no data.
-_OPEN_API_PATHS = frozenset({"/api/docs", "/api/docs/oauth2-redirect", "/api/openapi.json"})
-#: ``Sec-Fetch-Site`` values of requests from the page itself, or typed into the address bar.
-_SAME_SITE = frozenset({b"same-origin", b"none"})
 #: The page's policy: its own scripts and styles only, pictures from the API (blob: when
 #: fetched with the token), never framed by another site (the token form).
 _PAGE_POLICY = ("default-src 'self'; img-src 'self' blob: data:; frame-ancestors 'none'; "
@@ -144,185 +127,6 @@ class DecodeBudget:
             with self._changed:
                 self.in_use -= amount
                 self._changed.notify_all()
-
-
-class AuditLog:
-    """Who searched for what: one JSON line a search (time, client address, the query image's
-    SHA-256 or the entry's id, the number of results, whether a match was reported), appended
-    to a file opened ``O_APPEND`` and written with one ``write`` a line, so that concurrent
-    requests never interleave and nothing earlier is rewritten."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = pathlib.Path(path)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                           0o600)
-
-    def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps({"time": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="milliseconds"), **record}, separators=(",", ":")) + "\n"
-        data = line.encode("utf-8")
-        if os.write(self._fd, data) != len(data):
-            raise OSError("short write")
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
-def allowed_hosts(bound: str, extra: Iterable[str] = ()) -> frozenset[str]:
-    """The names a ``Host`` header may give besides an IP address: ``localhost`` when the
-    server is bound to the loopback or every address, the bound name, and ``extra``.
-
-    An IP address is always accepted: a browser sends the address it connected to. A name is
-    what DNS rebinding abuses (a page's own name made to resolve to this server), so only names
-    the server was told of pass."""
-    names = {_host_name(n) for n in extra} | {_host_name(bound)}
-    if bound in ("", "0.0.0.0", "::", "localhost") or _is_loopback(bound):
-        names.update(LOOPBACK_NAMES)
-    return frozenset(n for n in names if n)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_name(host: str) -> str:
-    """The name or address of a ``Host`` value, lower case, without port or brackets."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        end = host.find("]")
-        return host[1:end] if end > 0 else ""
-    if host.count(":") == 1:
-        host = host.partition(":")[0]
-    return host.rstrip(".")
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-class RequestGuard:
-    """Plain ASGI middleware run before anything reads a request's body (see the module
-    docstring): the Host, cross-site and token checks, then the body counted as it arrives.
-    Its per-request work is a pass over the headers, a set lookup and a compare."""
-
-    def __init__(self, app: Any, token: str | None, hosts: frozenset[str], body_bytes: int,
-                 body_seconds: float) -> None:
-        self.app = app
-        self.token = None if token is None else token.encode("utf-8")
-        self.body_bytes = body_bytes
-        self.body_seconds = body_seconds
-        self.host_ok = functools.lru_cache(maxsize=256)(
-            lambda value: (lambda name: name in hosts or _is_ip(name))(
-                _host_name(value.decode("latin-1"))))
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        host = origin = site = authorization = length = chunked = None
-        for name, value in scope["headers"]:
-            if name == b"host":
-                host = value
-            elif name == b"origin":
-                origin = value
-            elif name == b"sec-fetch-site":
-                site = value
-            elif name == b"authorization":
-                authorization = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"transfer-encoding":
-                chunked = value
-        path = scope["path"]
-        if host is not None and not self.host_ok(host):
-            shown = host.decode("latin-1")
-            return await _refuse(send, 400, f"Host {shown}: not a name this server answers "
-                                            f"to (start it with --allowed-host {_host_name(shown)} "
-                                            f"if it is)")
-        api = path.startswith("/api/") and path not in _OPEN_API_PATHS
-        if api and ((site is not None and site not in _SAME_SITE) or (
-                site is None and origin is not None
-                and origin.partition(b"://")[2].lower() != (host or b"").lower())):
-            return await _refuse(send, 403, "a request from another site's page is refused")
-        if api and self.token is not None and not self._authorised(authorization):
-            return await _refuse(send, 401, "this server needs its token: Authorization: "
-                                            "Bearer <token>",
-                                 [(b"www-authenticate", b"Bearer")])
-        if length is not None and (not length.isdigit() or int(length) > self.body_bytes):
-            return await _refuse(send, 413, f"request: larger than the limit of "
-                                            f"{self.body_bytes - FORM_OVERHEAD} bytes")
-        if chunked is None and length in (None, b"0"):
-            return await self.app(scope, receive, send)  # no body to guard
-        body = _GuardedBody(receive, send, self.body_bytes,
-                            asyncio.get_running_loop().time() + self.body_seconds)
-        await self.app(scope, body.receive, body.send)
-
-    def _authorised(self, given: bytes | None) -> bool:
-        scheme, _, value = (given or b"").partition(b" ")
-        return scheme.lower() == b"bearer" and secrets.compare_digest(value.strip(), self.token)
-
-
-class _GuardedBody:
-    """A request's ``receive`` counted and timed: past the limit, or past the deadline, the
-    refusal is sent here, the app is told the client left, and what it sends is dropped."""
-
-    __slots__ = ("_receive", "_send", "_limit", "_deadline", "_count", "_done", "_started",
-                 "_refused")
-
-    def __init__(self, receive: Any, send: Any, limit: int, deadline: float) -> None:
-        self._receive, self._send, self._limit, self._deadline = receive, send, limit, deadline
-        self._count = 0
-        self._done = self._started = self._refused = False
-
-    async def receive(self) -> dict:
-        if self._done:  # the body is in: later calls wait for a disconnect
-            return await self._receive()
-        if self._refused:
-            return {"type": "http.disconnect"}
-        try:
-            async with asyncio.timeout_at(self._deadline):
-                message = await self._receive()
-        except TimeoutError:
-            return await self._refuse(408, "request: the upload stalled or was too slow "
-                                           "(its body did not arrive in time)")
-        if message["type"] == "http.request":
-            self._count += len(message.get("body", b""))
-            if self._count > self._limit:
-                return await self._refuse(413, f"request: larger than the limit of "
-                                               f"{self._limit - FORM_OVERHEAD} bytes")
-            self._done = not message.get("more_body", False)
-        return message
-
-    async def _refuse(self, status: int, detail: str) -> dict:
-        self._refused = True
-        if not self._started:
-            self._started = True
-            await _refuse(self._send, status, detail)
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: dict) -> None:
-        if self._refused:
-            return
-        if message["type"] == "http.response.start":
-            self._started = True
-        await self._send(message)
-
-
-async def _refuse(send: Any, status: int, detail: str,
-                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    """A JSON error sent from the middleware; the connection is closed after it, so that a body
-    the client may still be sending is never read."""
-    body = json.dumps({"detail": detail}).encode("utf-8")
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"), *(headers or [])]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _tail(path: str, parts: int = 1) -> str:
