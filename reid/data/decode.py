@@ -12,6 +12,7 @@ resize case); GIF, which OpenCV cannot read, is left to TensorFlow's pipeline.
 from __future__ import annotations
 
 import functools
+import io
 import math
 import os
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from reid.data.image_size import oversize_reason
+from reid.data.image_size import decoded_size, oversize_reason
 
 
 class BadImageError(ValueError):
@@ -82,7 +83,10 @@ def decode_rgb_bytes(data: bytes | np.ndarray, name: str) -> np.ndarray:
     # this one, or a query would be turned against the gallery.
     flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     data = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
-    image = cv2.imdecode(data, flags) if data.size else None
+    # OpenCV decodes many formats (TIFF, PPM, JPEG 2000, ...) whose size nothing here reads:
+    # only those whose size is known (reid.data.image_size) reach it.
+    known = data.size and decoded_size(io.BytesIO(data)) is not None
+    image = cv2.imdecode(data, flags) if known else None
     if image is None:
         raise BadImageError(f"{name}: cannot read or decode image (not a JPEG, PNG or BMP "
                             f"OpenCV can decode)")
