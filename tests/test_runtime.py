@@ -27,9 +27,9 @@ from reid.data.synthetic import generate_dataset
 from reid.index import GalleryIndex, IndexMismatchError
 from reid.index.build import build_gallery
 from reid.index.query import open_gallery, query_gallery
-from reid.modeling import Embedder, ModelError, build_reid_model, export_embedder
-from reid.modeling.convert import (Tolerance, convert_with_images, parity_report,
-                                   topk_agreement)
+from reid.modeling import Embedder, ModelError, build_reid_model, convert, export_embedder
+from reid.modeling.convert import (Tolerance, calibration_set, convert_with_images,
+                                   parity_report, topk_agreement)
 from reid.modeling.embedder import CONVERTED
 from tool_runner import tool_main
 
@@ -136,7 +136,8 @@ def test_float32_conversions_match_keras_and_share_its_fingerprint(converted, cr
     assert record["versions"]["tensorflow"] and record["speed"]["images_per_s"] > 0
 
 
-def test_float16_and_int8_have_their_own_fingerprints(tmp_path, crops):
+def test_float16_and_int8_have_their_own_fingerprints(tmp_path, crops, monkeypatch):
+    monkeypatch.setattr(convert, "MIN_CALIBRATION_IMAGES", len(crops))  # 48 distinct crops
     folder = healthy_export(tmp_path / "model", crops)
     f16 = convert_with_images(folder, CONVERTED["litert-float16"], crops, log=lambda _: None,
                               tolerance=LOOSE)
@@ -154,6 +155,33 @@ def test_float16_and_int8_have_their_own_fingerprints(tmp_path, crops):
     assert len(fingerprints) == 3
     # auto never picks a quantized export: its embeddings are not the Keras model's.
     assert Embedder.load(folder).runtime == "keras"
+
+
+def test_int8_calibration_needs_enough_different_crops(tmp_path, converted, crops, capsys):
+    # The probe's calibration set, a single 1x1 black image: refused before converting.
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "black.png"), np.zeros((1, 1, 3), np.uint8))
+    assert tool_main("export")(["--model", str(converted), "--format", "litert", "--quantize",
+                                "int8", "--images", *crops[:4], "--calibration",
+                                str(folder)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {folder}: int8 calibration needs at least 100 different crops that are not of "
+        f"one colour, got 0 (of 1 read: 1 of one colour, 0 repeated); calibrate on more of the "
+        f"crops it will embed\n")
+    assert not (converted / CONVERTED["litert-int8"].file).exists()
+    # Crops of one colour and repeats do not count; 100 different ones do, 200 at most are used.
+    rng = np.random.default_rng(0)
+    different = rng.uniform(-1, 1, (250, 4, 2, 3)).astype(np.float32)
+    one_colour = np.full((30, 4, 2, 3), 0.5, np.float32)
+    padded = np.concatenate([different[:99], one_colour, different[:50]])
+    with pytest.raises(ModelError, match=r"^here: int8 calibration needs at least 100 different "
+                                         r"crops .*, got 99 \(of 179 read: 30 of one colour, 50 "
+                                         r"repeated\)"):
+        calibration_set(padded, "here")
+    kept = calibration_set(np.concatenate([one_colour, different[:100], different[:10]]), "here")
+    np.testing.assert_array_equal(kept, different[:100])
+    np.testing.assert_array_equal(calibration_set(different, "here"), different[:200])
 
 
 def test_auto_picks_the_fastest_float32_conversion(tmp_path, converted):

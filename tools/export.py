@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="crops to check the conversion on (default: the run's query and "
                              "gallery images)")
     parser.add_argument("--calibration", nargs="+", metavar="DIR_OR_GLOB",
-                        help="crops to calibrate int8 on (default: the run's training images)")
+                        help="crops to calibrate int8 on, at least 100 different ones (default: "
+                             "the run's training images)")
     return parser
 
 

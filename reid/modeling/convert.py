@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import io
 import json
 import logging
+import os
 import pathlib
 import time
 import warnings
@@ -37,6 +39,13 @@ PARITY_K = 10
 #: Images a conversion is checked on, and an int8 one calibrated on, when the caller has more.
 PARITY_IMAGES = 256
 CALIBRATION_IMAGES = 200
+#: Fewest crops an int8 conversion calibrates on. Calibration fixes every activation's int8
+#: range from what these crops produce, so a few crops leave the others' activations clipped;
+#: TFLite's guidance for the representative dataset is "around ~100-500 samples" of the
+#: training or validation data (the run's training split gives thousands; the demo's too).
+#: A crop of one colour (a blank frame, a 1x1 image resized) or a repeat of another adds no
+#: range, and does not count.
+MIN_CALIBRATION_IMAGES = 100
 #: Similarities closer than this count as ties when neighbours are compared.
 TIES = 1e-4
 #: Batch size of the throughput measured while checking.
@@ -112,6 +121,29 @@ def parity_failure(report: dict[str, Any], k: int = PARITY_K) -> str:
     return ", ".join(parts)
 
 
+def calibration_set(images: np.ndarray, source: str) -> np.ndarray:
+    """The crops int8 calibrates on: ``images`` without those of one colour and without
+    repeats, at most :data:`CALIBRATION_IMAGES`; a ModelError naming ``source`` (where they
+    came from) and the count when fewer than :data:`MIN_CALIBRATION_IMAGES` remain."""
+    images = np.asarray(images, np.float32)
+    flat = images.reshape(len(images), -1) if len(images) else np.zeros((0, 1), np.float32)
+    blank = np.ptp(flat, axis=1) == 0
+    seen: set[bytes] = set()
+    keep = []
+    for i in np.flatnonzero(~blank):
+        digest = hashlib.sha256(flat[i].tobytes()).digest()
+        if digest not in seen:
+            seen.add(digest)
+            keep.append(i)
+    if len(keep) < MIN_CALIBRATION_IMAGES:
+        repeats = len(flat) - int(blank.sum()) - len(keep)
+        raise ModelError(f"{source}: int8 calibration needs at least {MIN_CALIBRATION_IMAGES} "
+                         f"different crops that are not of one colour, got {len(keep)} (of "
+                         f"{len(flat)} read: {int(blank.sum())} of one colour, {repeats} "
+                         f"repeated); calibrate on more of the crops it will embed")
+    return images[keep[:CALIBRATION_IMAGES]]
+
+
 def _litert_bytes(model: Any, quantize: str | None, calibration: np.ndarray | None) -> bytes:
     import tensorflow as tf
 
@@ -184,11 +216,13 @@ def _measure(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray
 def convert_export(model_dir: str | pathlib.Path, fmt: ConvertedFormat, images: np.ndarray,
                    calibration: np.ndarray | None = None,
                    log: Callable[[str], None] = print,
-                   tolerance: Tolerance | None = None) -> dict[str, Any]:
+                   tolerance: Tolerance | None = None,
+                   calibration_source: str = "calibration images") -> dict[str, Any]:
     """Convert the Keras model of export ``model_dir`` to ``fmt``, check it on ``images``
     (normalised crops, as the spec says) and write the model file and its record beside the
     export; returns the record. A conversion outside ``tolerance`` (default: the format's in
-    :data:`TOLERANCES`) raises ModelError, and leaves the folder as it was."""
+    :data:`TOLERANCES`) raises ModelError, and leaves the folder as it was. int8 calibrates on
+    ``calibration`` (:func:`calibration_set`; ``calibration_source`` names them in errors)."""
     tolerance = tolerance or TOLERANCES[fmt.quantize]
     folder = pathlib.Path(model_dir)
     spec = read_spec(folder)
@@ -196,13 +230,13 @@ def convert_export(model_dir: str | pathlib.Path, fmt: ConvertedFormat, images: 
     if len(images) < 2:
         raise ModelError(f"{folder}: a conversion is checked on at least 2 images, got "
                          f"{len(images)}")
+    if fmt.quantize == "int8" and calibration is not None:
+        calibration = calibration_set(calibration, calibration_source)
     keras_embedder = Embedder.load(folder, runtime="keras")
     log(f"converting {folder} to {fmt.name} ...")
     start = time.perf_counter()
     if fmt.runtime == "litert":
-        content = _litert_bytes(keras_embedder.keras_model, fmt.quantize,
-                                None if calibration is None else
-                                np.asarray(calibration, np.float32)[:CALIBRATION_IMAGES])
+        content = _litert_bytes(keras_embedder.keras_model, fmt.quantize, calibration)
     else:
         content = _onnx_bytes(keras_embedder.keras_model)
     convert_seconds = time.perf_counter() - start
@@ -229,7 +263,7 @@ def convert_export(model_dir: str | pathlib.Path, fmt: ConvertedFormat, images: 
         "fingerprint": fingerprint, "versions": _versions(fmt.runtime), "parity": report,
         "speed": speed, "keras_speed": keras_speed, "convert_seconds": convert_seconds,
         "calibration_images": (0 if fmt.quantize != "int8" or calibration is None
-                               else min(len(calibration), CALIBRATION_IMAGES)),
+                               else len(calibration)),
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"),
     }
@@ -284,7 +318,17 @@ def convert_with_images(model_dir: str | pathlib.Path, fmt: ConvertedFormat,
                                eval_dataset(paths, height, width, SPEED_BATCH)])
 
     images = load(sample(list(parity_paths), PARITY_IMAGES))
-    calibration = None
+    calibration, source = None, "calibration images"
     if fmt.quantize == "int8" and calibration_paths:
         calibration = load(sample(list(calibration_paths), CALIBRATION_IMAGES, seed=1))
-    return convert_export(model_dir, fmt, images, calibration, log, tolerance)
+        source = _folder_of(calibration_paths)
+    return convert_export(model_dir, fmt, images, calibration, log, tolerance,
+                          calibration_source=source)
+
+
+def _folder_of(paths: list[str]) -> str:
+    """The folder that holds ``paths`` (their deepest common one), to name them in a message."""
+    try:
+        return os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+    except ValueError:  # on different drives
+        return os.path.dirname(paths[0])
