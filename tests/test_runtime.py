@@ -232,6 +232,23 @@ def test_a_damaged_or_mismatched_conversion_is_named(tmp_path, converted, crops)
             Embedder.load(folder, runtime="onnx")
 
 
+def test_auto_passing_over_a_damaged_conversion_warns_in_one_line(tmp_path, converted, crops,
+                                                                  capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(converted, folder)
+    tflite = folder / CONVERTED["litert"].file
+    data = bytearray(tflite.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tflite.write_bytes(bytes(data))
+    assert tool_main("build_index")(["--model", str(folder), "--images", *crops[:4], "--index",
+                                     str(tmp_path / "g"), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "runtime onnx" in captured.out
+    assert captured.err == (f"warning: {tflite}: does not match its record (damaged or "
+                            f"replaced); convert again with tools/export.py --model {folder} "
+                            f"--format litert; using another runtime\n")
+
+
 def test_a_file_the_pass_drops_but_that_decodes_is_still_embedded(converted, crops,
                                                                   monkeypatch):
     from reid.data import pipeline

@@ -1,8 +1,9 @@
 """The conventions every ``tools/*.py`` follows, written once (docs/CLI.md states them).
 
 A tool that fails for a reason its user can fix prints one line ``error: ...`` on stderr and
-exits with status 1; ``--set`` takes config overrides and ``--no-progress`` silences progress
-bars; the two reference tools print a generated document or write it with ``--write``.
+exits with status 1 (a warning is one line ``warning: ...``); ``--set`` takes config overrides
+and ``--no-progress`` silences progress bars; the two reference tools print a generated
+document or write it with ``--write``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
+import warnings
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 from reid.utils.io import atomic_write_text
 from reid.utils.quiet import start_tensorflow_quietly
@@ -31,13 +33,23 @@ def run_tool(work: Callable[[ToolArgs], object], args: ToolArgs, *,
     ``tensorflow``: the work uses TensorFlow, which is started first, quietly.
     """
     try:
-        if tensorflow:
-            start_tensorflow_quietly()
-        work(args)
+        with warnings.catch_warnings():  # restores the usual display when the work ends
+            warnings.showwarning = show_warning
+            if tensorflow:
+                start_tensorflow_quietly()
+            work(args)
     except EXPECTED_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:
+    """A library's warning (``warnings.warn``: an unreadable image skipped, a damaged
+    conversion passed over) as a tool prints its own: one line ``warning: ...`` on stderr,
+    not Python's ``file:line: UserWarning: ...`` and the source line under it."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
 
 
 def add_overrides_option(parser: argparse.ArgumentParser, help: str,
