@@ -158,7 +158,8 @@ def cli_reference_document(tools_dir: pathlib.Path) -> str:
         "or `python` in the activated virtualenv); relative paths are taken from the working",
         "directory. `--set` takes any number of `section.key=value` config overrides (values",
         "are YAML; keys in [CONFIG.md](CONFIG.md)). A tool that fails prints one line",
-        "`error: ...` and exits with status 1; a mistake on the command line exits with 2.",
+        "`error: ...` and exits with status 1; a mistake on the command line exits with 2;",
+        "a warning (the run goes on) is one line `warning: ...`.",
         "",
     ]
     return "\n".join(intro + index + [""] + sections).rstrip("\n") + "\n"
