@@ -199,7 +199,7 @@ data: {dataset: market1501, height: 64, width: 32, ids_per_batch: 8, images_per_
        erasing_prob: 0.0, val_ids: 20}
 model: {alpha: 0.35, weights: null, last_stride: 2, neck_feat: centered}
 loss: {triplet_distance: cosine}
-train: {epochs: 3, steps_per_epoch: 40, lr: 3.0e-3, warmup_epochs: 1, schedule: cosine,
+train: {epochs: 4, steps_per_epoch: 40, lr: 3.0e-3, warmup_epochs: 1, schedule: cosine,
         export_litert: false}
 """
 
@@ -237,8 +237,10 @@ def test_training_calibrates_on_validation_and_it_transfers(trained, tmp_path, c
     calibration = spec_calibration(json.loads((model / "spec.json").read_text()), "spec")
     assert "validation: 20 training identities" in calibration.source
     # Test identities of the same draw, and of another draw, were never seen: the false-match
-    # rate asked for (1e-2) holds there within 2.5x (measured: 1.1x and 1.5x; the target on
-    # real data is 2x, and this 3-epoch model calibrates on only about 5,000 impostor pairs).
+    # rate asked for (1e-2) holds there within 2.5x (the target on real data is 2x; this small
+    # model calibrates on 20 identities, about 5,000 impostor pairs). Measured with Keras
+    # 3.15.1: 0.8x and 0.8x; with train.seed 1, 1.2x and 2.1x. Trained 3 epochs, the second
+    # draw saw 3.9x (seed 0) and 0.9x (seed 1): too weak a model to hold the bound.
     for data in (first, second):
         assert 0.4e-2 <= observed_far(model, data, tmp_path) <= 2.5e-2
     assert "observed false-match rate" in capsys.readouterr().out
