@@ -202,13 +202,19 @@ def test_auto_picks_the_fastest_float32_conversion(tmp_path, converted):
         Embedder.load(folder, runtime="litert")
 
 
-def test_a_damaged_or_mismatched_conversion_is_named(tmp_path, converted, crops):
-    folder = tmp_path / "model"
+def damaged_litert_copy(converted: pathlib.Path, folder: pathlib.Path) -> pathlib.Path:
+    """A copy of the converted export whose LiteRT file has one byte flipped; its .tflite."""
     shutil.copytree(converted, folder)
     tflite = folder / CONVERTED["litert"].file
     data = bytearray(tflite.read_bytes())
     data[len(data) // 2] ^= 0xFF
     tflite.write_bytes(bytes(data))
+    return tflite
+
+
+def test_a_damaged_or_mismatched_conversion_is_named(tmp_path, converted, crops):
+    folder = tmp_path / "model"
+    tflite = damaged_litert_copy(converted, folder)
     with pytest.raises(ModelError, match=f"{tflite}: does not match its record "
                                          r"\(damaged or replaced\); convert again"):
         Embedder.load(folder, runtime="litert")
@@ -235,11 +241,7 @@ def test_a_damaged_or_mismatched_conversion_is_named(tmp_path, converted, crops)
 def test_auto_passing_over_a_damaged_conversion_warns_in_one_line(tmp_path, converted, crops,
                                                                   capsys):
     folder = tmp_path / "model"
-    shutil.copytree(converted, folder)
-    tflite = folder / CONVERTED["litert"].file
-    data = bytearray(tflite.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    tflite.write_bytes(bytes(data))
+    tflite = damaged_litert_copy(converted, folder)
     assert tool_main("build_index")(["--model", str(folder), "--images", *crops[:4], "--index",
                                      str(tmp_path / "g"), "--no-progress"]) == 0
     captured = capsys.readouterr()
