@@ -326,6 +326,9 @@ def test_a_stalled_upload_is_answered_408(guarded_app):
     assert status == 408 and "stalled" in answer["detail"]
 
 
+LIVE_HEAD_SECONDS, LIVE_CONNECTIONS = 0.5, 3
+
+
 @pytest.fixture(scope="module")
 def live_server(guarded_app):
     """The guarded app served by uvicorn on a free loopback port: (host, port)."""
@@ -338,7 +341,12 @@ def live_server(guarded_app):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(guarded_app, log_level="warning", lifespan="off"))
+    from reid.serve.guard import head_timed_protocol
+
+    # As tools/serve.py runs it, with a short head time and a small connection limit.
+    server = uvicorn.Server(uvicorn.Config(guarded_app, log_level="warning", lifespan="off",
+                                           http=head_timed_protocol(LIVE_HEAD_SECONDS),
+                                           limit_concurrency=LIVE_CONNECTIONS))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -383,6 +391,28 @@ def test_real_connections_are_answered_and_closed(live_server, token, body, stat
     answer = _raw_exchange((host, port), head, body)
     assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
     assert b"connection: close" in answer.lower()
+
+
+def test_a_stalled_request_head_is_closed_and_locks_no_one_out(live_server):
+    import socket
+
+    # Connections that sent part of a request head stayed open for good, and as many as the
+    # connection limit kept every other client out (503), token or not.
+    host, port = live_server
+    stalled = [socket.create_connection((host, port), timeout=20)
+               for _ in range(LIVE_CONNECTIONS)]
+    try:
+        for s in stalled:
+            s.sendall(b"POST /api/search HTTP/1.1\r\nHost: 127.0")  # and nothing more
+        for s in stalled:
+            assert s.recv(1024) == b""  # closed by the server, unanswered (else: timeout)
+    finally:
+        for s in stalled:
+            s.close()
+    answer = _raw_exchange((host, port), f"GET /api/health HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                           f"Authorization: Bearer {GUARD_TOKEN}\r\nConnection: close\r\n\r\n",
+                           b"")
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
 
 
 def test_the_host_header_must_name_this_server(index):
@@ -617,3 +647,4 @@ def test_the_tool_prints_no_token_and_bounds_connections(index, tmp_path, capsys
     assert "http://127.0.0.1:8000/" in out and f"logging every search to {log}" in out
     (app, kw), = calls
     assert kw["limit_concurrency"] == 64 and app.state.audit.path == log
+    assert kw["http"].__name__ == "HeadTimedH11Protocol"  # stalled heads do not hold the limit

@@ -123,7 +123,7 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from reid.serve.app import ServeLimits, create_app
-    from reid.serve.guard import allowed_hosts
+    from reid.serve.guard import allowed_hosts, head_timed_protocol
 
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
     check_args(args, token)
@@ -146,7 +146,7 @@ def serve(args: argparse.Namespace) -> None:
     if args.audit_log is not None:
         print(f"logging every search to {args.audit_log}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                limit_concurrency=args.max_connections)
+                limit_concurrency=args.max_connections, http=head_timed_protocol())
 
 
 if __name__ == "__main__":

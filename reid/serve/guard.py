@@ -184,3 +184,59 @@ async def _refuse(send: Any, status: int, detail: str,
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"), *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
+
+
+#: Seconds a request's line and headers may take to arrive once a connection is open (or its
+#: previous answer is sent): a browser sends them in one packet.
+DEFAULT_HEAD_SECONDS = 10.0
+
+
+def head_timed_protocol(seconds: float = DEFAULT_HEAD_SECONDS) -> type:
+    """uvicorn's HTTP/1.1 protocol (``uvicorn.run(http=...)``), closing a connection whose
+    request head has not arrived within ``seconds``.
+
+    uvicorn closes a connection idle between requests (its keep-alive timeout), but not one
+    that has sent part of a request line or of its headers: such a connection stayed open for
+    good, and each counted towards the connection limit (``limit_concurrency``), so a few
+    dozen sockets that sent a byte kept every other client out. :class:`RequestGuard` sees a
+    request only once its head is in, so this is the head's guard, and it holds the timer per
+    connection, armed when it opens and after each answer, disarmed when a head is complete.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimedH11Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_head_timer()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._head_timer is not None and self.conn.their_state is not h11.IDLE:
+                self._head_timer.cancel()  # a whole head is in: the guard takes over
+                self._head_timer = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm_head_timer()  # the next request's head, on a kept-alive connection
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            super().connection_lost(exc)
+
+        def _arm_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(seconds, self._head_timed_out)
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()  # no answer: the client never asked a whole question
+
+    return HeadTimedH11Protocol
