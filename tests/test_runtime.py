@@ -174,6 +174,7 @@ def test_int8_calibration_needs_enough_different_crops(tmp_path, converted, crop
     rng = np.random.default_rng(0)
     different = rng.uniform(-1, 1, (250, 4, 2, 3)).astype(np.float32)
     one_colour = np.full((30, 4, 2, 3), 0.5, np.float32)
+    one_colour[::2] = (1.0, -1.0, -1.0)  # solid red: one colour, though its values differ
     padded = np.concatenate([different[:99], one_colour, different[:50]])
     with pytest.raises(ModelError, match=r"^here: int8 calibration needs at least 100 different "
                                          r"crops .*, got 99 \(of 179 read: 30 of one colour, 50 "

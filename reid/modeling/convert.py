@@ -126,8 +126,12 @@ def calibration_set(images: np.ndarray, source: str) -> np.ndarray:
     repeats, at most :data:`CALIBRATION_IMAGES`; a ModelError naming ``source`` (where they
     came from) and the count when fewer than :data:`MIN_CALIBRATION_IMAGES` remain."""
     images = np.asarray(images, np.float32)
-    flat = images.reshape(len(images), -1) if len(images) else np.zeros((0, 1), np.float32)
-    blank = np.ptp(flat, axis=1) == 0
+    channels = images.shape[-1] if images.ndim == 4 else 1
+    flat = (images.reshape(len(images), -1) if len(images)
+            else np.zeros((0, channels), np.float32))
+    # One colour: every pixel the same in each channel (a solid red crop too, not only grey).
+    per_channel = flat.reshape(len(flat), flat.shape[1] // channels, channels)
+    blank = np.ptp(per_channel, axis=1).max(axis=1) == 0
     seen: set[bytes] = set()
     keep = []
     for i in np.flatnonzero(~blank):
