@@ -212,6 +212,26 @@ def test_a_jpeg_without_a_scan_in_its_first_markers_is_refused(tmp_path):
     assert read_image_size(io.BytesIO(fewer)) == (16, 16)
 
 
+def test_a_gif_or_webp_of_countless_tiny_blocks_is_refused_without_walking_them(monkeypatch):
+    # 10 MB of empty GIF extensions took 1.7 s to walk, several times a request: past
+    # MAX_BLOCKS blocks, sub-blocks or chunks a file counts as the largest its format states.
+    monkeypatch.setattr(image_size, "MAX_BLOCKS", 50)
+    frame = _gif((16, 16), [(20, 10)], data=b"\x04\x01\x05")
+    head, rest = frame[:13 + 12], frame[13 + 12:]  # header and colour table; the frame
+    within = head + b"!\xf9\x00" * 48 + rest  # 48 extensions, the frame and its 2 sub-blocks
+    assert image_size.decoded_size(io.BytesIO(within)) == image_size.DecodedSize(20, 16, 1)
+    beyond = head + b"!\xf9\x00" * 51 + rest
+    assert image_size.decoded_size(io.BytesIO(beyond)) == image_size.DecodedSize(
+        0xFFFF, 0xFFFF, 1, assumed="more than 50 blocks")
+    sub_blocks = head + b"," + struct.pack("<HHHHB", 0, 0, 20, 10, 0) + b"\x02" \
+        + b"\x01\x00" * 60 + b"\x00;"  # one frame whose data is 60 one-byte sub-blocks
+    assert image_size.decoded_size(io.BytesIO(sub_blocks)).assumed == "more than 50 blocks"
+    chunks = b"WEBP" + b"JUNK" + struct.pack("<I", 0) * 1 + (b"JUNK" + bytes(4)) * 50
+    webp = b"RIFF" + struct.pack("<I", len(chunks)) + chunks
+    assert image_size.decoded_size(io.BytesIO(webp)) == image_size.DecodedSize(
+        0x3FFF, 0x3FFF, 1, assumed="more than 50 chunks")
+
+
 def test_webp_which_tensorflow_decodes_too(tmp_path):
     image = np.random.default_rng(0).integers(0, 255, (81, 37, 3), dtype=np.uint8)
     for params in ([], [cv2.IMWRITE_WEBP_QUALITY, 101]):  # lossy (VP8) and lossless (VP8L)

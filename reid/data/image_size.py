@@ -21,8 +21,9 @@ The size is the one the decoders use, which is not always the one a header state
 
 What fails closed, and what is left to the decoder: a walk cut short (a truncated file, a block
 giflib refuses) counts every frame seen so far, and a GIF at least its screen. A JPEG whose
-first scan is not within :data:`JPEG_MAX_MARKERS` markers counts as the largest frame a JPEG
-can state, so it is refused. A JPEG with no frame header before its scan, and bytes of no known
+first scan is not within :data:`JPEG_MAX_MARKERS` markers, and a GIF or WebP of more than
+:data:`MAX_BLOCKS` blocks, count as the largest image their format can state, so they are
+refused (a walk of a file made of tiny blocks would otherwise cost a server seconds). A JPEG with no frame header before its scan, and bytes of no known
 format, give ``None``: no decoder makes an image of the first (libjpeg refuses a scan without a
 frame), TensorFlow's pipeline decodes the five formats above only, and :mod:`reid.data.decode`
 refuses unknown formats before OpenCV (which decodes many more) sees them.
@@ -50,6 +51,13 @@ _CHUNK = 1 << 16
 #: otherwise cost seconds of a server's time to find nothing.
 JPEG_MAX_MARKERS = 4096
 _JPEG_LARGEST = 0xFFFF  # a frame header's width and height are 16 bits
+#: Blocks and sub-blocks walked in a GIF, or chunks in a WebP, at most. A GIF frame's data
+#: comes in sub-blocks of up to 255 bytes, so this walks 50 MB of real image data; a file of
+#: tiny blocks (10 MB of empty GIF extensions took 1.7 s) counts past it as the largest its
+#: format can state, so it is refused.
+MAX_BLOCKS = 200_000
+_GIF_LARGEST = 0xFFFF  # a screen's and a frame's width and height are 16 bits
+_WEBP_LARGEST = 0x3FFF  # VP8 and VP8L images: 14 bits
 
 Source = str | os.PathLike | BinaryIO
 
@@ -120,22 +128,26 @@ def oversize_reason(source: Source, limit: int | None = None) -> str | None:
             f"reduce the image first")
 
 
-def _skip_sub_blocks(f: BinaryIO) -> bool:
-    """Past a GIF sub-block chain (size byte, data, ..., a zero size); False when truncated.
-    Walked a chunk at a time (a frame's data is thousands of 255-byte sub-blocks), small ones
-    first (an extension's chain is a few bytes)."""
-    size = 256
+def _skip_sub_blocks(f: BinaryIO, most: int) -> int | None:
+    """Past a GIF sub-block chain (size byte, data, ..., a zero size): how many sub-blocks it
+    held (more than ``most`` when the walk stopped there), or None when truncated. Walked a
+    chunk at a time (a frame's data is thousands of 255-byte sub-blocks), small ones first (an
+    extension's chain is a few bytes)."""
+    size, count = 256, 0
     while True:
         chunk = f.read(size)
         size = min(4 * size, _CHUNK)
         at = 0
         while at < len(chunk) and chunk[at]:
             at += chunk[at] + 1
+            count += 1
+            if count > most:
+                return count
         if at < len(chunk):  # the terminator, inside this chunk
             f.seek(at + 1 - len(chunk), os.SEEK_CUR)
-            return True
+            return count
         if not chunk:
-            return False
+            return None
         f.seek(at - len(chunk), os.SEEK_CUR)  # the next size byte, in a later chunk
 
 
@@ -143,12 +155,11 @@ def _gif_size(f: BinaryIO, head: bytes) -> DecodedSize:
     width, height, flags = struct.unpack("<HHB", head[6:11])
     if flags & 0x80:  # the global colour table
         f.seek(3 << ((flags & 7) + 1), os.SEEK_CUR)
-    frames = 0
+    frames, left = 0, MAX_BLOCKS  # blocks and sub-blocks still to walk
     while True:
         kind = f.read(1)
         if kind == b"!":  # an extension: its label, then sub-blocks
-            if not f.read(1) or not _skip_sub_blocks(f):
-                break
+            walked = _skip_sub_blocks(f, left - 1) if f.read(1) else None
         elif kind == b",":  # an image descriptor: giflib allocates the frame right here
             descriptor = f.read(9)
             if len(descriptor) < 9:
@@ -158,10 +169,16 @@ def _gif_size(f: BinaryIO, head: bytes) -> DecodedSize:
             width, height = max(width, frame_width), max(height, frame_height)
             if packed & 0x80:  # a local colour table
                 f.seek(3 << ((packed & 7) + 1), os.SEEK_CUR)
-            if not f.read(1) or not _skip_sub_blocks(f):  # LZW code size, then the data
-                break
+            # the LZW code size, then the data
+            walked = _skip_sub_blocks(f, left - 1) if f.read(1) else None
         else:  # the trailer, the end of the file, or a block giflib refuses
             break
+        if walked is None:  # truncated
+            break
+        left -= 1 + walked
+        if left < 0:
+            return DecodedSize(_GIF_LARGEST, _GIF_LARGEST, max(frames, 1),
+                               assumed=f"more than {MAX_BLOCKS:,} blocks")
     return DecodedSize(width, height, max(frames, 1))
 
 
@@ -224,7 +241,7 @@ def _webp_size(f: BinaryIO) -> DecodedSize | None:
     """The canvas (VP8X) or the one image's size (VP8, VP8L), times the animation's frames."""
     size: DecodedSize | None = None
     frames = 0
-    while True:
+    for _ in range(MAX_BLOCKS):
         header = f.read(8)
         if len(header) < 8:
             break
@@ -243,6 +260,9 @@ def _webp_size(f: BinaryIO) -> DecodedSize | None:
         elif fourcc == b"ANMF":
             frames += 1
         f.seek(length + (length & 1) - len(body), os.SEEK_CUR)
+    else:
+        return DecodedSize(_WEBP_LARGEST, _WEBP_LARGEST, max(frames, 1),
+                           assumed=f"more than {MAX_BLOCKS:,} chunks")
     if size is None:
         return None
     return dataclasses.replace(size, frames=max(frames, 1))
