@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import pathlib
 import shutil
 import sqlite3
@@ -154,6 +155,9 @@ def test_appending_skips_indexed_videos_and_copies_and_numbers_new_tracks_on(
     gallery.save(index)
     before = GalleryIndex.load(index)
     assert {v.digest for v in before.footage_videos()} == {None}
+    for v in before.footage_videos():  # recorded before they were indexed (to the second)
+        recorded = datetime.datetime.fromisoformat(v.indexed_at).timestamp() - 60
+        os.utime(v.video, (recorded, recorded))
     stray = [media.store(index, b"a picture of a run killed before its commit"),
              "ab/.tmp-interrupted-write"]
     (index / "media" / stray[1]).parent.mkdir(exist_ok=True)
@@ -256,6 +260,28 @@ def test_camera_names_cannot_leave_the_tracks_folder(tmp_path, footage):
     with pytest.raises(FootageError, match=r"camera name '\.' \(of .*\.\.avi\) is not a file"):
         video_inputs([tmp_path / "..avi"])
     assert video_inputs([footage / "A.avi"], ["Gate 3 (north)"])[0].camera == "Gate 3 (north)"
+
+
+def test_only_files_unchanged_since_indexed_are_digested_for_an_old_record(tmp_path):
+    # A video indexed before digests were kept is digested from its file when appending; a
+    # file written since may hold another recording, whose copies must not be skipped.
+    from reid.video.ingest import _unchanged_since
+
+    indexed_at = "2026-03-02T09:00:00+00:00"
+    at = datetime.datetime.fromisoformat(indexed_at).timestamp()
+    video, frames = tmp_path / "cam.avi", tmp_path / "frames"
+    video.write_bytes(b"a recording")
+    frames.mkdir()
+    for name in ("000001.jpg", "000002.jpg"):
+        (frames / name).write_bytes(b"a frame")
+    for path in (video, frames / "000001.jpg", frames / "000002.jpg"):
+        os.utime(path, (at - 5, at - 5))
+    assert _unchanged_since(str(video), indexed_at) and _unchanged_since(str(frames), indexed_at)
+    os.utime(video, (at + 5, at + 5))  # overwritten after it was indexed
+    os.utime(frames / "000002.jpg", (at + 5, at + 5))
+    assert not _unchanged_since(str(video), indexed_at)
+    assert not _unchanged_since(str(frames), indexed_at)
+    assert not _unchanged_since(str(tmp_path / "gone.avi"), indexed_at)
 
 
 def test_a_video_s_content_digest(tmp_path, monkeypatch, footage):

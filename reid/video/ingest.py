@@ -488,14 +488,27 @@ def process_video(item: VideoInput, embedder: Any, config: VideoConfig, index_di
 
 def _record_missing_digests(gallery: GalleryIndex) -> None:
     """Digest the videos indexed before digests were kept whose files are still at their
-    paths, so that copies of them are known too (in memory: the next save keeps them)."""
+    paths, unchanged since they were indexed, so that copies of them are known too (in
+    memory: the next save keeps them). A file written after its video was indexed may hold
+    another recording, whose copies must not be taken for the indexed one."""
     digests = {}
     for video in gallery.footage_videos():
-        if video.digest is None and os.path.exists(video.video):
+        if video.digest is None and _unchanged_since(video.video, video.indexed_at):
             with contextlib.suppress(FootageError):  # unreadable now: known by its path only
                 digests[video.video] = content_digest(video.video)
     if digests:
         gallery.record_video_digests(digests)
+
+
+def _unchanged_since(path: str, indexed_at: str) -> bool:
+    """True when ``path`` exists and nothing in it (a file, or a frame folder's files) was
+    modified after ``indexed_at`` (an ISO time)."""
+    try:
+        when = datetime.datetime.fromisoformat(indexed_at).timestamp()
+        files = [path] if os.path.isfile(path) else [e.path for e in os.scandir(path)]
+        return bool(files) and all(os.stat(f).st_mtime <= when for f in files)
+    except (OSError, ValueError):
+        return False
 
 
 def _indexed_as(gallery: GalleryIndex, record: VideoRecord) -> str | None:
