@@ -33,6 +33,7 @@ them unless it needs them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -563,14 +564,18 @@ class GalleryIndex:
         loaded the index; ``overwrite``: replace versions that lost their ``CURRENT``.
         Pictures in the media folder that the new version does not refer to (of removed
         entries; left by writers that failed or were killed) are deleted, still under the lock,
-        unless a writer is preparing pictures there (:func:`prune_media`).
+        unless a writer is preparing pictures there (:func:`prune_media`): footage ingest
+        prepares them across its commits, so it cleans up at the end of its run instead.
         """
         folder = pathlib.Path(folder)
         if not locked:
             with vf.writer_lock(folder):
                 return self.save(folder, locked=True, overwrite=overwrite)
         version = vf.publish(folder, self._write_version, locked=True, overwrite=overwrite)
-        vf.prune_shared(folder, self.media_names())  # the live version's, under the lock
+        # Best effort, once committed: a picture that cannot be deleted now (a folder of
+        # another user's, say) is tried again by the next save; the commit stands either way.
+        with contextlib.suppress(OSError):
+            vf.prune_shared(folder, self.media_names())  # the live version's, under the lock
         return version
 
     def _write_version(self, staging: pathlib.Path, version: str) -> None:

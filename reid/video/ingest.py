@@ -694,7 +694,7 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
             log(processed.report.format())
     finally:
         # What failed or killed runs left in the media folder (this one's too, if it failed),
-        # unless a writer is at work: then its own commit cleans up.
+        # unless another writer is at work: it cleans up when it ends.
         with contextlib.suppress(GalleryError, OSError):
             removed = prune_media(index_dir, lock_timeout=0.0)
             if removed:
