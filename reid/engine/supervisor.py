@@ -95,9 +95,10 @@ def supervise(command: Sequence[str], who: str,
     wake, wake_end = os.pipe()
     os.set_blocking(wake_end, False)
     watched = [s for s in STOP_SIGNALS if signal.getsignal(s) != signal.SIG_IGN]
-    # The handlers do nothing: the wakeup fd carries each signal's number to the loop.
-    previous = {s: signal.signal(s, lambda *_: None) for s in watched}
+    # The handlers do nothing: the wakeup fd, set first so that no signal falls between the
+    # two, carries each signal's number to the loop.
     old_wakeup = signal.set_wakeup_fd(wake_end)
+    previous = {s: signal.signal(s, lambda *_: None) for s in watched}
     try:
         worker = subprocess.Popen(command, pass_fds=(report_end,),
                                   env={**os.environ, SUPERVISOR_ENV: f"{report_end} {os.getpid()}"})
@@ -124,10 +125,10 @@ def _watch(worker: subprocess.Popen, report: int, wake: int, who: str,
         ready, _, _ = select.select([report, wake], [], [], timeout)
         if wake in ready:
             signum = os.read(wake, 64)[0]
-            return _end(worker, f"{who}: stopped by {signal.Signals(signum).name}{after}",
-                        128 + signum)
-        if not ready:
-            return _end(worker, explain_timeout(seconds), 1)
+            return _end(worker, lambda: f"{who}: stopped by {signal.Signals(signum).name}"
+                                        f"{after}", 128 + signum)
+        if not ready:  # the worker is ended before the peers are probed (up to seconds)
+            return _end(worker, lambda: explain_timeout(seconds), 1)
         chunk = os.read(report, 4096)
         if not chunk:  # the worker's end is closed: it has ended
             status = worker.wait()
@@ -145,12 +146,12 @@ def _watch(worker: subprocess.Popen, report: int, wake: int, who: str,
                 after = f"; start every worker again with --resume --output {event['run']}"
 
 
-def _end(worker: subprocess.Popen, message: str, status: int) -> int:
-    """Kill the worker, then say why: the run's last line."""
+def _end(worker: subprocess.Popen, message: Callable[[], str], status: int) -> int:
+    """Kill the worker, then say why (``message()``): the run's last line."""
     worker.kill()
     worker.wait()
     sys.stdout.flush()
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    print(f"error: {message()}", file=sys.stderr, flush=True)
     return status
 
 
