@@ -117,6 +117,10 @@ def test_search_by_item_and_its_thumbnail(client, index):
     (lambda: b"\xff\xd8\xff\xe0 not really a jpeg", {}, 400, "cannot be decoded"),
     (lambda: b"\xff\xd8\xff" + b"\0" * 200_001, {}, 413, "larger than the limit"),
     (lambda: _png_header(2000, 2000), {}, 413, "2000x2000 pixels"),
+    # The probe's GIF: its screen says 16x16, its one frame is 2000x2000 (was decoded: 200).
+    (lambda: b"GIF89a" + struct.pack("<HHBBB", 16, 16, 0, 0, 0) + b","
+     + struct.pack("<HHHHB", 0, 0, 2000, 2000, 0) + b"\x02\x03\x04\x01\x05\x00;", {}, 413,
+     "2000x2000 pixels"),
     (lambda: b"just some text", {}, 415, "not a JPEG, PNG"),
     (None, {}, 422, "either an image or an item_id"),
     (None, {"item_id": 10_000}, 404, "item 10000: not in the index"),
