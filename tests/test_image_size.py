@@ -146,6 +146,17 @@ def test_the_gif_size_is_what_tensorflow_decodes(tmp_path, screen, frames):
     assert (decoded[0, :frames[0][1], :frames[0][0]] == [3, 4, 5]).all()  # colour 1 decoded
 
 
+def test_a_gif_query_is_decoded_as_the_gallery_pipeline_decodes_it(tmp_path):
+    # OpenCV 5 reads GIFs onto the screen's canvas (60x40 here), TensorFlow by the frame
+    # (20x10): a GIF query goes to TensorFlow, as the gallery's pipeline and the service do.
+    from reid.index.query import load_query_image
+
+    path = tmp_path / "query.gif"
+    path.write_bytes(_gif((60, 40), [(20, 10)]))
+    np.testing.assert_allclose(load_query_image(str(path), 32, 16),
+                               np.asarray(load_image(str(path), 32, 16)), atol=1e-5)
+
+
 def test_a_truncated_or_odd_gif_counts_what_it_holds(tmp_path):
     whole = _gif((16, 16), [(16, 16), (300, 200)], data=b"\x04\x01\x05", trailer=b"")
     # Cut inside the second frame's data: giflib allocated that frame before reading it.

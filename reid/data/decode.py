@@ -6,7 +6,7 @@ JPEG, PNG and BMP are decoded by OpenCV (libjpeg-turbo, like TensorFlow). The re
 TensorFlow's bilinear ``scale_and_translate``: a triangle kernel, widened by the shrink factor
 when shrinking (``antialias=True``), weights normalised over the pixels inside the image, as
 two matrix products. Pixel values agree with TensorFlow's to float32 rounding (tested on every
-resize case); GIF, which OpenCV cannot read, is left to TensorFlow's pipeline.
+resize case); GIF is left to TensorFlow's pipeline, which sizes it as OpenCV does not.
 """
 
 from __future__ import annotations
@@ -85,7 +85,10 @@ def decode_rgb_bytes(data: bytes | np.ndarray, name: str) -> np.ndarray:
     data = np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data
     # OpenCV decodes many formats (TIFF, PPM, JPEG 2000, ...) whose size nothing here reads:
     # only those whose size is known (reid.data.image_size) reach it.
-    known = data.size and decoded_size(io.BytesIO(data)) is not None
+    # GIF is TensorFlow's (reid.index.query.load_query_image falls back to it): OpenCV 5 reads
+    # GIFs too, but onto the screen's canvas, where TensorFlow sizes by the largest frame.
+    known = (data.size and data[:4].tobytes() != b"GIF8"
+             and decoded_size(io.BytesIO(data)) is not None)
     image = cv2.imdecode(data, flags) if known else None
     if image is None:
         raise BadImageError(f"{name}: cannot read or decode image (not a JPEG, PNG or BMP "

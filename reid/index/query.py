@@ -74,8 +74,8 @@ def open_gallery(index_dir: str | os.PathLike, model: str | os.PathLike | None =
 
 def load_query_image(path: str, height: int, width: int) -> np.ndarray:
     """A query image as the gallery's pipeline saw its images, decoded without TensorFlow
-    (:mod:`reid.data.decode`, equal to float32 rounding) unless it is a GIF, which only
-    TensorFlow's decoder reads."""
+    (:mod:`reid.data.decode`, equal to float32 rounding) unless it is a GIF, which is decoded
+    by TensorFlow, as the gallery's pipeline decodes it."""
     from reid.data.decode import BadImageError, load_image_rgb
 
     try:
