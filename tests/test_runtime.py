@@ -203,6 +203,33 @@ def test_auto_picks_the_fastest_float32_conversion(tmp_path, converted):
         Embedder.load(folder, runtime="litert")
 
 
+def test_auto_passes_over_a_runtime_that_is_not_installed(tmp_path, converted, monkeypatch):
+    # ai-edge-litert has no Windows wheels, so it is installed only where it has: there the
+    # fastest conversion present may have no runtime, and auto takes the next one.
+    folder = tmp_path / "model"
+    shutil.copytree(converted, folder)
+    record = json.loads((folder / CONVERTED["litert"].record).read_text())
+    record["speed"]["images_per_s"] = 1e9  # the fastest, were it installed
+    (folder / CONVERTED["litert"].record).write_text(json.dumps(record))
+    assert Embedder.load(folder).runtime == "litert"
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # import fails, as on Windows
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    assert Embedder.load(folder).runtime == "onnx"
+    with pytest.raises(ModelError, match="LiteRT is not installed"):
+        Embedder.load(folder, runtime="litert")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert Embedder.load(folder).runtime == "keras"
+    # Training's closing LiteRT conversion is skipped with a note, not tried and failed.
+    from types import SimpleNamespace
+
+    from reid.engine.trainer import Trainer
+
+    lines: list[str] = []
+    Trainer.export_litert(SimpleNamespace(log=lines.append), folder)
+    assert lines == ["note: no LiteRT export (ai-edge-litert is not installed here); the Keras "
+                     "model serves, or convert for ONNX Runtime with tools/export.py"]
+
+
 def damaged_litert_copy(converted: pathlib.Path, folder: pathlib.Path) -> pathlib.Path:
     """A copy of the converted export whose LiteRT file has one byte flipped; its .tflite."""
     shutil.copytree(converted, folder)

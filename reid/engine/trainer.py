@@ -397,7 +397,12 @@ class Trainer:
         export serves, and tools/export.py can try again."""
         from reid.modeling.convert import convert_with_images, format_record
         from reid.modeling.embedder import CONVERTED
+        from reid.modeling.runtime import runtime_installed
 
+        if not runtime_installed("litert"):  # no wheels for this platform (Windows)
+            self.log("note: no LiteRT export (ai-edge-litert is not installed here); the Keras "
+                     "model serves, or convert for ONNX Runtime with tools/export.py")
+            return
         records = self.dataset.query + self.dataset.gallery or self.dataset.train
         try:
             record = convert_with_images(model_dir, CONVERTED["litert"],

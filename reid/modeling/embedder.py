@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from reid.modeling.errors import ModelError, first_line
-from reid.modeling.runtime import KerasRunner, Runner, file_runner
+from reid.modeling.runtime import KerasRunner, Runner, file_runner, runtime_installed
 from reid.run_layout import RunLayout
 from reid.utils.io import file_sha256
 
@@ -159,8 +159,8 @@ def _auto_format(folder: pathlib.Path, spec: Mapping[str, Any]
     for fmt in CONVERTED.values():
         if fmt.quantize is not None:
             continue
-        if fmt.runtime == "onnx" and not _onnx_installed():
-            continue  # an ONNX export made elsewhere; nothing to run it with here
+        if not runtime_installed(fmt.runtime):
+            continue  # a conversion made elsewhere; nothing to run it with here
         try:
             record = read_converted(folder, fmt, spec)
         except ModelError as exc:
@@ -173,12 +173,6 @@ def _auto_format(folder: pathlib.Path, spec: Mapping[str, Any]
         if best is None or speed > best[0]:
             best = (speed, fmt, record)
     return (None, None) if best is None else (best[1], best[2])
-
-
-def _onnx_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None
 
 
 class Embedder:

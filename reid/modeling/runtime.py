@@ -41,6 +41,23 @@ class MultiOutputRunner(Runner, Protocol):
     def run_all(self, batch: np.ndarray) -> list[np.ndarray]: ...
 
 
+#: The package each file runtime needs. ``ai-edge-litert`` has no wheels for some platforms
+#: (Windows), so it is installed only where it has (setup.cfg's environment marker), and
+#: ONNX Runtime is an extra: ``auto`` passes over a runtime that is not installed.
+RUNTIME_MODULES = {"litert": "ai_edge_litert", "onnx": "onnxruntime"}
+
+
+def runtime_installed(runtime: str) -> bool:
+    """True when the package ``runtime`` (litert, onnx; keras always) needs can be imported."""
+    import importlib.util
+
+    module = RUNTIME_MODULES.get(runtime)
+    try:
+        return module is None or importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its affinity, which containers narrow), at least 1."""
     try:
@@ -64,8 +81,12 @@ class LiteRTRunner:
     runtime = "litert"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise ModelError("LiteRT is not installed (ai-edge-litert has no wheels for this "
+                             "platform, such as Windows): use the ONNX export (pip install "
+                             "'reid[onnx]') or the Keras model") from None
         self.path = pathlib.Path(path)
         try:
             with held_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
