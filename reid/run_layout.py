@@ -12,7 +12,9 @@ import os
 import pathlib
 
 from reid.config import Config, ConfigError, load_saved_config
-from reid.engine.checkpoint import LATEST
+
+#: The file in a checkpoints folder naming the newest checkpoint (:mod:`reid.engine.checkpoint`).
+LATEST = "latest"
 
 
 @dataclasses.dataclass(frozen=True)

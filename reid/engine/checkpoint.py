@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from reid.run_layout import LATEST
 from reid.utils.io import atomic_write_text, staged_dir
 
-LATEST = "latest"
 _TMP_PREFIX = ".tmp-"  # staging folders; what a killed save leaves is removed by _prune
 
 
