@@ -926,7 +926,9 @@ def plan_dataset(params: SyntheticParams) -> DatasetPlan:
                        cameras=cameras, images=tuple(images))
 
 
-def encode_jpeg(img: np.ndarray) -> bytes:
+def encode_bgr_jpeg(img: np.ndarray) -> bytes:
+    """JPEG bytes of an image in OpenCV's BGR order, as :func:`render_person` draws it (the
+    index's pictures are RGB: :func:`reid.index.media.encode_jpeg`)."""
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise SyntheticError("OpenCV failed to encode a JPEG")
@@ -940,7 +942,7 @@ def _render_job(job: _Job) -> None:
     path, identity, camera, seed, pid, index, height, width = job
     rng = np.random.default_rng([seed, pid, index])
     img = render_person(identity, camera, rng, height, width)
-    pathlib.Path(path).write_bytes(encode_jpeg(img))
+    pathlib.Path(path).write_bytes(encode_bgr_jpeg(img))
 
 
 def _init_worker() -> None:

@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 
 from reid.data.synthetic import (CameraLook, CameraStyle, PersonIdentity, apply_camera_look,
-                                 draw_person_at, encode_jpeg, render_person, sample_camera,
+                                 draw_person_at, encode_bgr_jpeg, render_person, sample_camera,
                                  sample_camera_look, sample_identities)
 from reid.utils.io import staged_dir
 from reid.video.errors import FootageError
@@ -780,7 +780,7 @@ def make_synthetic_footage(out_dir: str | os.PathLike, cameras: int = 3, people:
         for pid, identity in plan.identities.items():
             rng = np.random.default_rng([seed, _STREAM, _QUERIES, pid])
             image = render_person(identity, plan.query_style, rng, *QUERY_SIZE)
-            (tmp / QUERY_DIR / query_name(pid)).write_bytes(encode_jpeg(image))
+            (tmp / QUERY_DIR / query_name(pid)).write_bytes(encode_bgr_jpeg(image))
         manifest = _manifest(plan, results)
         # The manifest goes in last: its presence is what marks the folder complete.
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
