@@ -47,6 +47,7 @@ import time
 import faiss
 import numpy as np
 
+from reid.choices import INDEX_TYPES
 from reid.config import IndexConfig
 from reid.index import faiss_index as fi
 
@@ -156,7 +157,7 @@ def bench_size(n: int, args: argparse.Namespace) -> list[dict]:
     lookup = lambda found: gallery[found]  # noqa: E731 - ids are row numbers here
     rows = []
     truth = None  # exact top-k: the flat index's own results, else computed in numpy
-    for kind in sorted(args.types, key=fi.INDEX_TYPES.index):
+    for kind in sorted(args.types, key=INDEX_TYPES.index):
         if truth is None and kind != "flat":
             t0 = time.perf_counter()
             truth = exact_top_k(queries, gallery, K)
@@ -230,8 +231,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=1280)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--types", nargs="+", default=list(fi.INDEX_TYPES),
-                        choices=fi.INDEX_TYPES)
+    parser.add_argument("--types", nargs="+", default=list(INDEX_TYPES),
+                        choices=INDEX_TYPES)
     parser.add_argument("--single", type=int, default=200, help="single queries to time")
     parser.add_argument("--single-threads", type=int, default=1,
                         help="FAISS threads for single queries (default 1, as tools/query.py)")

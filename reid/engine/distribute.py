@@ -30,7 +30,8 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from reid.config import STRATEGIES, ConfigError, TrainConfig
+from reid.choices import STRATEGIES
+from reid.config import ConfigError, TrainConfig
 from reid.engine.cluster import (TF_CONFIG, check_own_port_free, check_tf_config,  # noqa: F401
                                  local_tf_configs, parse_tf_config, unresolved_hosts)
 from reid.engine.supervisor import Supervision

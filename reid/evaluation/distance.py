@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-METRICS = ("cosine", "euclidean")
+from reid.choices import EVAL_DISTANCES as METRICS
 
 # Vectors shorter than this are treated as zero vectors when normalising: they have no direction.
 _NORM_EPS = 1e-12

@@ -31,9 +31,9 @@ from typing import Any
 import faiss
 import numpy as np
 
+from reid.choices import INDEX_TYPES
 from reid.config import ConfigError, IndexConfig, config_from_dict
 from reid.index.errors import CorruptIndexError, GalleryError, IndexTrainingError
-from reid.index.index_types import INDEX_TYPES
 #: IVF-PQ fetches this many times k candidates and re-scores them exactly (when it can).
 REFINE_FACTOR = 4
 METRIC = "inner_product"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from reid.losses.choices import METRICS, MINERS
+from reid.choices import LOSS_METRICS as METRICS
+from reid.choices import MINERS
 
 # Floor under squared distances before the square root: d/dx sqrt(x) is infinite at 0, and the
 # diagonal (and any two identical embeddings) sit exactly there. Below the floor the gradient is

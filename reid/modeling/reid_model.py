@@ -20,9 +20,9 @@ import dataclasses
 
 import keras
 
+from reid.choices import NECK_FEATURES
 from reid.config import ModelConfig
 from reid.modeling.backbone import ModelError, build_backbone, check_input_shape
-from reid.modeling.choices import NECK_FEATURES
 from reid.modeling.layers import (Centering, GeMPooling2D, L2Normalize,
                                   StripePooling2D)
 
