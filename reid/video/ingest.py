@@ -43,7 +43,7 @@ from reid.utils.progress import Progress
 from reid.video.detector import Detector, MotDetectionFile, load_detector
 from reid.video.errors import FootageError
 from reid.video.frames import FrameSource, content_digest
-from reid.video.measure import MotRow, write_mot
+from reid.video.mot import MotRow, write_mot
 from reid.video.selection import Candidate, CandidatePool, crop_quality
 from reid.video.tracking import Tracker
 

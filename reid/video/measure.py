@@ -1,19 +1,12 @@
-"""Scoring footage work against ground truth: MOTChallenge files, tracking metrics, track
-identities and cross-camera search.
-
-MOTChallenge text files are the common currency: one box per line,
-``frame,id,left,top,width,height,conf,...`` with 1-based frames. Ground truth has nine columns
-(``...,conf,class,visibility``; conf 0 marks a box to ignore), detections and tracker results
-ten (``...,conf,-1,-1,-1``, the unused world coordinates). Box coordinates are taken as written,
-as py-motmetrics and TrackEval take them: the project writes and reads its own pixels (0-based,
-:class:`reid.video.boxes.Detections`), where MOTChallenge's published data counts pixels from 1,
-a one-pixel shift that matters to nothing scored at IoU 0.5 but is never mixed within one file.
+"""Scoring footage work against ground truth: tracking metrics, track identities and
+cross-camera search, over the rows of MOTChallenge files (:mod:`reid.video.mot`).
 
 Tracking is scored with ``motmetrics`` (IDF1, ID switches, MOTA, ...). Its own IoU helper calls
 ``np.asfarray``, which numpy 2 removed, so the IoU distances are computed here and only the
 accumulator and the metrics are motmetrics'. Like the MOTChallenge evaluation, boxes a tracker
-puts on ignored ground truth (conf 0: people hardly visible) are dropped before scoring, so a
-tracker is neither blamed for missing those people nor for finding them.
+puts on ground truth not to be considered (:func:`reid.video.mot.considered`: conf 0, people
+hardly visible, or not a pedestrian) are dropped before scoring, so a tracker is neither blamed
+for missing those people nor for finding them.
 
 Cross-camera search reuses the Market-1501 ranking code (:mod:`reid.evaluation.metrics`), with
 every same-camera track moved behind all others, which is the same as leaving it out.
@@ -21,139 +14,16 @@ every same-camera track moved behind all others, which is the same as leaving it
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 
 import numpy as np
 
-from reid.utils.io import atomic_write_text
+from reid.video.mot import MotRow, considered
 
 #: IoU at which a tracker's box counts as finding a ground-truth box (MOTChallenge's 0.5).
 DEFAULT_IOU = 0.5
-#: The pedestrian class of MOTChallenge ground truth (the 8th value).
-PEDESTRIAN = 1
-
-
-class MotFormatError(ValueError):
-    """A MOTChallenge file that cannot be read; the message names the file and the line."""
-
-
-@dataclasses.dataclass(frozen=True)
-class MotRow:
-    """One line of a MOTChallenge file.
-
-    ``frame`` 1-based; ``id`` the person (gt) or track (results), -1 in detection files;
-    ``x``, ``y`` the box's top-left pixel, ``w``, ``h`` its size; ``conf`` a
-    detection's score, or in ground truth 1 (scored) or 0 (ignored); ``object_class``
-    and ``visibility`` ground truth's class (1: pedestrian) and visible share, -1 elsewhere.
-    """
-
-    frame: int
-    id: int
-    x: float
-    y: float
-    w: float
-    h: float
-    conf: float = 1.0
-    object_class: int = -1
-    visibility: float = -1.0
-
-    @classmethod
-    def from_corners(cls, frame: int, id: int, x1: float, y1: float, x2: float, y2: float,
-                     **fields: float) -> MotRow:
-        """A row from pixel corners (x2, y2 exclusive), the project's box convention."""
-        return cls(frame, id, x1, y1, x2 - x1, y2 - y1, **fields)  # type: ignore[arg-type]
-
-    def corners(self) -> tuple[float, float, float, float]:
-        """The box as corners x1, y1, x2, y2 (x2, y2 exclusive)."""
-        return self.x, self.y, self.x + self.w, self.y + self.h
-
-
-def _number(value: float) -> str:
-    """A number to three decimals without trailing zeros: 12, 12.5, 0.625."""
-    text = f"{value:.3f}".rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
-
-
-def format_mot(rows: Iterable[MotRow], ground_truth: bool = False) -> str:
-    """The text of a MOTChallenge file: nine columns for ground truth, else ten."""
-    lines = []
-    for r in rows:
-        head = (f"{r.frame},{r.id},{_number(r.x)},{_number(r.y)},{_number(r.w)},"
-                f"{_number(r.h)},{_number(r.conf)}")
-        if ground_truth:
-            lines.append(f"{head},{r.object_class},{_number(r.visibility)}")
-        else:
-            lines.append(f"{head},-1,-1,-1")
-    return "".join(line + "\n" for line in lines)
-
-
-def write_mot(path: str | os.PathLike, rows: Iterable[MotRow], ground_truth: bool = False
-              ) -> None:
-    """Write ``rows`` as a MOTChallenge file, atomically (a reader never sees half of it)."""
-    atomic_write_text(path, format_mot(rows, ground_truth))
-
-
-def _integer(value: float) -> int | None:
-    return int(value) if math.isfinite(value) and value == int(value) else None
-
-
-def read_mot(path: str | os.PathLike) -> list[MotRow]:
-    """The rows of a MOTChallenge gt, det or result file, in file order.
-
-    Nine columns are read as ground truth (class and visibility), six to eight and ten as
-    detections or results (the world coordinates ignored). Blank lines are skipped. Raises
-    MotFormatError naming the file and line on anything else: too few columns, a non-number, a
-    frame below 1, a fractional frame or id, a negative or non-finite size.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError:
-        raise MotFormatError(f"{path}: not a text file") from None
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) < 6:
-            raise MotFormatError(f"{where}: expected at least 6 comma-separated values "
-                                 f"(frame,id,x,y,w,h,...), got {len(parts)}")
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            bad = next(p for p in parts if not _is_float(p))
-            raise MotFormatError(f"{where}: {bad!r} is not a number") from None
-        frame, ident = _integer(values[0]), _integer(values[1])
-        if frame is None or frame < 1:
-            raise MotFormatError(f"{where}: frame must be a whole number from 1, got {parts[0]}")
-        if ident is None:
-            raise MotFormatError(f"{where}: id must be a whole number, got {parts[1]}")
-        x, y, w, h = values[2:6]
-        if not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0:
-            raise MotFormatError(f"{where}: box {','.join(parts[2:6])} needs finite numbers and "
-                                 f"a width and height of at least 0")
-        conf = values[6] if len(values) > 6 else 1.0
-        object_class, visibility = -1, -1.0
-        if len(values) == 9:  # MOT16+ ground truth: conf, class, visibility
-            cls_value = _integer(values[7])
-            if cls_value is None:
-                raise MotFormatError(f"{where}: class must be a whole number, got {parts[7]}")
-            object_class, visibility = cls_value, values[8]
-        rows.append(MotRow(frame, ident, x, y, w, h, conf, object_class, visibility))
-    return rows
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,20 +89,14 @@ def drop_ignored(gt_rows: Sequence[MotRow], result_rows: Sequence[MotRow],
     kept: list[MotRow] = []
     for frame, hyps in res_frames.items():
         gts = gt_frames.get(frame, [])
-        if not any(_ignored(g) for g in gts):
+        if all(considered(g) for g in gts):
             kept.extend(hyps)
             continue
         pairs = _match(iou_matrix(_boxes(gts), _boxes(hyps)), iou_threshold)
-        drop = {h for g, h in pairs if _ignored(gts[g])}
+        drop = {h for g, h in pairs if not considered(gts[g])}
         kept.extend(h for j, h in enumerate(hyps) if j not in drop)
     kept.sort(key=lambda r: r.frame)
-    return [g for g in gt_rows if not _ignored(g)], kept
-
-
-def _ignored(row: MotRow) -> bool:
-    """Ground truth not to score: conf 0, or a class other than pedestrian (MOTChallenge's
-    static people, reflections, ...; -1 is a file without classes)."""
-    return row.conf == 0 or row.object_class not in (-1, PEDESTRIAN)
+    return [g for g in gt_rows if considered(g)], kept
 
 
 # --------------------------------------------------------------------------------------------

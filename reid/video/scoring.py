@@ -21,7 +21,8 @@ import numpy as np
 
 from reid.index.gallery import GalleryIndex
 from reid.video.errors import FootageError
-from reid.video.measure import cross_camera_map, read_mot, track_identities, tracking_metrics
+from reid.video.measure import cross_camera_map, track_identities, tracking_metrics
+from reid.video.mot import read_mot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,12 +59,12 @@ def score_footage(index_dir: str | os.PathLike, tracks_dir: str | os.PathLike,
     tracking: dict[str, dict[str, float | int]] = {}
     vectors, pids, cameras = [], [], []
     for camera, gt_path in sorted(ground_truth.items()):
-        gt = read_mot(gt_path)
+        gt = read_mot(gt_path, "ground-truth file").rows
         tracks_file = pathlib.Path(tracks_dir) / f"{camera}.txt"
         if not tracks_file.is_file():
             raise FootageError(f"{tracks_file}: no tracks of camera {camera} (scoring takes one "
                                f"video per camera, indexed with --save-tracks {tracks_dir})")
-        result = read_mot(tracks_file)
+        result = read_mot(tracks_file).rows
         tracking[camera] = tracking_metrics(gt, result)
         people = track_identities(gt, result)
         for (cam, track) in sorted(tracks):

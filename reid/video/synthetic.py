@@ -16,7 +16,7 @@ Written, atomically (a staging folder renamed into place)::
     OUT/footage.json          manifest: format, parameters, cameras (name, video, start time,
                               frames, identities), identities (cameras, walks, query photo)
     OUT/A.avi, B.avi, ...     one Motion-JPEG AVI per camera (OpenCV's own writer and reader)
-    OUT/A/gt/gt.txt           MOTChallenge ground truth (measure.py's conventions)
+    OUT/A/gt/gt.txt           MOTChallenge ground truth (read by :mod:`reid.video.mot`)
     OUT/A/det/det.txt         oracle detections (see DET_MIN_VISIBILITY)
     OUT/A/seqinfo.ini         MOTChallenge sequence information
     OUT/queries/0003_c9s1_000001_00.jpg
@@ -50,7 +50,7 @@ from reid.data.synthetic import (CameraLook, CameraStyle, PersonIdentity, apply_
                                  sample_camera_look, sample_identities)
 from reid.utils.io import staged_dir
 from reid.video.errors import FootageError
-from reid.video.measure import MotRow, format_mot
+from reid.video.mot import MotRow, format_mot
 
 if TYPE_CHECKING:
     from reid.utils.progress import Progress
