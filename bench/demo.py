@@ -23,6 +23,7 @@ import pathlib
 import platform
 import sys
 
+from reid.errors import ReidError
 from reid.utils.cli import add_no_progress_option, run_tool
 from reid.utils.provenance import source_commit
 
@@ -82,7 +83,8 @@ def measure_demo(args: argparse.Namespace) -> None:
         + " |")
     failures = promise_failures(metrics)
     if failures:
-        raise RuntimeError("the demo's promise does not hold: " + "; ".join(failures))
+        # One line and status 1, as a user's error is: the figures say what failed.
+        raise ReidError("the demo's promise does not hold: " + "; ".join(failures))
     print(f"the demo's promise holds: untrained mAP <= {UNTRAINED_MAX_MAP}, trained mAP >= "
           f"{TRAINED_MIN_MAP}")
 

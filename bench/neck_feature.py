@@ -34,6 +34,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from reid.errors import UsageError
 from reid.utils.cli import run_tool
 
 
@@ -102,10 +103,10 @@ def score_four_ways(args: argparse.Namespace) -> None:
     checkpoints = RunLayout(args.run).checkpoints
     checkpoint = latest_checkpoint(checkpoints)
     if checkpoint is None:
-        raise ValueError(f"{checkpoints}: no checkpoint to score")
+        raise UsageError(f"{checkpoints}: no checkpoint to score")
     groups, state = load_checkpoint(checkpoint)
     if "model" not in groups:
-        raise ValueError(f"{checkpoint}: no model.npz")
+        raise UsageError(f"{checkpoint}: no model.npz")
     dataset = load_dataset(cfg.data)
     validation = training_dataset(dataset, cfg)
     if cfg.data.val_ids:

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+from reid.errors import UsageError
 from reid.utils.cli import run_tool
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     """``"name=a.b=1,c.d=2"`` -> ``("name", ["a.b=1", "c.d=2"])``."""
     name, sep, overrides = text.partition("=")
     if not sep or not name.strip():
-        raise ValueError(f"--variant {text!r}: expected NAME=SECTION.KEY=VALUE[,...]")
+        raise UsageError(f"--variant {text!r}: expected NAME=SECTION.KEY=VALUE[,...]")
     return name.strip(), [o for o in overrides.split(",") if o]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from reid.errors import ReidError
 from reid.evaluation.verification import accept_rate, equal_error_rate, threshold_at_far
 
 #: The false-match rates a calibration holds thresholds for; the first is ``--threshold auto``.
@@ -28,7 +29,7 @@ AUTO_FAR = CALIBRATED_FARS[0]
 SPEC_KEY = "calibration"
 
 
-class CalibrationError(ValueError):
+class CalibrationError(ReidError, ValueError):
     """No usable calibration: the message says which and how to make one."""
 
 

@@ -25,9 +25,10 @@ import yaml
 from reid.choices import (BACKBONES, CONFIG_METRICS, DATASET_LAYOUTS, DETECTORS,
                           EVAL_DISTANCES, INDEX_TYPES, LAST_STRIDES, MINERS, NECK_FEATURES,
                           POOLINGS, SCHEDULES, STRATEGIES, WIDTH_MULTIPLIERS)
+from reid.errors import ReidError
 
 
-class ConfigError(ValueError):
+class ConfigError(ReidError, ValueError):
     """A configuration file or override is invalid; the message names the source and key."""
 
 

@@ -3,13 +3,18 @@ and their quiet TensorFlow start."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import pickle
 import subprocess
 import sys
 
 import pytest
 
+from reid.calibration import CalibrationError
 from reid.config import ConfigError
+from reid.engine.checkpoint import CheckpointError
+from reid.errors import ReidError
 from reid.utils.cli import run_tool
 
 
@@ -19,7 +24,7 @@ def test_success_is_status_0(capsys):
 
 
 @pytest.mark.parametrize("error", [ConfigError("run.yaml: train.epochs: expected int"),
-                                   RuntimeError("stopped"), FileNotFoundError("gone")])
+                                   CheckpointError("stopped"), FileNotFoundError("gone")])
 def test_an_expected_error_is_one_line_and_status_1(capsys, error):
     def fail(_):
         raise error
@@ -29,12 +34,46 @@ def test_an_expected_error_is_one_line_and_status_1(capsys, error):
     assert captured.err == f"error: {error}\n" and captured.out == ""
 
 
-def test_a_bug_keeps_its_traceback():
-    def bug(_):
-        raise KeyError("x")
+@pytest.mark.parametrize("bug", [KeyError("x"), ValueError("x"), RuntimeError("x")])
+def test_a_bug_keeps_its_traceback(bug):
+    def fail(_):
+        raise bug
 
-    with pytest.raises(KeyError):
-        run_tool(bug, None)
+    with pytest.raises(type(bug)):
+        run_tool(fail, None)
+
+
+def test_the_library_names_values_and_the_tool_writes_its_flags(capsys):
+    """The library's message names a value as the library calls it; the tool's line names the
+    flag its user typed, where the message starts with it and after it for the others."""
+    args = argparse.Namespace(threshold="2", start_time=None, resume=False, output=None)
+
+    def fail_with(error):
+        def work(_):
+            raise error
+
+        assert run_tool(work, args, flags={"run_dir": "--output"}) == 1
+        return capsys.readouterr().err
+
+    assert fail_with(CalibrationError("threshold 2: a cosine score lies in [-1, 1]",
+                                      field="threshold")) == (
+        "error: --threshold 2: a cosine score lies in [-1, 1]\n")
+    assert fail_with(ReidError("start time: give every time with a UTC offset",
+                               field="start_time")) == (
+        "error: --start-time: give every time with a UTC offset\n")
+    assert fail_with(ReidError("runs/a: already holds a training run; resume it or choose "
+                               "another run folder", field=("resume", "run_dir"))) == (
+        "error: runs/a: already holds a training run; resume it or choose another run folder "
+        "(--resume, --output)\n")
+    # A value this tool does not take keeps the library's name; a word that only begins like
+    # the field ("thresholds") is not the field.
+    assert fail_with(ReidError("fps: expected a positive frame rate, got 0", field="fps")) == (
+        "error: fps: expected a positive frame rate, got 0\n")
+    assert fail_with(ReidError("thresholds are missing", field="threshold")) == (
+        "error: thresholds are missing (--threshold)\n")
+    # Errors cross process boundaries (the supervisor, the service's workers) with their fields.
+    error = pickle.loads(pickle.dumps(ReidError("a", field=("b", "c"))))
+    assert str(error) == "a" and error.fields == ("b", "c")
 
 
 def test_tensorflow_starts_without_chatter_and_stderr_comes_back():

@@ -17,6 +17,7 @@ import argparse
 import pathlib
 import sys
 
+from reid.errors import UsageError
 from reid.utils.cli import (add_lock_timeout_option, add_no_progress_option,
                             add_overrides_option, add_runtime_option, run_tool)
 
@@ -71,18 +72,18 @@ def build(args: argparse.Namespace) -> None:
     from reid.index.projector import check_out_folder, export_projector
 
     if args.batch_size is not None and args.batch_size < 1:
-        raise ValueError(f"--batch-size: expected a positive number, got {args.batch_size}")
+        raise UsageError(f"--batch-size: expected a positive number, got {args.batch_size}")
     if args.relocate is not None:
         building = ("images", "model", "append", "overwrite", "type", "config", "set",
                     "batch_size", "source", "projector", "threads")
         given = ["--" + name.replace("_", "-") for name in building if getattr(args, name)]
         if given:
-            raise ValueError(f"--relocate only rewrites paths; it takes no {', '.join(given)}")
+            raise UsageError(f"--relocate only rewrites paths; it takes no {', '.join(given)}")
         print(relocate_gallery(args.index, *args.relocate, lock_timeout=args.lock_timeout)
               .format())
         return
     if not args.images:
-        raise ValueError("--images is required (or --relocate OLD NEW to repair moved paths)")
+        raise UsageError("--images is required (or --relocate OLD NEW to repair moved paths)")
     check_override_sections(args.set, ["index"], "build_index")
     if args.projector is not None:  # refuse before the embedding work, not after it
         check_out_folder(args.projector)
@@ -99,7 +100,7 @@ def build(args: argparse.Namespace) -> None:
                            runtime=args.runtime)
     print(report.format())
     if report.created and not report.saved:
-        raise ValueError(f"{args.index}: no readable new images; index not written")
+        raise UsageError(f"{args.index}: no readable new images; index not written")
     if args.projector is not None:
         export = export_projector(GalleryIndex.load(args.index), args.projector)
         print(f"projector: {export.num_points} of {export.gallery_size} embeddings in "

@@ -25,6 +25,7 @@ import pathlib
 import sys
 from typing import TYPE_CHECKING, Any
 
+from reid.errors import UsageError
 from reid.utils.cli import add_runtime_option, run_tool
 
 if TYPE_CHECKING:
@@ -92,11 +93,11 @@ def query(args: argparse.Namespace) -> None:
                                   results_json, save_results_grid)
 
     if args.top_k < 1:
-        raise ValueError(f"--top-k: expected a positive number, got {args.top_k}")
+        raise UsageError(f"--top-k: expected a positive number, got {args.top_k}")
     if args.threshold is not None and args.threshold.strip().lower() not in ("auto", "none"):
         resolve_threshold(args.threshold, {}, "--threshold")  # a bad number fails before any work
     if not args.image and not args.track:
-        raise ValueError("give a query: --image Q.jpg or, on a footage index, --track CAMERA:ID")
+        raise UsageError("give a query: --image Q.jpg or, on a footage index, --track CAMERA:ID")
     tracks = [parse_track(t) for t in args.track]
     for picture in (args.save_grid, args.save_sheet, args.save_timeline):
         if picture is not None:
@@ -109,11 +110,11 @@ def query(args: argparse.Namespace) -> None:
                                           ("--save-sheet", args.save_sheet),
                                           ("--save-timeline", args.save_timeline)) if value]
         if given:
-            raise ValueError(f"{args.index}: holds no camera footage, so {given[0]} does not "
+            raise UsageError(f"{args.index}: holds no camera footage, so {given[0]} does not "
                              f"apply (index footage with tools/index_video.py)")
     elif args.save_grid is not None or args.exclude_same_camera:
         given = "--save-grid" if args.save_grid is not None else "--exclude-same-camera"
-        raise ValueError(f"{args.index}: an index of camera footage answers with appearances; "
+        raise UsageError(f"{args.index}: an index of camera footage answers with appearances; "
                          f"{given} is for crop galleries (use --save-sheet, and --track to "
                          f"search the other cameras)")
     threshold = resolve_threshold(args.threshold, embedder.spec, str(model_dir))

@@ -26,6 +26,7 @@ import sys
 # 67-68 ms (docs/BENCHMARKS.md, "Search service load"). Must be set before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from reid.errors import UsageError
 from reid.utils.cli import add_runtime_option, run_tool
 
 TOKEN_VARIABLE = "REID_SERVE_TOKEN"
@@ -94,28 +95,28 @@ def main(argv: list[str] | None = None) -> int:
 def check_args(args: argparse.Namespace, token: str | None) -> None:
     """Refuse what would expose the index or cannot work, before anything loads."""
     if not is_loopback(args.host) and token is None:
-        raise ValueError(f"--host {args.host}: other machines could reach the index; give a "
+        raise UsageError(f"--host {args.host}: other machines could reach the index; give a "
                          f"token (--token or ${TOKEN_VARIABLE}) that every API call must carry")
     if not is_loopback(args.host) and args.audit_log is None:
-        raise ValueError(f"--host {args.host}: other machines could search the index; give "
+        raise UsageError(f"--host {args.host}: other machines could search the index; give "
                          f"--audit-log FILE, where every search is logged")
     if not 0 < args.port < 65536:
-        raise ValueError(f"--port: expected 1-65535, got {args.port}")
+        raise UsageError(f"--port: expected 1-65535, got {args.port}")
     if not args.max_upload_mb > 0 or args.max_pixels < 1 or not args.decode_memory_mb > 0:
-        raise ValueError("--max-upload-mb, --max-pixels and --decode-memory-mb: expected "
+        raise UsageError("--max-upload-mb, --max-pixels and --decode-memory-mb: expected "
                          "positive limits")
     if not args.upload_timeout > 0 or args.max_connections < 1:
-        raise ValueError("--upload-timeout and --max-connections: expected positive numbers")
+        raise UsageError("--upload-timeout and --max-connections: expected positive numbers")
     if args.audit_log is not None:
         index = args.index.resolve()
         log = args.audit_log.resolve()
         if log == index or index in log.parents:  # a writer refuses a folder holding others
-            raise ValueError(f"--audit-log {args.audit_log}: inside the index folder; give a "
+            raise UsageError(f"--audit-log {args.audit_log}: inside the index folder; give a "
                              f"file outside it")
         if args.audit_log.is_dir():
-            raise ValueError(f"--audit-log {args.audit_log}: is a folder; give a file")
+            raise UsageError(f"--audit-log {args.audit_log}: is a folder; give a file")
         if not log.parent.is_dir():
-            raise ValueError(f"--audit-log {args.audit_log}: its folder {log.parent} does not "
+            raise UsageError(f"--audit-log {args.audit_log}: its folder {log.parent} does not "
                              f"exist")
 
 

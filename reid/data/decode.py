@@ -21,9 +21,10 @@ import cv2
 import numpy as np
 
 from reid.data.image_size import decoded_size, oversize_reason
+from reid.errors import ReidError
 
 
-class BadImageError(ValueError):
+class BadImageError(ReidError, ValueError):
     """An image cannot be read or decoded; the message names the file."""
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Sequence
 
+from reid.errors import ReidError
 
-class DatasetError(ValueError):
+
+class DatasetError(ReidError, ValueError):
     """A dataset on disk does not have the layout a reader expects; the message names the path."""
 
 

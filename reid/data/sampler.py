@@ -22,8 +22,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from reid.errors import ReidError
 
-class SamplerError(ValueError):
+
+class SamplerError(ReidError, ValueError):
     """The labels cannot fill P x K batches; the message gives the numbers."""
 
 

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from reid.errors import ReidError
 from reid.run_layout import LATEST
 from reid.utils.io import atomic_write_text, staged_dir
 
 _TMP_PREFIX = ".tmp-"  # staging folders; what a killed save leaves is removed by _prune
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ReidError, RuntimeError):
     """A checkpoint cannot be read back; the message names the file."""
 
 

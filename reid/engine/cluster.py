@@ -14,8 +14,13 @@ import json
 import socket
 
 from reid.config import ConfigError
+from reid.errors import ReidError
 
 TF_CONFIG = "TF_CONFIG"
+
+
+class ClusterError(ReidError, RuntimeError):
+    """The workers ``TF_CONFIG`` names could not form a cluster; the message says which."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,8 +32,9 @@ import tensorflow as tf
 
 from reid.choices import STRATEGIES
 from reid.config import ConfigError, TrainConfig
-from reid.engine.cluster import (TF_CONFIG, check_own_port_free, check_tf_config,  # noqa: F401
-                                 local_tf_configs, parse_tf_config, unresolved_hosts)
+from reid.engine.cluster import (TF_CONFIG, ClusterError, check_own_port_free,  # noqa: F401
+                                 check_tf_config, local_tf_configs, parse_tf_config,
+                                 unresolved_hosts)
 from reid.engine.supervisor import Supervision
 from reid.modeling.errors import first_line
 from reid.utils.quiet import held_stderr
@@ -105,7 +106,7 @@ def make_placement(name: str, log: Callable[[str], None] = lambda _: None, *,
             with held_stderr():
                 strategy = tf.distribute.MultiWorkerMirroredStrategy()
         except tf.errors.OpError as exc:  # say, the port taken since it was checked
-            raise RuntimeError(f"{TF_CONFIG}: {cluster.who}: the cluster could not start "
+            raise ClusterError(f"{TF_CONFIG}: {cluster.who}: the cluster could not start "
                                f"({type(exc).__name__}: {first_line(exc)})") from None
         if supervision is not None:
             supervision.formed()  # every worker has registered

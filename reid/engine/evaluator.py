@@ -17,6 +17,7 @@ from reid.config import EvalConfig
 from reid.data.records import ImageRecord, ReidDataset
 from reid.evaluation import (alpha_query_expansion, embedding_spread, evaluate_rank,
                              flip_average, pairwise_distance, re_ranking)
+from reid.evaluation.errors import EvaluationError
 from reid.evaluation.verification import (OPEN_SET_LEFT_OUT, open_set_split, open_set_top1,
                                           pair_scores)
 from reid.utils.io import atomic_path
@@ -44,20 +45,20 @@ class Features:
         try:
             loaded = np.load(path)
         except (OSError, EOFError, ValueError) as exc:  # ValueError: not a NumPy file at all
-            raise ValueError(f"{path}: cannot read features: not an .npz archive of arrays "
+            raise EvaluationError(f"{path}: cannot read features: not an .npz archive of arrays "
                              f"({exc})") from None
         if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path}: cannot read features: a single array, not an .npz "
+            raise EvaluationError(f"{path}: cannot read features: a single array, not an .npz "
                              f"archive (write one with tools/evaluate.py --save-features)")
         try:
             with loaded as data:
                 missing = [f.name for f in dataclasses.fields(cls) if f.name not in data.files]
                 if missing:
-                    raise ValueError(f"{path}: missing arrays {', '.join(missing)} (expected "
+                    raise EvaluationError(f"{path}: missing arrays {', '.join(missing)} (expected "
                                      f"query, gallery, q_pids, g_pids, q_camids, g_camids)")
                 return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
         except (OSError, EOFError) as exc:
-            raise ValueError(f"{path}: cannot read features ({exc})") from None
+            raise EvaluationError(f"{path}: cannot read features ({exc})") from None
 
 
 def _embed(embedder, records: Sequence[ImageRecord], batch_size: int, mirrored: bool,

@@ -35,6 +35,7 @@ from reid.engine.evaluator import (calibrate_features, features_as_queried_and_s
                                    score_features)
 from reid.evaluation import collapse_warning
 from reid.engine.schedule import WarmupSchedule
+from reid.errors import ReidError
 from reid.losses import ReidLoss
 from reid.modeling import Embedder, build_reid_model, export_embedder, weights_fingerprint
 from reid.modeling.errors import first_line
@@ -43,7 +44,7 @@ from reid.run_layout import RunLayout
 from reid.utils.io import atomic_write_text
 
 
-class TrainingError(RuntimeError):
+class TrainingError(ReidError, RuntimeError):
     """Training cannot start or continue; the message says why and what to do."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from reid.choices import EVAL_DISTANCES as METRICS
+from reid.evaluation.errors import EvaluationError
 
 # Vectors shorter than this are treated as zero vectors when normalising: they have no direction.
 _NORM_EPS = 1e-12
@@ -19,12 +20,12 @@ def as_feature_matrix(name: str, features: object) -> np.ndarray:
     """Check a (num, dim) real feature array; keep float64 input as float64, else float32."""
     array = np.asarray(features)
     if array.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (num, dim) array, got shape {array.shape}")
+        raise EvaluationError(f"{name} must be a 2-D (num, dim) array, got shape {array.shape}")
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise ValueError(f"{name} must be numeric, got dtype {array.dtype}")
+        raise EvaluationError(f"{name} must be numeric, got dtype {array.dtype}")
     array = array.astype(np.float64 if array.dtype == np.float64 else np.float32, copy=False)
     if not np.isfinite(array).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise EvaluationError(f"{name} contains NaN or infinite values")
     return array
 
 
@@ -42,7 +43,7 @@ def _check_pair(query_features: object, gallery_features: object) -> tuple[np.nd
     query = as_feature_matrix("query_features", query_features)
     gallery = as_feature_matrix("gallery_features", gallery_features)
     if query.shape[1] != gallery.shape[1]:
-        raise ValueError(
+        raise EvaluationError(
             f"query_features have dimension {query.shape[1]} but gallery_features have "
             f"dimension {gallery.shape[1]}"
         )

@@ -20,6 +20,8 @@ from typing import TypedDict
 
 import numpy as np
 
+from reid.evaluation.errors import EvaluationError
+
 # Elements (queries x gallery) handled per block: bounds the temporary arrays (order, masks,
 # positions) to a few hundred MiB whatever the gallery size.
 _BLOCK_ELEMENTS = 1 << 22
@@ -37,9 +39,9 @@ class RankResult(TypedDict):
 def _as_1d(name: str, values: object, expected: int, what: str) -> np.ndarray:
     array = np.asarray(values)
     if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {array.shape}")
+        raise EvaluationError(f"{name} must be 1-D, got shape {array.shape}")
     if array.shape[0] != expected:
-        raise ValueError(
+        raise EvaluationError(
             f"{name} has length {array.shape[0]} but distmat has {expected} {what}"
         )
     return array
@@ -163,7 +165,7 @@ def evaluate_rank(
         num_valid += int(valid.sum())
 
     if num_valid == 0:
-        raise ValueError(
+        raise EvaluationError(
             f"no valid query: none of the {num_query} queries has a true match in the gallery "
             "(same pid, different camera)"
         )

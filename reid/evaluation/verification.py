@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from reid.evaluation.distance import l2_normalize
+from reid.evaluation.errors import EvaluationError
 
 
 def pair_scores(query: np.ndarray, gallery: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray,
@@ -44,9 +45,9 @@ def pair_scores(query: np.ndarray, gallery: np.ndarray, q_pids: np.ndarray, g_pi
 def _check(name: str, values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, np.float64).ravel()
     if not len(values):
-        raise ValueError(f"{name}: no scores (a split without such pairs?)")
+        raise EvaluationError(f"{name}: no scores (a split without such pairs?)")
     if not np.all(np.isfinite(values)):
-        raise ValueError(f"{name}: scores must be finite")
+        raise EvaluationError(f"{name}: scores must be finite")
     return values
 
 
@@ -123,7 +124,7 @@ def open_set_split(g_pids: np.ndarray, fraction: float, seed: int = 0) -> np.nda
     ids = np.unique(np.asarray(g_pids)[np.asarray(g_pids) > 0])
     count = int(round(fraction * len(ids)))
     if count < 1 or count >= len(ids):
-        raise ValueError(f"fraction {fraction} of {len(ids)} identities leaves out {count}: "
+        raise EvaluationError(f"fraction {fraction} of {len(ids)} identities leaves out {count}: "
                          f"need at least one out and one in")
     return np.sort(np.random.default_rng(seed).choice(ids, size=count, replace=False))
 

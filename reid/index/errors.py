@@ -1,9 +1,12 @@
-"""Errors of the gallery index; all are ValueErrors so the tools report them in one line."""
+"""Errors of the gallery index: ReidErrors (and ValueErrors), so the tools report them in one
+line and the service as a 4xx."""
 
 from __future__ import annotations
 
+from reid.errors import ReidError
 
-class GalleryError(ValueError):
+
+class GalleryError(ReidError, ValueError):
     """Bad input to the gallery index or its tools; the message names the file, folder or value."""
 
 

@@ -1,8 +1,10 @@
 """The modeling package's error, in a module of its own so that light modules (the runtimes,
 the embedder) can raise it without importing Keras."""
 
+from reid.errors import ReidError
 
-class ModelError(ValueError):
+
+class ModelError(ReidError, ValueError):
     """A model cannot be built, loaded or exported; the message names the file or setting."""
 
 

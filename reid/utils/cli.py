@@ -12,25 +12,29 @@ import argparse
 import pathlib
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TextIO, TypeVar
 
+from reid.errors import ReidError
 from reid.utils.io import atomic_write_text
 from reid.utils.quiet import start_tensorflow_quietly
 
 #: What a user can cause and fix: every error the project raises on purpose (bad config, missing
-#: or unreadable files, refused data, a damaged index) is a ValueError or RuntimeError, and the
-#: disk's are OSErrors. Anything else is a bug, and keeps its traceback.
-EXPECTED_ERRORS = (ValueError, RuntimeError, OSError)
+#: or unreadable files, refused data, a damaged index) is a ReidError, and the disk's are
+#: OSErrors. Anything else is a bug, and keeps its traceback.
+EXPECTED_ERRORS = (ReidError, OSError)
 
 ToolArgs = TypeVar("ToolArgs")
 
 
 def run_tool(work: Callable[[ToolArgs], object], args: ToolArgs, *,
-             tensorflow: bool = False) -> int:
+             tensorflow: bool = False, flags: Mapping[str, str] | None = None) -> int:
     """``work(args)``, as a tool's exit status: 0, or 1 after the one-line error.
 
-    ``tensorflow``: the work uses TensorFlow, which is started first, quietly.
+    ``tensorflow``: the work uses TensorFlow, which is started first, quietly. ``flags``: the
+    library's names of values (:attr:`reid.errors.ReidError.fields`) -> this tool's flags, for
+    the names that are not simply its options' (``run_dir`` -> ``--output``); see
+    :func:`error_line`.
     """
     try:
         with warnings.catch_warnings():  # restores the usual display when the work ends
@@ -39,9 +43,35 @@ def run_tool(work: Callable[[ToolArgs], object], args: ToolArgs, *,
                 start_tensorflow_quietly()
             work(args)
     except EXPECTED_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {error_line(exc, tool_flags(args, flags))}", file=sys.stderr)
         return 1
     return 0
+
+
+def tool_flags(args: object, flags: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The flags of a tool's parsed ``args`` by the names of their values (``start_time`` ->
+    ``--start-time``), and ``flags`` over them."""
+    names = vars(args) if isinstance(args, argparse.Namespace) else {}
+    return {**{name: "--" + name.replace("_", "-") for name in names}, **(flags or {})}
+
+
+def error_line(error: BaseException, flags: Mapping[str, str]) -> str:
+    """``error``'s message, naming the values it is about as the user gave them: a field the
+    message starts with (``threshold 2: a cosine score lies in [-1, 1]``) is written as its
+    flag (``--threshold 2: ...``), the flags of the others follow the message in brackets
+    (``...; resume it or choose another run folder (--resume, --output)``). Fields without a
+    flag in this tool are left as the library wrote them."""
+    text = str(error)
+    named = [f for f in getattr(error, "fields", ()) if f in flags]
+    for field in named:
+        subject = field.replace("_", " ")
+        if text.startswith(subject) and text[len(subject):len(subject) + 1] in ("", " ", ":"):
+            text = flags[field] + text[len(subject):]
+            named.remove(field)
+            break
+    if named:
+        text += f" ({', '.join(dict.fromkeys(flags[f] for f in named))})"
+    return text
 
 
 def show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
