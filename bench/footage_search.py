@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from reid.video.measure import track_identities
     from reid.video.mot import read_mot
     from reid.video.scoring import score_footage
-    from reid.video.synthetic import make_synthetic_footage, read_footage_manifest
+    from reid.synthetic.footage import make_synthetic_footage, read_footage_manifest
 
     print(f"code {source_commit(ROOT)}; model {args.model}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 def measure(args: argparse.Namespace) -> None:
     from reid.config import load_config
     from reid.data import load_dataset
-    from reid.data.synthetic import generate_dataset
+    from reid.synthetic.crops import generate_dataset
     from reid.engine.trainer import Trainer
 
     variants = dict(parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS))

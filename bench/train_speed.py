@@ -25,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 
 from reid.config import config_from_dict  # noqa: E402
 from reid.data import load_dataset  # noqa: E402
-from reid.data.synthetic import generate_dataset  # noqa: E402
+from reid.synthetic.crops import generate_dataset  # noqa: E402
 from reid.engine.trainer import Trainer  # noqa: E402
 from reid.modeling import FEATURES, LOGITS  # noqa: E402
 

@@ -76,7 +76,7 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every step and return the metrics; ``log`` receives the human-readable report."""
     from reid.data import load_dataset
-    from reid.data.synthetic import generate_dataset
+    from reid.synthetic.crops import generate_dataset
     from reid.calibration import format_observed_rates, spec_calibration
     from reid.engine.evaluator import (calibrated_figures, evaluate_embedder,
                                        features_as_queried_and_scored, format_metrics,
@@ -235,7 +235,7 @@ def _footage(model_dir, paths: DemoPaths, log) -> tuple[list[str], Any]:
     from reid.index.query import open_gallery, query_footage
     from reid.video.ingest import index_footage, video_inputs
     from reid.video.scoring import score_footage
-    from reid.video.synthetic import make_synthetic_footage, read_footage_manifest
+    from reid.synthetic.footage import make_synthetic_footage, read_footage_manifest
 
     log(f"== 7. camera footage -> {paths.footage}, indexed in {paths.footage_index}")
     summary = make_synthetic_footage(paths.footage)

@@ -12,7 +12,7 @@ from reid.config import config_from_dict
 from reid.data import load_dataset
 from reid.data.records import ImageRecord
 from reid.data.pipeline import eval_dataset
-from reid.data.synthetic import generate_dataset
+from reid.synthetic.crops import generate_dataset
 from reid.engine.trainer import Trainer, prepare_run_dir, training_dataset
 from reid.evaluation.verification import equal_error_rate, pair_scores
 from reid.modeling.reid_model import NECK_LAYER, PART_NECK_LAYER

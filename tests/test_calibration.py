@@ -209,7 +209,7 @@ def trained(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]
     """A small model trained on one synthetic draw, which holds out 20 of its 60 training
     identities to calibrate on; that draw's test identities, and a second draw's (another
     seed: other people, cameras and pictures), to check the thresholds on."""
-    from reid.data.synthetic import generate_dataset
+    from reid.synthetic.crops import generate_dataset
 
     root = tmp_path_factory.mktemp("calibration")
     first, second = root / "draw1", root / "draw2"

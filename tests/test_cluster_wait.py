@@ -209,7 +209,7 @@ def two_lonely_workers(tmp_path_factory) -> dict[str, tuple[int, str, str, str]]
     """Two real workers whose peer is a closed port, started together (TensorFlow's start-up
     is most of their time): one with a cluster timeout of 3 s; one with the default 600 s that
     is sent SIGTERM once it waits. Each: (exit status, stdout, stderr, the peer's address)."""
-    from reid.data.synthetic import generate_dataset
+    from reid.synthetic.crops import generate_dataset
 
     folder = tmp_path_factory.mktemp("lonely")
     data = folder / "data"

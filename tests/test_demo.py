@@ -16,7 +16,7 @@ import sys
 import cv2
 import pytest
 
-from reid.data.synthetic import SPLIT_DIRS
+from reid.synthetic.crops import SPLIT_DIRS
 from reid.demo import DemoPaths, run_demo
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ import pytest
 from reid.config import ConfigError, config_from_dict, load_config, save_config
 from reid.data import load_dataset
 from reid.data.records import DatasetError, ImageRecord, make_dataset
-from reid.data.synthetic import generate_dataset
+from reid.synthetic.crops import generate_dataset
 from reid.engine.checkpoint import latest_checkpoint
 from reid.engine.distribute import check_tf_config, local_replicas, local_tf_configs
 from reid.engine.schedule import learning_rate_at

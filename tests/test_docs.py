@@ -70,7 +70,7 @@ def test_readme_api_snippets_run(tmp_path, monkeypatch):
     a Market-1501-layout dataset in data/market1501, a run folder runs/market1501 holding an
     exported (untrained, tiny) model, and a query image person.jpg."""
     from reid.config import ModelConfig
-    from reid.data.synthetic import generate_dataset
+    from reid.synthetic.crops import generate_dataset
     from reid.modeling import build_reid_model, export_embedder
 
     data = tmp_path / "data" / "market1501"

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from reid.config import ModelConfig
-from reid.data.synthetic import generate_dataset
+from reid.synthetic.crops import generate_dataset
 from reid.modeling import build_reid_model, export_embedder
 from reference import brute_force_map_rank1
 from tool_runner import tool_main

@@ -22,7 +22,7 @@ import pytest
 
 from reid.config import ModelConfig
 from reid.data.market1501 import read_market1501
-from reid.data.synthetic import generate_dataset
+from reid.synthetic.crops import generate_dataset
 from reid.evaluation import evaluate_rank, pairwise_distance
 from reid.index import GalleryError, GalleryIndex, IndexMismatchError, is_gallery_index
 from reid.index.build import build_gallery, collect_images, relocate_gallery

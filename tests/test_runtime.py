@@ -23,7 +23,7 @@ import pytest
 from reid.config import ModelConfig, config_from_dict, save_config
 from reid.data.decode import BadImageError, load_image_rgb, resize_weights
 from reid.data.pipeline import eval_dataset, load_image
-from reid.data.synthetic import generate_dataset
+from reid.synthetic.crops import generate_dataset
 from reid.index import GalleryIndex, IndexMismatchError
 from reid.index.build import build_gallery
 from reid.index.query import open_gallery, query_gallery

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from reid.data.synthetic import generate_dataset
+from reid.synthetic.crops import generate_dataset
 from reid.index import GalleryIndex
 from reid.index.build import build_gallery
 from reid.index.query import embed_queries, open_gallery
 from reid.serve.app import ServeLimits, create_app
 from reid.video.ingest import index_footage, video_inputs
-from reid.video.synthetic import make_synthetic_footage
+from reid.synthetic.footage import make_synthetic_footage
 from tiny_model import export_tiny_model
 from tool_runner import tool_main
 

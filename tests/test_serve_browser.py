@@ -60,7 +60,7 @@ def driver():
 def gallery(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
     """(the index folder, its images' folder): 4 synthetic people, MobileNetV2 alpha 0.35 at
     64x32 with random weights (poor but deterministic rankings: all this test needs)."""
-    from reid.data.synthetic import generate_dataset
+    from reid.synthetic.crops import generate_dataset
     from reid.index.build import build_gallery
     from tiny_model import export_tiny_model
 

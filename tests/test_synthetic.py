@@ -20,10 +20,12 @@ import cv2
 import numpy as np
 import pytest
 
-from reid.data import synthetic as syn
-from reid.data.synthetic import (MANIFEST_NAME, POOL_MIN_IMAGES, PersonIdentity, SyntheticError,
-                                 SyntheticParams, generate_dataset, plan_dataset, render_person,
-                                 sample_camera, sample_identities, sample_identity)
+from reid.synthetic import crops as syn
+from reid.synthetic.crops import (MANIFEST_NAME, POOL_MIN_IMAGES, SyntheticError, SyntheticParams,
+                                  generate_dataset, plan_dataset)
+from reid.synthetic.drawing import render_person
+from reid.synthetic.sampling import (CameraStyle, PersonIdentity, sample_camera, sample_identities,
+                                     sample_identity)
 from tool_runner import tool_main
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -361,12 +363,12 @@ def test_mean_colour_does_not_identify_people(tmp_path) -> None:
     assert _market_map(one_hot[q[1]], q[1], q[2], one_hot[g[1]], g[1], g[2]) == 1.0
 
 
-def _camera_with_views(weights: tuple[float, float, float, float]) -> syn.CameraStyle:
+def _camera_with_views(weights: tuple[float, float, float, float]) -> CameraStyle:
     return dataclasses.replace(sample_camera(np.random.default_rng(0)), view_weights=weights,
                                occlusion=0.0)
 
 
-def _draw(identity: PersonIdentity, camera: syn.CameraStyle, seed: int) -> np.ndarray:
+def _draw(identity: PersonIdentity, camera: CameraStyle, seed: int) -> np.ndarray:
     return render_person(identity, camera, np.random.default_rng(seed))
 
 

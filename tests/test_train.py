@@ -16,7 +16,7 @@ from reid.config import config_from_dict
 from reid.data import load_dataset
 from reid.data.pipeline import BadImageError, eval_dataset
 from reid.data.records import DatasetError, ImageRecord, make_dataset
-from reid.data.synthetic import generate_dataset
+from reid.synthetic.crops import generate_dataset
 from reid.engine.evaluator import evaluate_embedder
 from reid.engine.trainer import (Trainer, TrainingError, format_duration, prepare_run_dir,
                                  time_left)

@@ -12,7 +12,7 @@ import pytest
 from reid.calibration import calibrate, spec_calibration, with_calibration
 from reid.data import load_dataset
 from reid.data.pipeline import load_image
-from reid.data.synthetic import generate_dataset
+from reid.synthetic.crops import generate_dataset
 from reid.engine.trainer import Trainer, prepare_run_dir, training_dataset
 from reid.evaluation.verification import pair_scores
 from reid.modeling import Embedder

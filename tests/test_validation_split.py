@@ -61,7 +61,7 @@ def test_impossible_requests_are_named():
 def test_training_validates_on_held_out_identities_only(tmp_path):
     from reid.config import config_from_dict
     from reid.data import load_dataset
-    from reid.data.synthetic import generate_dataset
+    from reid.synthetic.crops import generate_dataset
     from reid.engine.trainer import Trainer, prepare_run_dir, training_dataset
 
     root = tmp_path / "data"

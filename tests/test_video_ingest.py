@@ -27,7 +27,7 @@ from reid.video.errors import FootageError
 from reid.video.ingest import CALENDAR_MARGIN, check_start_time, index_footage, video_inputs
 from reid.video.measure import track_identities, tracking_metrics
 from reid.video.mot import read_mot
-from reid.video.synthetic import make_synthetic_footage
+from reid.synthetic.footage import make_synthetic_footage
 from tiny_model import export_tiny_model
 from tool_runner import tool_main
 

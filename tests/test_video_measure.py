@@ -12,7 +12,7 @@ import pytest
 from reference import brute_force_map_rank1
 from reid.video.measure import cross_camera_map, track_identities, tracking_metrics
 from reid.video.mot import MotRow, read_mot
-from reid.video.synthetic import make_synthetic_footage
+from reid.synthetic.footage import make_synthetic_footage
 
 
 def box(frame: int, ident: int, x: float, y: float = 0.0, w: float = 10.0, h: float = 20.0,

@@ -3,7 +3,7 @@
 drawn elsewhere), plus cross-camera identities, determinism, safe writing and bad arguments.
 
 The footage here is small (2 cameras x 3 s, 4 people) so the file runs in seconds. Files are
-parsed with numpy and configparser, not with the project's MOT reader (tests/test_video_measure.py
+parsed with numpy and configparser, not with the project's MOT reader (tests/test_video_mot.py
 checks that one).
 """
 
@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 import pytest
 
-from reid.data import synthetic as crops
 from reid.demo import DEMO_IDS
+from reid.synthetic import crops, drawing, sampling
+from reid.synthetic.footage import (MANIFEST_NAME, FootageParams, make_synthetic_footage,
+                                    plan_footage)
 from reid.video.errors import FootageError
-from reid.video.synthetic import (MANIFEST_NAME, FootageParams, make_synthetic_footage,
-                                  plan_footage)
 from tool_runner import tool_main
 
 SMALL = dict(cameras=2, people=4, seconds=3, fps=10, width=320, height=240, seed=11)
@@ -258,14 +258,14 @@ def test_default_footage_people_pass_two_or_more_cameras():
 
 def test_a_region_gets_the_look_it_has_in_the_whole_image():
     rng = np.random.default_rng(3)
-    camera = crops.sample_camera(rng)
-    look = crops.sample_camera_look(camera, rng)
+    camera = sampling.sample_camera(rng)
+    look = drawing.sample_camera_look(camera, rng)
     image = rng.integers(0, 256, size=(60, 80, 3), dtype=np.uint8)
     noise = rng.normal(0, camera.noise, size=image.shape).astype(np.float32)
-    whole = crops.apply_camera_look(image, camera, look, noise)
+    whole = drawing.apply_camera_look(image, camera, look, noise)
     margin = int(np.ceil(4 * look.blur)) + 2
     x0, y0, x1, y1 = 20, 10, 50, 40
-    part = crops.apply_camera_look(image[y0 - margin:y1 + margin, x0 - margin:x1 + margin],
+    part = drawing.apply_camera_look(image[y0 - margin:y1 + margin, x0 - margin:x1 + margin],
                                    camera, look,
                                    noise[y0 - margin:y1 + margin, x0 - margin:x1 + margin],
                                    window=(x0 - margin, y0 - margin, 80, 60))
@@ -274,13 +274,13 @@ def test_a_region_gets_the_look_it_has_in_the_whole_image():
 
 
 def test_draw_person_at_draws_in_place_and_refuses_an_unknown_view():
-    person = crops.sample_identities(1, np.random.default_rng(0))[0]
+    person = sampling.sample_identities(1, np.random.default_rng(0))[0]
     canvas = np.zeros((200, 100, 3), np.uint8)
-    crops.draw_person_at(canvas, person, view="left", cx=50, feet=190, height=160, stride=0.4)
+    drawing.draw_person_at(canvas, person, view="left", cx=50, feet=190, height=160, stride=0.4)
     rows, cols = np.nonzero(canvas.any(axis=2))
     assert 25 <= rows.min() <= 35 and rows.max() >= 185 and 15 < cols.min() and cols.max() < 85
     with pytest.raises(ValueError, match="view"):
-        crops.draw_person_at(canvas, person, view="up", cx=50, feet=190, height=160)
+        drawing.draw_person_at(canvas, person, view="up", cx=50, feet=190, height=160)
 
 
 def test_complete_footage_is_skipped_and_other_parameters_redraw_it(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reid.data.synthetic import SyntheticParams, generate_dataset
+from reid.synthetic.crops import SyntheticParams, generate_dataset
 from reid.utils.cli import run_tool
 
 

@@ -18,7 +18,7 @@ import sys
 
 from reid.utils.cli import add_no_progress_option, run_tool
 from reid.video.errors import FootageError
-from reid.video.synthetic import FootageParams, make_synthetic_footage
+from reid.synthetic.footage import FootageParams, make_synthetic_footage
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 
 The footage pipeline (detect, track, choose crops, index, search across cameras) needs videos
 whose every person is known in every frame, and whose people the demo's model can recognise.
-So the people are drawn by the crop generator's own code (:mod:`reid.data.synthetic`, with its
+So the people are drawn by the crop generator's own code (:mod:`reid.synthetic.drawing`, with its
 camera looks), but they are new identities from a seed stream of their own, never the demo's
 training people. Each camera looks at a floor in front of a back wall with a door; people cross
 it at walking pace, nearer ones larger (a pinhole camera above a flat floor: 60-200 pixels tall
@@ -11,7 +11,8 @@ crossing one another (the nearer drawn last). The cameras start at different wal
 and most people walk past two or more of them at different times, so that finding a person in
 another camera is a real question; a quarter of the people pass only one camera.
 
-Written, atomically (a staging folder renamed into place)::
+Written by :mod:`reid.synthetic.folder`'s protocol (a staging folder renamed into place, the
+manifest last, never over someone else's files)::
 
     OUT/footage.json          manifest: format, parameters, cameras (name, video, start time,
                               frames, identities), identities (cameras, walks, query photo)
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import math
 import os
 import pathlib
@@ -45,10 +45,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from reid.data.synthetic import (CameraLook, CameraStyle, PersonIdentity, apply_camera_look,
-                                 draw_person_at, encode_bgr_jpeg, render_person, sample_camera,
-                                 sample_camera_look, sample_identities)
-from reid.utils.io import staged_dir
+from reid.synthetic.crops import encode_bgr_jpeg
+from reid.synthetic.drawing import (CameraLook, apply_camera_look, draw_person_at, render_person,
+                                    sample_camera_look)
+from reid.synthetic.folder import GeneratorFolder, Manifest
+from reid.synthetic.sampling import CameraStyle, PersonIdentity, sample_camera, sample_identities
 from reid.video.errors import FootageError
 from reid.video.mot import MotRow, format_mot
 
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
     from reid.utils.progress import Progress
 
 MANIFEST_NAME = "footage.json"
+#: What the manifest's "generator" says: the module's name when the format began, kept so that
+#: footage on disk stays recognised.
+GENERATOR = "reid.video.synthetic"
 # Bump whenever drawing or planning changes, so footage drawn by older code is drawn again.
 # (2: footage drawn by the uncommitted drafts of this module said 1.)
 FORMAT_VERSION = 2
@@ -648,7 +652,8 @@ class FootageSummary:
         return "\n".join(lines)
 
 
-def _manifest(plan: FootagePlan, results: Sequence[_CameraResult]) -> dict[str, object]:
+def _manifest(plan: FootagePlan, results: Sequence[_CameraResult]) -> Manifest:
+    """The manifest's fields after the generator, format and parameters."""
     params = plan.params
     seen: dict[int, list[str]] = {pid: [] for pid in plan.identities}
     cameras = []
@@ -670,9 +675,6 @@ def _manifest(plan: FootagePlan, results: Sequence[_CameraResult]) -> dict[str, 
     files = [MANIFEST_NAME] + [f for c in cameras for f in camera_files(str(c["name"])).values()]
     files += [str(p["query"]) for p in people]
     return {
-        "generator": "reid.video.synthetic",
-        "format": FORMAT_VERSION,
-        "params": dataclasses.asdict(params),
         "fps": params.fps, "width": params.width, "height": params.height, "seed": params.seed,
         "query_camid": QUERY_CAMID,
         "detections": (f"oracle: ground-truth boxes at least {DET_MIN_VISIBILITY:g} visible, "
@@ -684,51 +686,23 @@ def _manifest(plan: FootagePlan, results: Sequence[_CameraResult]) -> dict[str, 
     }
 
 
-def read_footage_manifest(out_dir: str | os.PathLike) -> dict[str, object] | None:
-    """The manifest of synthetic footage in ``out_dir``, or None when there is none to read."""
-    try:
-        data = json.loads((pathlib.Path(out_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _listed_files(manifest: dict[str, object] | None) -> set[str]:
-    files = manifest.get("files") if manifest else None
+def _listed_files(manifest: Manifest) -> set[str]:
+    files = manifest.get("files")
     return {f for f in files if isinstance(f, str)} if isinstance(files, list) else set()
+
+
+FOLDER = GeneratorFolder(MANIFEST_NAME, GENERATOR, FORMAT_VERSION, "synthetic footage",
+                         FootageError, _listed_files)
+
+
+def read_footage_manifest(out_dir: str | os.PathLike) -> Manifest | None:
+    """The manifest of synthetic footage in ``out_dir``, or None when there is none to read."""
+    return FOLDER.read_manifest(out_dir)
 
 
 def is_complete(out_dir: str | os.PathLike, params: FootageParams) -> bool:
     """True if ``out_dir`` holds this generator's footage for ``params``, every file present."""
-    out = pathlib.Path(out_dir)
-    manifest = read_footage_manifest(out)
-    if manifest is None or manifest.get("format") != FORMAT_VERSION:
-        return False
-    if manifest.get("params") != dataclasses.asdict(params):
-        return False
-    files = _listed_files(manifest)
-    return bool(files) and all((out / f).is_file() for f in files)
-
-
-def _check_replaceable(out: pathlib.Path) -> None:
-    """Only ever replace an empty folder or footage this generator wrote: never someone's data."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise FootageError(f"{out}: exists and is not a folder")
-    if not any(out.iterdir()):
-        return
-    manifest = read_footage_manifest(out)
-    if manifest is None or manifest.get("generator") != "reid.video.synthetic":
-        raise FootageError(f"{out}: exists, is not empty and has no {MANIFEST_NAME} of synthetic "
-                           f"footage, so it was not written by this generator; refusing to "
-                           f"replace it")
-    theirs = sorted(str(p.relative_to(out)) for p in out.rglob("*")
-                    if not p.is_dir() and str(p.relative_to(out)) not in _listed_files(manifest))
-    if theirs:
-        shown = ", ".join(theirs[:3]) + (", ..." if len(theirs) > 3 else "")
-        raise FootageError(f"{out}: holds {len(theirs)} file(s) this generator did not write "
-                           f"({shown}); move them out or choose another --out")
+    return FOLDER.is_complete(out_dir, dataclasses.asdict(params))
 
 
 def make_synthetic_footage(out_dir: str | os.PathLike, cameras: int = 3, people: int = 8,
@@ -751,11 +725,10 @@ def make_synthetic_footage(out_dir: str | os.PathLike, cameras: int = 3, people:
         cams = tuple(CameraSummary(c["name"], c["frames"], tuple(c["identities"]), c["boxes"], 0.0)
                      for c in manifest.get("cameras", []))  # type: ignore[union-attr]
         return FootageSummary(str(out), params, cams, time.perf_counter() - started, skipped=True)
-    _check_replaceable(out)
-    replaced = out.exists() and any(out.iterdir())
-    plan = plan_footage(params)
     results: list[_CameraResult] = []
-    with staged_dir(out, replace=True) as tmp:
+    with FOLDER.replace(out) as staging:
+        plan = plan_footage(params)
+        tmp = staging.path
         for rig in plan.rigs:
             files = camera_files(rig.name)
             for key in ("gt", "det"):
@@ -782,10 +755,9 @@ def make_synthetic_footage(out_dir: str | os.PathLike, cameras: int = 3, people:
             image = render_person(identity, plan.query_style, rng, *QUERY_SIZE)
             (tmp / QUERY_DIR / query_name(pid)).write_bytes(encode_bgr_jpeg(image))
         manifest = _manifest(plan, results)
-        # The manifest goes in last: its presence is what marks the folder complete.
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        staging.finish(dataclasses.asdict(params), manifest)
     cams = tuple(CameraSummary(c["name"], c["frames"], tuple(c["identities"]), c["boxes"],
                                r.seconds)
                  for c, r in zip(manifest["cameras"], results))  # type: ignore[call-overload]
     return FootageSummary(str(out), params, cams, time.perf_counter() - started, skipped=False,
-                          replaced=replaced)
+                          replaced=staging.replaced)
