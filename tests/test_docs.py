@@ -1,5 +1,6 @@
-"""The documentation stays true: docs/CLI.md matches the tools, the README's commands name real
-options, and the README's Python API snippets run against a tiny real setup."""
+"""The documentation stays true: docs/CLI.md matches the tools, the README's and docs/GUIDE.md's
+commands name real options, their links resolve, and the README's Python API snippets run
+against a tiny real setup."""
 
 from __future__ import annotations
 
@@ -33,24 +34,27 @@ def test_every_tool_option_has_help(path):
     assert not missing, f"{path.name}: options without help text: {missing}"
 
 
-def readme_commands() -> list[tuple[str, str]]:
-    """(tool name, rest of the command) for every ``python tools/NAME.py ...`` in the README,
+def readme_commands(document: pathlib.Path = README) -> list[tuple[str, str]]:
+    """(tool name, rest of the command) for every ``python tools/NAME.py ...`` in a guide,
     continuation lines joined; a trailing ``# comment`` or the end of inline code ends it."""
-    text = README.read_text().replace("\\\n", " ")
+    text = document.read_text().replace("\\\n", " ")
     return [(m.group(1), re.split(r" #|`", m.group(2))[0])
             for m in re.finditer(r"python tools/(\w+)\.py([^\n]*)", text)]
 
 
-def test_readme_commands_use_real_tools_and_options():
-    commands = readme_commands()
+@pytest.mark.parametrize("document", [README, ROOT / "docs" / "GUIDE.md"],
+                         ids=lambda p: p.name)
+def test_readme_commands_use_real_tools_and_options(document):
+    commands = readme_commands(document)
     assert len(commands) >= 8
     for name, rest in commands:
         path = TOOLS / f"{name}.py"
-        assert path.is_file(), f"README names tools/{name}.py, which does not exist"
+        assert path.is_file(), f"{document.name} names tools/{name}.py, which does not exist"
         parser, _ = load_tool(path)
         known = {s for a in parser._actions for s in a.option_strings}
         unknown = sorted(set(re.findall(r"(?<![\w-])--[a-z][\w-]*", rest)) - known)
-        assert not unknown, f"README: tools/{name}.py has no option {unknown}: {rest.strip()}"
+        assert not unknown, (f"{document.name}: tools/{name}.py has no option {unknown}: "
+                             f"{rest.strip()}")
 
 
 def readme_api_blocks() -> list[str]:
@@ -62,7 +66,40 @@ def readme_api_blocks() -> list[str]:
 
 def test_every_readme_python_block_is_in_the_tested_api_section():
     everywhere = re.findall(r"```python\n", README.read_text())
-    assert len(readme_api_blocks()) == len(everywhere) >= 4
+    assert len(readme_api_blocks()) == len(everywhere) >= 2
+
+
+def heading_anchor(title: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped (``_`` and
+    ``-`` kept), spaces made hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def markdown_headings(path: pathlib.Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.DOTALL)  # '# x' in code: none
+    return {heading_anchor(m.group(1))
+            for m in re.finditer(r"^#{1,6} (.+)$", text, re.MULTILINE)}
+
+
+DOCUMENTS = [README, ROOT / "data" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(document):
+    """Every relative link (and picture) of the guides names a file of the repository, and an
+    anchor names a heading of that file."""
+    text = re.sub(r"```.*?```", "", document.read_text(), flags=re.DOTALL)
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):  # https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        file = (document.parent / path).resolve() if path else document
+        if not file.is_file():
+            broken.append(f"{target} (no such file)")
+        elif anchor and file.suffix == ".md" and anchor not in markdown_headings(file):
+            broken.append(f"{target} (no heading #{anchor} in {file.name})")
+    assert not broken, f"{document.relative_to(ROOT)}: broken links: {broken}"
 
 
 def test_readme_api_snippets_run(tmp_path, monkeypatch):
