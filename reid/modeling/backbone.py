@@ -179,4 +179,21 @@ def build_backbone(model_cfg: ModelConfig, input_shape: tuple[int, int, int]) ->
     base = _keras_mobilenet_v2(model_cfg.alpha, input_shape, imagenet=weights == "imagenet")
     if isinstance(weights, pathlib.Path):
         load_weights_file(base, weights, f"MobileNetV2 alpha={model_cfg.alpha}")
-    return rebuild_backbone(base, model_cfg.last_stride, bn_momentum=model_cfg.bn_momentum)
+    backbone = rebuild_backbone(base, model_cfg.last_stride, bn_momentum=model_cfg.bn_momentum)
+    if model_cfg.zero_init_residual:
+        zero_init_residual(backbone)
+    return backbone
+
+
+def zero_init_residual(backbone: keras.Model) -> list[str]:
+    """Set the scale (gamma) of the batch norm that ends each residual block to 0, so that
+    every ``block_N_add`` starts by passing its input through unchanged: a deep network from
+    random weights then trains like a shallow one at first, and does not sit on the plateau
+    where a randomly initialised MobileNetV2 spends its first epochs. Returns the layers set."""
+    names = []
+    for layer in backbone.layers:
+        if layer.name.startswith("block_") and layer.name.endswith("_add"):
+            norm = backbone.get_layer(layer.name.removesuffix("_add") + "_project_BN")
+            norm.gamma.assign(keras.ops.zeros_like(norm.gamma))
+            names.append(norm.name)
+    return names
