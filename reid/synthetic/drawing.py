@@ -16,8 +16,8 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
-from reid.synthetic.sampling import (BOTTOM_COLORS, HAIR_COLORS, SHOE_COLORS, SKIN_TONES,
-                                     TOP_COLORS, BAG_COLORS, VIEWS, CameraStyle, Color,
+from reid.synthetic.sampling import (BAG_COLORS, BOTTOM_COLORS, HAIR_COLORS, SHOE_COLORS,
+                                     SKIN_TONES, TOP_COLORS, VIEWS, CameraStyle, Color,
                                      PersonIdentity, muted_color, pick, random_color)
 
 # Drawing happens at this multiple of the output size and is then area-downsampled, which gives
