@@ -39,10 +39,12 @@ QUERY_TARGET_SECONDS = 1.5
 
 
 def healthy_random_model(height: int, width: int, alpha: float, images: np.ndarray):
-    """Random weights with batch norms set to the crops' statistics (see tests/test_runtime.py)."""
+    """Random weights with batch norms set to the crops' statistics (see tests/test_runtime.py);
+    ``images``: the crops' RGB pixels."""
     import keras
 
     from reid.config import ModelConfig
+    from reid.data.preprocessing import normalize_pixels
     from reid.modeling import build_reid_model
 
     keras.utils.set_random_seed(0)
@@ -51,7 +53,7 @@ def healthy_random_model(height: int, width: int, alpha: float, images: np.ndarr
     norms = [layer for layer in _walk(model) if isinstance(layer, keras.layers.BatchNormalization)]
     for bn in norms:
         bn.momentum = 0.0
-    model(images, training=True)
+    model(normalize_pixels(images), training=True)
     for bn in norms:
         bn.momentum = 0.9
     return model
@@ -95,7 +97,7 @@ def measure_runtimes(folder: pathlib.Path, crops: list[str], rounds: int, batche
     from reid.data.pipeline import eval_dataset
     from reid.modeling import Embedder
     from reid.modeling.convert import Tolerance, convert_with_images
-    from reid.modeling.embedder import CONVERTED
+    from reid.modeling.spec import CONVERTED
 
     for name in RUNTIMES[1:]:
         # Speed is the point here: int8 of random weights is kept whatever its parity.

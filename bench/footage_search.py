@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     start_tensorflow_quietly()
     from reid.calibration import resolve_threshold
-    from reid.index.query import open_gallery, query_footage
+    from reid.index.open import open_gallery
+    from reid.index.query import query_footage
     from reid.utils.provenance import source_commit
     from reid.video.ingest import index_footage, video_inputs
     from reid.video.measure import track_identities

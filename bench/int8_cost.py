@@ -33,7 +33,7 @@ def main() -> None:
     from reid.engine.commands import run_evaluation
     from reid.modeling import resolve_model_dir
     from reid.modeling.convert import TOLERANCES, Tolerance, convert_with_images
-    from reid.modeling.embedder import CONVERTED
+    from reid.modeling.spec import CONVERTED
     from reid.run_layout import RunLayout
 
     model_dir = resolve_model_dir(args.model)

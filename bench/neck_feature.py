@@ -85,6 +85,7 @@ def score_four_ways(args: argparse.Namespace) -> None:
 
     from reid.data import load_dataset
     from reid.data.pipeline import eval_dataset
+    from reid.data.preprocessing import normalize_pixels
     from reid.engine.checkpoint import assign_group, latest_checkpoint, load_checkpoint
     from reid.engine.evaluator import Features, format_metrics, score_features
     from reid.engine.trainer import training_dataset
@@ -129,7 +130,7 @@ def score_four_ways(args: argparse.Namespace) -> None:
         raw, after = [], []
         for i, batch in enumerate(eval_dataset(paths, *size, cfg.eval.batch_size,
                                                flip=mirrored), start=1):
-            out = network(batch, training=False)
+            out = network(normalize_pixels(batch), training=False)
             raw.append(np.asarray(out[FEATURES], np.float64))
             after.append(np.asarray(out[EMBEDDING], np.float64))
             if bar is not None:

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     start_tensorflow_quietly()
     from reid.config import VideoConfig
-    from reid.index.build import load_model
+    from reid.modeling import load_model
     from reid.modeling.runtime import usable_cores
     from reid.utils.provenance import source_commit
     from reid.video.ingest import STAGES, VideoInput, process_video

@@ -189,7 +189,8 @@ def _index_and_query(model_dir, dataset, paths: DemoPaths, log, progress: bool =
     """Index the gallery, query it with the first few query images, save the ranked pictures."""
     from reid.index.build import build_gallery
     from reid.calibration import resolve_threshold
-    from reid.index.query import format_results, open_gallery, query_gallery, save_results_grid
+    from reid.index.open import open_gallery
+    from reid.index.query import format_results, query_gallery, save_results_grid
 
     log(f"== 5. gallery index -> {paths.index}")
     gallery_dir = pathlib.Path(dataset.root) / "bounding_box_test"
@@ -232,7 +233,8 @@ def _footage(model_dir, paths: DemoPaths, log) -> tuple[list[str], Any]:
     from reid.calibration import resolve_threshold
     from reid.index.appearances import format_appearances
     from reid.index.footage_pictures import render_sheet, render_timeline, save_picture
-    from reid.index.query import open_gallery, query_footage
+    from reid.index.open import open_gallery
+    from reid.index.query import query_footage
     from reid.video.ingest import index_footage, video_inputs
     from reid.video.scoring import score_footage
     from reid.synthetic.footage import make_synthetic_footage, read_footage_manifest

@@ -12,6 +12,7 @@ from reid.config import config_from_dict
 from reid.data import load_dataset
 from reid.data.records import ImageRecord
 from reid.data.pipeline import eval_dataset
+from reid.data.preprocessing import normalize_pixels
 from reid.synthetic.crops import generate_dataset
 from reid.engine.trainer import Trainer, prepare_run_dir, training_dataset
 from reid.evaluation.verification import equal_error_rate, pair_scores
@@ -39,7 +40,7 @@ def neck_inputs(models, records, cfg) -> list[np.ndarray]:
     model = models.training_model
     necks = [NECK_LAYER] + ([PART_NECK_LAYER] if cfg.model.parts else [])
     probe = keras.Model(model.input, [model.get_layer(n).input for n in necks])
-    outputs = probe(images, training=False)
+    outputs = probe(normalize_pixels(images), training=False)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     return [np.asarray(o, np.float64) for o in outputs]
 

@@ -20,6 +20,7 @@ import pytest
 import tensorflow as tf
 
 from reid.config import ModelConfig
+from reid.data.preprocessing import normalize_pixels
 from reid.modeling import (EMBEDDING, FEATURES, LOGITS, Embedder, GeMPooling2D, L2Normalize,
                            ModelError, build_backbone, build_reid_model, export_embedder,
                            make_spec, rebuild_backbone, weights_fingerprint)
@@ -58,6 +59,11 @@ def small_cfg(**changes) -> ModelConfig:
 
 def images(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, (n, *SHAPE)).astype(np.float32)
+
+
+def pixels(n: int, seed: int = 0) -> np.ndarray:
+    """RGB pixels in [0, 255], what an embedder takes (the network takes them normalised)."""
+    return np.random.default_rng(seed).uniform(0, 255, (n, *SHAPE)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -313,8 +319,8 @@ def test_export_and_load_round_trip(gem_models, tmp_path):
     assert loaded.input_size == (64, 32) and loaded.embedding_dim == 96
     assert loaded.fingerprint == spec["fingerprint"] == weights_fingerprint(
         gem_models.embedding_model)
-    x = images(6, seed=9)
-    want = gem_models.embedding_model(x, training=False).numpy()
+    x = pixels(6, seed=9)
+    want = gem_models.embedding_model(normalize_pixels(x), training=False).numpy()
     got = loaded.embed(x)
     assert got.dtype == np.float32 and got.shape == (6, 96)
     np.testing.assert_allclose(got, want, atol=1e-5)
@@ -346,9 +352,10 @@ def test_fingerprint_follows_the_weights():
 
 def test_embed_checks_and_batching(gem_models):
     embedder = Embedder(gem_models.embedding_model, {"config": "mem"})
-    x = images(7, seed=2)
+    x = pixels(7, seed=2)
     whole = embedder.embed(x)
-    np.testing.assert_allclose(whole, gem_models.embedding_model(x).numpy(), atol=1e-5)
+    np.testing.assert_allclose(whole, gem_models.embedding_model(normalize_pixels(x)).numpy(),
+                               atol=1e-5)
     parts = embedder.embed_batches([x[:3], (x[3:4], "label"), {"image": x[4:]}], progress=False)
     np.testing.assert_allclose(parts, whole, atol=1e-5)
     dataset = tf.data.Dataset.from_tensor_slices((x, np.arange(7))).batch(2)
@@ -358,10 +365,22 @@ def test_embed_checks_and_batching(gem_models):
     assert embedder.embed(x[:0]).shape == (0, 96)
     assert embedder.embed_batches([], progress=False).shape == (0, 96)
     np.testing.assert_allclose(embedder.embed(x.astype(np.float64)), whole, atol=1e-5)
-    with pytest.raises(ModelError, match=r"\(N, 64, 32, 3\)"):
-        embedder.embed(np.zeros((2, 32, 64, 3), np.float32))
-    with pytest.raises(ModelError, match="uint8"):
-        embedder.embed(np.zeros((2, 64, 32, 3), np.uint8))
+    # Pixels as decoded: uint8 as well as float, and any size, resized as the pipeline does.
+    whole_numbers = np.round(x).astype(np.uint8)
+    np.testing.assert_allclose(embedder.embed(whole_numbers),
+                               embedder.embed(whole_numbers.astype(np.float32)), atol=1e-6)
+    larger = np.repeat(np.repeat(x, 2, axis=1), 2, axis=2)  # 128x64
+    np.testing.assert_allclose(embedder.embed(larger),
+                               embedder.embed([embedder.resize(i) for i in larger]), atol=1e-6)
+    assert embedder.resize(larger[0]).shape == (64, 32, 3)
+    with pytest.raises(ModelError, match=r"\(N, h, w, 3\), got \(2, 64, 32, 4\)"):
+        embedder.embed(np.zeros((2, 64, 32, 4), np.float32))
+    with pytest.raises(ModelError, match=r"\(h, w, 3\), got \(64, 32\)"):
+        embedder.embed([np.zeros((64, 32), np.uint8)])
+    # Normalised already: the embedder would normalise them twice.
+    with pytest.raises(ModelError, match=r"expected RGB pixels in \[0, 255\], got values from "
+                                         r"-1 to 1 \(.*not normalised\)"):
+        embedder.embed(np.linspace(-1, 1, 2 * 64 * 32 * 3).reshape(2, 64, 32, 3))
 
 
 def test_spec_cannot_contradict_the_model(gem_models):
@@ -387,6 +406,12 @@ def test_load_errors_name_the_file(gem_models, tmp_path):
     spec["fingerprint"] = "0" * 64  # a spec left over from another export
     spec_path.write_text(json.dumps(spec))
     with pytest.raises(ModelError, match=f"{spec_re}: fingerprint .* different exports"):
+        Embedder.load(out)
+    spec = json.loads(good_spec)
+    spec["normalization"] = "imagenet"  # a preprocessing this code does not apply
+    spec_path.write_text(json.dumps(spec))
+    with pytest.raises(ModelError, match=f"{spec_re}: normalization 'imagenet' is not one this "
+                                         f"version applies \\(known: mobilenet_v2\\)"):
         Embedder.load(out)
     spec_path.unlink()
     with pytest.raises(ModelError, match=f"{spec_re}: embedder spec not found"):
@@ -438,7 +463,7 @@ def test_stripe_pooling_refuses_a_map_lower_than_its_stripes():
 def test_part_model_heads_embedding_and_export(tmp_path):
     parts, part_dim = 3, 16
     models = build_reid_model(small_cfg(parts=parts, part_dim=part_dim), SHAPE, NUM_CLASSES)
-    x = images(4, seed=5)
+    x = normalize_pixels(pixels(4, seed=5))
     out = models.training_model(x, training=False)
     assert tuple(out[LOGITS].shape) == (4, 1 + parts, NUM_CLASSES)
     global_dim = out[FEATURES].shape[1]
@@ -459,7 +484,8 @@ def test_part_model_heads_embedding_and_export(tmp_path):
     export_embedder(models.embedding_model, tmp_path / "embedder", {"config": "parts"})
     loaded = Embedder.load(tmp_path / "embedder")
     assert loaded.embedding_dim == global_dim + parts * part_dim
-    np.testing.assert_allclose(loaded.embed(x), out[EMBEDDING].numpy(), atol=1e-5)
+    np.testing.assert_allclose(loaded.embed(pixels(4, seed=5)), out[EMBEDDING].numpy(),
+                               atol=1e-5)
 
 
 def test_more_parts_than_feature_rows_is_a_config_error():
@@ -503,12 +529,12 @@ def test_neck_feat_centered_subtracts_the_necks_moving_mean(tmp_path):
             == [tuple(w.shape) for w in before.training_model.weights])
     mean = np.random.default_rng(0).uniform(0, 2, 1280).astype(np.float32)
     models.training_model.get_layer(NECK_LAYER).moving_mean.assign(mean)
-    x = images(4, seed=8)
+    x = normalize_pixels(pixels(4, seed=8))
     features = models.training_model(x, training=False)[FEATURES].numpy()
     want = (features - mean) / np.linalg.norm(features - mean, axis=1, keepdims=True)
     np.testing.assert_allclose(models.export_model()(x, training=False).numpy(), want,
                                rtol=1e-5, atol=1e-6)
     # The mean travels with the export.
     export_embedder(models.export_model(), tmp_path / "m")
-    np.testing.assert_allclose(Embedder.load(tmp_path / "m", "keras").embed(x), want,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(Embedder.load(tmp_path / "m", "keras").embed(pixels(4, seed=8)),
+                               want, rtol=1e-5, atol=1e-6)

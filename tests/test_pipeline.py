@@ -19,6 +19,7 @@ from reid.data.pipeline import (
     eval_dataset,
     load_image,
 )
+from reid.data.preprocessing import normalize_pixels
 from reid.data.records import ImageRecord
 
 H, W = 24, 12
@@ -150,7 +151,7 @@ def test_eval_preserves_order_in_uneven_batches(tmp_path: pathlib.Path) -> None:
     assert [b.shape[0] for b in batches] == [4, 4, 3]
     images = np.concatenate(batches)
     assert images.dtype == np.float32 and images.shape == (11, H, W, 3)
-    assert [_index_of(img) for img in images] == list(range(11))
+    assert [_index_of(normalize_pixels(img)) for img in images] == list(range(11))
 
 
 @pytest.mark.parametrize("size", [(10, 7), (40, 20), (97, 31)])  # enlarge, same ratio, shrink
@@ -160,11 +161,12 @@ def test_eval_matches_numpy_reference(tmp_path: pathlib.Path, size: tuple[int, i
     path = str(tmp_path / "tex.png")
     cv2.imwrite(path, img)
     (batch,) = list(eval_dataset([path], H, W, batch_size=8).as_numpy_iterator())
-    np.testing.assert_allclose(batch[0], _reference(path, H, W), atol=2e-4)
+    assert batch.min() >= 0.0 and batch.max() <= 255.0  # pixels: the embedder normalises
+    np.testing.assert_allclose(normalize_pixels(batch[0]), _reference(path, H, W), atol=2e-4)
     if size[0] < H:  # enlarging is plain bilinear: OpenCV agrees too
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)
         cv = cv2.resize(rgb, (W, H), interpolation=cv2.INTER_LINEAR) / 127.5 - 1.0
-        np.testing.assert_allclose(batch[0], cv, atol=2e-4)
+        np.testing.assert_allclose(normalize_pixels(batch[0]), cv, atol=2e-4)
     # The single-image loader is the same pipeline.
     np.testing.assert_allclose(load_image(path, H, W), batch[0], atol=1e-6)
 
@@ -187,8 +189,10 @@ def test_grey_and_alpha_images_load_as_rgb(tmp_path: pathlib.Path) -> None:
     rgba = str(tmp_path / "a.png")
     alpha = np.full((20, 10), 9, np.uint8)
     cv2.imwrite(rgba, np.dstack([np.full((20, 10, 3), 50, np.uint8), alpha]))
-    np.testing.assert_allclose(load_image(grey, H, W), 200 / 127.5 - 1, atol=1e-6)
-    np.testing.assert_allclose(load_image(rgba, H, W), 50 / 127.5 - 1, atol=1e-6)
+    np.testing.assert_allclose(normalize_pixels(load_image(grey, H, W)), 200 / 127.5 - 1,
+                               atol=1e-6)
+    np.testing.assert_allclose(normalize_pixels(load_image(rgba, H, W)), 50 / 127.5 - 1,
+                               atol=1e-6)
 
 
 def _corrupt(tmp_path: pathlib.Path) -> str:

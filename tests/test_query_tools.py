@@ -26,7 +26,8 @@ from reid.synthetic.crops import generate_dataset
 from reid.evaluation import evaluate_rank, pairwise_distance
 from reid.index import GalleryError, GalleryIndex, IndexMismatchError, is_gallery_index
 from reid.index.build import build_gallery, collect_images, relocate_gallery
-from reid.index.query import embed_queries, open_gallery, query_gallery
+from reid.index.open import open_gallery
+from reid.index.query import embed_queries, query_gallery
 from reid.modeling import build_reid_model, export_embedder
 from reid.modeling.reid_model import NECK_LAYER
 from index_format_1 import write_format_1
@@ -692,7 +693,7 @@ def test_a_lost_current_is_refused_naming_the_version_to_restore(tmp_path, run_d
 
 
 def test_a_failed_build_of_a_new_index_leaves_no_folder(tmp_path, data):
-    with pytest.raises(GalleryError, match="--model is required"):
+    with pytest.raises(GalleryError, match="model is required to build a new index"):
         build_gallery([data / "query"], tmp_path / "new", progress=False, log=lambda _: None)
     assert not (tmp_path / "new").exists()
 

@@ -21,16 +21,18 @@ import numpy as np
 import pytest
 
 from reid.config import ModelConfig, config_from_dict, save_config
-from reid.data.decode import BadImageError, load_image_rgb, resize_weights
+from reid.data.decode import BadImageError, load_image_rgb
 from reid.data.pipeline import eval_dataset, load_image
+from reid.data.preprocessing import normalize_pixels, resize_weights
 from reid.synthetic.crops import generate_dataset
 from reid.index import GalleryIndex, IndexMismatchError
 from reid.index.build import build_gallery
-from reid.index.query import open_gallery, query_gallery
+from reid.index.open import open_gallery
+from reid.index.query import query_gallery
 from reid.modeling import Embedder, ModelError, build_reid_model, convert, export_embedder
 from reid.modeling.convert import (Tolerance, calibration_set, convert_with_images,
                                    parity_report, topk_agreement)
-from reid.modeling.embedder import CONVERTED
+from reid.modeling.spec import CONVERTED
 from tool_runner import tool_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -64,7 +66,7 @@ def healthy_export(folder: pathlib.Path, crops: list[str], seed: int = 0) -> pat
     norms = list(batch_norms(model))
     for bn in norms:
         bn.momentum = 0.0  # one pass in training mode copies the batch statistics
-    model(images, training=True)
+    model(normalize_pixels(images), training=True)
     for bn in norms:
         bn.momentum = 0.9
     export_embedder(model, folder)
@@ -307,7 +309,7 @@ def test_a_quantized_index_refuses_float_queries(tmp_path, crops):
                   log=lambda _: None)
     assert GalleryIndex.load(index).model.precision == "float16"
     with pytest.raises(IndexMismatchError, match="index was built with the float16 embeddings "
-                                                 ".*these are float32.*--runtime "
+                                                 ".*these are float32.*with runtime "
                                                  "litert-float16"):
         open_gallery(index, runtime="keras")
     # auto keeps to the index's precision, for queries and for appending.
@@ -382,7 +384,8 @@ def test_the_decoder_sees_images_as_the_pipeline_does(tmp_path, suffix):
         path = str(tmp_path / f"{height}x{width}{suffix}")
         cv2.imwrite(path, image)
         for size in [(64, 32), (256, 128)]:  # shrinking, growing and mixed
-            np.testing.assert_allclose(load_image_rgb(path, *size), load_image(path, *size),
+            np.testing.assert_allclose(normalize_pixels(load_image_rgb(path, *size)),
+                                       normalize_pixels(load_image(path, *size)),
                                        atol=1e-4)
 
 
@@ -403,8 +406,8 @@ def test_the_decoder_ignores_exif_orientation_as_the_pipeline_does(tmp_path):
     path.write_bytes(with_exif_orientation(cv2.imencode(".jpg", image)[1].tobytes(), 6))
     rotated = cv2.imread(str(path))  # OpenCV's default would turn it
     assert rotated.shape[:2] == (40, 80)
-    np.testing.assert_allclose(load_image_rgb(path, HEIGHT, WIDTH),
-                               load_image(str(path), HEIGHT, WIDTH), atol=1e-4)
+    np.testing.assert_allclose(normalize_pixels(load_image_rgb(path, HEIGHT, WIDTH)),
+                               normalize_pixels(load_image(str(path), HEIGHT, WIDTH)), atol=1e-4)
 
 
 def test_the_decoder_refuses_what_it_cannot_read(tmp_path):

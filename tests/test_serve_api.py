@@ -19,7 +19,8 @@ from fastapi.testclient import TestClient
 from reid.synthetic.crops import generate_dataset
 from reid.index import GalleryIndex
 from reid.index.build import build_gallery
-from reid.index.query import embed_queries, open_gallery
+from reid.index.open import open_gallery
+from reid.index.query import embed_queries
 from reid.serve.app import ServeLimits, create_app
 from reid.video.ingest import index_footage, video_inputs
 from reid.synthetic.footage import make_synthetic_footage

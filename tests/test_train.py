@@ -15,6 +15,7 @@ import pytest
 from reid.config import config_from_dict
 from reid.data import load_dataset
 from reid.data.pipeline import BadImageError, eval_dataset
+from reid.data.preprocessing import normalize_pixels
 from reid.data.records import DatasetError, ImageRecord, make_dataset
 from reid.synthetic.crops import generate_dataset
 from reid.engine.evaluator import evaluate_embedder
@@ -145,9 +146,9 @@ def test_export_is_loadable_and_matches_the_trained_model(tiny_data, tmp_path):
                       progress=False)
     result = trainer.fit()
     embedder = Embedder.load(result.model_dir)
-    images = np.random.default_rng(0).uniform(-1, 1, (3, 64, 32, 3)).astype(np.float32)
-    np.testing.assert_allclose(embedder.embed(images),
-                               np.asarray(trainer.models.embedding_model(images)), atol=1e-5)
+    pixels = np.random.default_rng(0).uniform(0, 255, (3, 64, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(embedder.embed(pixels), np.asarray(
+        trainer.models.embedding_model(normalize_pixels(pixels))), atol=1e-5)
     assert embedder.spec["config_name"] == "tiny"
     # The last epoch's validation describes the exported model (the demo shows it as such).
     again = evaluate_embedder(embedder, trainer.dataset, cfg.eval, progress=False)
@@ -208,10 +209,11 @@ def test_finished_run_resumed_with_neck_feat_before_re_exports_the_same_weights(
     result = trainer.fit(resume=True)
     assert result.epochs == 1 and len(result.history) == 1  # nothing trained again
 
-    images = np.random.default_rng(0).uniform(-1, 1, (3, 64, 32, 3)).astype(np.float32)
-    features = trainer.models.training_model(images, training=False)["features"].numpy()
+    pixels = np.random.default_rng(0).uniform(0, 255, (3, 64, 32, 3)).astype(np.float32)
+    features = trainer.models.training_model(normalize_pixels(pixels),
+                                             training=False)["features"].numpy()
     want = features / np.linalg.norm(features, axis=1, keepdims=True)
-    np.testing.assert_allclose(Embedder.load(result.model_dir).embed(images), want,
+    np.testing.assert_allclose(Embedder.load(result.model_dir).embed(pixels), want,
                                rtol=1e-4, atol=1e-5)
     assert joined_dim == features.shape[1] + 2 * 8  # the first export joined the stripes
 
@@ -308,8 +310,8 @@ def test_training_ends_with_a_litert_export_that_serves(tiny_data, tmp_path):
                for line in lines)
     images = np.concatenate([np.asarray(b) for b in
                              eval_dataset([r.path for r in trainer.dataset.query], 64, 32, 64)])
-    np.testing.assert_allclose(served.embed(images),
-                               trainer.models.embedding_model(images).numpy(), atol=1e-5)
+    np.testing.assert_allclose(served.embed(images), trainer.models.embedding_model(
+        normalize_pixels(images)).numpy(), atol=1e-5)
 
 
 def test_a_failed_litert_conversion_is_a_warning_not_a_failed_run(tiny_data, tmp_path,

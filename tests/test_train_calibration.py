@@ -12,6 +12,7 @@ import pytest
 from reid.calibration import calibrate, spec_calibration, with_calibration
 from reid.data import load_dataset
 from reid.data.pipeline import load_image
+from reid.data.preprocessing import normalize_pixels
 from reid.synthetic.crops import generate_dataset
 from reid.engine.trainer import Trainer, prepare_run_dir, training_dataset
 from reid.evaluation.verification import pair_scores
@@ -72,7 +73,8 @@ def test_a_run_calibrates_on_its_validation_split_and_recalibrates_a_re_export(t
     result = trainer.fit(resume=True)
     assert len(result.history) == 1
     images = np.stack([load_image(r.path, 64, 32) for r in dataset.query])
-    features = trainer.models.training_model(images, training=False)["features"].numpy()
+    features = trainer.models.training_model(normalize_pixels(images),
+                                             training=False)["features"].numpy()
     features -= trainer.models.training_model.get_layer(NECK_LAYER).moving_mean.numpy()
     np.testing.assert_allclose(Embedder.load(result.model_dir).embed(images),
                                features / np.linalg.norm(features, axis=1, keepdims=True),

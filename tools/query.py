@@ -85,11 +85,12 @@ def main(argv: list[str] | None = None) -> int:
 def query(args: argparse.Namespace) -> None:
     from reid.calibration import resolve_threshold
     from reid.index.appearances import parse_track
-    from reid.modeling.embedder import FLOAT32
+    from reid.modeling.spec import FLOAT32
     from reid.evaluation import collapse_warning, embedding_spread
     from reid.index.faiss_index import set_threads
     from reid.index.grid import check_grid_output
-    from reid.index.query import (format_results, missing_files, open_gallery, query_gallery,
+    from reid.index.open import open_gallery
+    from reid.index.query import (format_results, missing_files, query_gallery,
                                   results_json, save_results_grid)
 
     if args.top_k < 1:

@@ -2,66 +2,27 @@
 does it: so that a query served by LiteRT or ONNX Runtime starts without importing TensorFlow
 (several seconds) and still sees the image as the gallery's pipeline saw it.
 
-JPEG, PNG and BMP are decoded by OpenCV (libjpeg-turbo, like TensorFlow). The resize is
-TensorFlow's bilinear ``scale_and_translate``: a triangle kernel, widened by the shrink factor
-when shrinking (``antialias=True``), weights normalised over the pixels inside the image, as
-two matrix products. Pixel values agree with TensorFlow's to float32 rounding (tested on every
-resize case); GIF is left to TensorFlow's pipeline, which sizes it as OpenCV does not.
+JPEG, PNG and BMP are decoded by OpenCV (libjpeg-turbo, like TensorFlow); the resize is
+:func:`reid.data.preprocessing.resize_bilinear`. Pixel values agree with TensorFlow's to float32
+rounding (tested on every resize case); GIF is left to TensorFlow's pipeline, which sizes it as
+OpenCV does not.
 """
 
 from __future__ import annotations
 
-import functools
 import io
-import math
 import os
-from typing import Any
 
 import cv2
 import numpy as np
 
 from reid.data.image_size import decoded_size, oversize_reason
+from reid.data.preprocessing import resize_bilinear
 from reid.errors import ReidError
 
 
 class BadImageError(ReidError, ValueError):
     """An image cannot be read or decoded; the message names the file."""
-
-
-@functools.lru_cache(maxsize=512)
-def resize_weights(in_size: int, out_size: int, antialias: bool) -> np.ndarray:
-    """(out_size, in_size) matrix of one axis of TensorFlow's bilinear resize: output pixel i
-    samples the input at (i + 0.5) * in/out with a triangle of radius max(in/out, 1) when
-    ``antialias`` (else 1), each row's weights summing to one over the pixels inside."""
-    inv_scale = in_size / out_size
-    kernel_scale = max(inv_scale, 1.0) if antialias else 1.0
-    weights = np.zeros((out_size, in_size), np.float64)
-    for i in range(out_size):
-        centre = (i + 0.5) * inv_scale
-        first = max(0, math.ceil(centre - kernel_scale - 0.5))
-        last = min(in_size - 1, math.floor(centre + kernel_scale - 0.5))
-        j = np.arange(first, last + 1)
-        w = np.maximum(0.0, 1.0 - np.abs((j + 0.5 - centre) / kernel_scale))
-        total = w.sum()
-        if total > 0:
-            weights[i, j] = w / total
-        else:  # no pixel under the kernel: the nearest one
-            weights[i, min(in_size - 1, max(0, int(centre)))] = 1.0
-    weights.flags.writeable = False  # cached and shared: a service resizes every query
-    return weights
-
-
-def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """float32 (height, width, C) from (h, w, C), as the pipeline resizes: antialiased when
-    either side shrinks, clipped to [0, 255]."""
-    h, w = image.shape[:2]
-    antialias = h > height or w > width
-    rows = resize_weights(h, height, antialias)
-    cols = resize_weights(w, width, antialias)
-    # float32, as TensorFlow computes it (and half the memory of float64 on a large frame).
-    out = np.einsum("ih,hwc,jw->ijc", rows.astype(np.float32), image.astype(np.float32),
-                    cols.astype(np.float32), optimize=True)
-    return np.clip(out, 0.0, 255.0).astype(np.float32)
 
 
 def decode_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -97,14 +58,7 @@ def decode_rgb_bytes(data: bytes | np.ndarray, name: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def normalize_pixels(pixels: Any) -> Any:
-    """[0, 255] pixels to [-1, 1], as ``keras.applications.mobilenet_v2.preprocess_input`` (and
-    the spec's ``normalization_formula``) say; any array type with arithmetic (NumPy, tensors).
-    Written out rather than calling Keras because that function divides NumPy inputs in place."""
-    return pixels / 127.5 - 1.0
-
-
 def load_image_rgb(path: str | os.PathLike, height: int, width: int) -> np.ndarray:
-    """One image as the evaluation pipeline sees it, without TensorFlow: float32
-    (height, width, 3), normalised to [-1, 1]."""
-    return normalize_pixels(resize_bilinear(decode_rgb(path), height, width)).astype(np.float32)
+    """One image as the evaluation pipeline decodes and resizes it, without TensorFlow:
+    float32 (height, width, 3) RGB pixels in [0, 255] (the embedder normalises them)."""
+    return resize_bilinear(decode_rgb(path), height, width)

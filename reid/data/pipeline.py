@@ -2,9 +2,13 @@
 
 Every image, in training, evaluation and single-image use, goes through the same
 decode + resize (:func:`decode_resize`), so a query photo is seen exactly as the gallery was.
-Resizing is bilinear with antialiasing (a triangle filter widened when shrinking, as PIL does),
-so large photos are not aliased; when an image is only enlarged, as the usual small person
-crops are, the cheaper plain bilinear op is used, which gives the same result.
+The resize is :mod:`reid.data.preprocessing`'s, in TensorFlow ops: bilinear with antialiasing
+(a triangle filter widened when shrinking, as PIL does), so large photos are not aliased; when
+an image is only enlarged, as the usual small person crops are, the cheaper plain bilinear op
+is used, which gives the same result.
+
+Training batches are normalised here (the network takes them as they are); evaluation batches
+are RGB pixels in [0, 255], which :class:`reid.modeling.Embedder` normalises as its spec says.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import tensorflow as tf
 from reid.config import DataConfig
 from reid.data.decode import BadImageError
 from reid.data.image_size import oversize_reason
+from reid.data.preprocessing import PIXEL_MAX, RESIZE
 from reid.data.records import ImageRecord
 from reid.data.sampler import PKSampler
 from reid.data.transforms import augment, normalize, sample_seed
@@ -41,11 +46,11 @@ def decode_resize(contents: tf.Tensor, height: int, width: int) -> tf.Tensor:
     shrinks = (shape[0] > height) | (shape[1] > width)
     image = tf.cond(
         shrinks,
-        lambda: tf.image.resize(image, [height, width], method="bilinear", antialias=True),
-        lambda: tf.image.resize(image, [height, width], method="bilinear", antialias=False),
+        lambda: tf.image.resize(image, [height, width], method=RESIZE, antialias=True),
+        lambda: tf.image.resize(image, [height, width], method=RESIZE, antialias=False),
     )
     # Antialiased resizing can overshoot by a rounding error; keep the [0, 255] contract.
-    image = tf.clip_by_value(image, 0.0, 255.0)
+    image = tf.clip_by_value(image, 0.0, PIXEL_MAX)
     return tf.ensure_shape(image, [height, width, 3])
 
 
@@ -194,7 +199,8 @@ class TrainInput:
 
 def eval_dataset(paths: Sequence[str], height: int, width: int, batch_size: int,
                  flip: bool = False) -> tf.data.Dataset:
-    """Normalised float32 (n, H, W, 3) batches of ``paths`` in order; mirrored when ``flip``.
+    """float32 (n, H, W, 3) batches of ``paths`` in order, RGB pixels in [0, 255] (to embed:
+    the embedder normalises them); mirrored when ``flip``.
 
     For flip test-time augmentation embed both the plain and the flipped dataset and average.
     Run :func:`check_images` first: a decode error here stops iteration without naming the file.
@@ -206,7 +212,7 @@ def eval_dataset(paths: Sequence[str], height: int, width: int, batch_size: int,
         image = _read(path, height, width)
         if flip:
             image = tf.reverse(image, axis=[1])
-        return normalize(image)
+        return image
 
     ds = tf.data.Dataset.from_tensor_slices(tf.constant([str(p) for p in paths],
                                                         dtype=tf.string, shape=[len(paths)]))
@@ -216,16 +222,17 @@ def eval_dataset(paths: Sequence[str], height: int, width: int, batch_size: int,
 
 def indexed_eval_dataset(paths: Sequence[str], height: int, width: int,
                          batch_size: int) -> tf.data.Dataset:
-    """``(positions in paths, normalised images)`` batches, in order, leaving out the files
-    that fail to decode: a check and the embedding in one decode (a gallery is read once).
-    Files whose header is over the pixel limit are left out undecoded."""
+    """``(positions in paths, images)`` batches, in order, leaving out the files that fail to
+    decode: a check and the embedding in one decode (a gallery is read once). Images as
+    :func:`eval_dataset` gives them (RGB pixels in [0, 255]); files whose header is over the
+    pixel limit are left out undecoded."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     kept = np.array([i for i, p in enumerate(paths) if oversize_reason(str(p)) is None],
                     dtype=np.int64)
 
     def load(index: tf.Tensor, path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return index, normalize(_read(path, height, width))
+        return index, _read(path, height, width)
 
     ds = tf.data.Dataset.from_tensor_slices((
         kept, tf.constant([str(paths[i]) for i in kept], dtype=tf.string, shape=[len(kept)])))
@@ -234,8 +241,9 @@ def indexed_eval_dataset(paths: Sequence[str], height: int, width: int,
 
 
 def load_image(path: str, height: int, width: int) -> np.ndarray:
-    """One image as the evaluation pipeline sees it: float32 (H, W, 3), normalised to [-1, 1]."""
-    return normalize(_decode_eager(str(path), height, width)).numpy()
+    """One image as the evaluation pipeline gives it: float32 (H, W, 3) RGB pixels in
+    [0, 255]."""
+    return _decode_eager(str(path), height, width).numpy()
 
 
 __all__ = [

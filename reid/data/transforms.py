@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from reid.config import DataConfig
-from reid.data.decode import normalize_pixels
+from reid.data.preprocessing import normalize_pixels
 
 # ImageNet channel means (RGB) scaled to [0, 255]: the erasing fill.
 IMAGENET_MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53)
@@ -41,7 +41,9 @@ def sample_seed(seed: int, epoch: int, position: int | np.ndarray) -> np.ndarray
 
 
 def normalize(images: tf.Tensor | np.ndarray) -> tf.Tensor:
-    """Map [0, 255] pixels to [-1, 1] (:func:`reid.data.decode.normalize_pixels`), as a tensor."""
+    """Map [0, 255] pixels to [-1, 1] as a tensor, with the one definition of the models'
+    normalisation (:func:`reid.data.preprocessing.normalize_pixels`): what training feeds the
+    network. Embedding normalises through the embedder instead, which applies its spec."""
     return normalize_pixels(tf.convert_to_tensor(images, dtype=tf.float32))
 
 

@@ -151,7 +151,7 @@ def run_calibration(model: pathlib.Path, data_root: pathlib.Path,
     from reid.data.pipeline import check_images
     from reid.engine.evaluator import calibrate_features, features_of_records
     from reid.modeling import Embedder, resolve_model_dir
-    from reid.modeling.embedder import FLOAT32
+    from reid.modeling.spec import FLOAT32
 
     model_dir = resolve_model_dir(model)
     run_config = run_config_beside(model_dir)
@@ -180,16 +180,12 @@ def run_calibration(model: pathlib.Path, data_root: pathlib.Path,
 def store_calibration(model_dir: pathlib.Path, calibration: Calibration) -> None:
     """Write ``calibration`` into the export's spec, atomically and one writer at a time, so
     a calibration made meanwhile by another process ends in the history, not lost."""
-    import json
-
     from reid.calibration import with_calibration
-    from reid.modeling.embedder import SPEC_FILE, read_spec
-    from reid.utils.io import atomic_write_text, exclusive_update
+    from reid.modeling.spec import SPEC_FILE, read_spec, write_spec
+    from reid.utils.io import exclusive_update
 
     with exclusive_update(model_dir / SPEC_FILE):
-        spec = with_calibration(read_spec(model_dir), calibration)
-        atomic_write_text(model_dir / SPEC_FILE,
-                          json.dumps(spec, indent=2, sort_keys=True) + "\n")
+        write_spec(model_dir, with_calibration(read_spec(model_dir), calibration))
 
 
 def run_export(model: pathlib.Path, fmt_name: str, quantize: str | None = None,
@@ -205,7 +201,7 @@ def run_export(model: pathlib.Path, fmt_name: str, quantize: str | None = None,
     from reid.index.build import collect_images
     from reid.modeling import resolve_model_dir
     from reid.modeling.convert import convert_with_images, format_record
-    from reid.modeling.embedder import converted_format
+    from reid.modeling.spec import converted_format
 
     fmt = converted_format(fmt_name, quantize)
     model_dir = resolve_model_dir(model)

@@ -145,7 +145,7 @@ def _export_state(model_dir: pathlib.Path) -> tuple[str | None, bool]:
     """(weights fingerprint, whether it holds a calibration) of the export in ``model_dir``;
     (None, False) when there is none."""
     from reid.calibration import SPEC_KEY
-    from reid.modeling.embedder import read_spec
+    from reid.modeling.spec import read_spec
     from reid.modeling.errors import ModelError
 
     try:
@@ -397,7 +397,7 @@ class Trainer:
         when there are none). A conversion that fails is reported, not fatal: the Keras
         export serves, and tools/export.py can try again."""
         from reid.modeling.convert import convert_with_images, format_record
-        from reid.modeling.embedder import CONVERTED
+        from reid.modeling.spec import CONVERTED
         from reid.modeling.runtime import runtime_installed
 
         if not runtime_installed("litert"):  # no wheels for this platform (Windows)

@@ -23,9 +23,8 @@ from reid.evaluation import collapse_warning, embedding_spread
 from reid.index import faiss_index as fi
 from reid.index import versioned_folder as vf
 from reid.index.errors import GalleryError
-from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index, normalize_path
-from reid.modeling.embedder import runtimes_of_precision
-from reid.run_layout import RunLayout
+from reid.index.gallery import GalleryIndex, is_gallery_index, normalize_path
+from reid.index.open import open_model
 from reid.utils.io import file_sha256
 
 
@@ -133,8 +132,8 @@ def embed_images(embedder: object, paths: Sequence[str], batch_size: int,
                  ) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
     """(paths that decoded, their embeddings, [(path, reason)] for those that did not).
 
-    Each file is decoded once, as training would, and embedded in the same pass; the few that
-    fail are decoded again alone, for the reason."""
+    Each file is decoded and resized once, as training would, and embedded in the same pass
+    (the embedder normalises); the few that fail are decoded again alone, for the reason."""
     from reid.data.pipeline import indexed_eval_dataset, load_image
 
     paths = list(paths)
@@ -164,7 +163,7 @@ def embed_images(embedder: object, paths: Sequence[str], batch_size: int,
             # It decodes alone: whatever failed in the pass (memory, a file being written) was
             # not the file. Embed it now, or the error propagates; it is never dropped.
             positions.append(np.array([i]))
-            rows.append(embedder.embed(np.stack([load_image(path, height, width)])))
+            rows.append(embedder.embed([load_image(path, height, width)]))
         else:
             bad.append((path, reason))
     found = np.concatenate(positions) if positions else np.zeros(0, np.int64)
@@ -219,25 +218,6 @@ def market_labels(paths: Sequence[str]) -> tuple[list[int | None], list[int | No
     parsed = [parse_market_name(p) for p in paths]
     return ([None if p is None else p[0] for p in parsed],
             [None if p is None else p[1] for p in parsed])
-
-
-def load_model(model: str | os.PathLike, runtime: str = "auto"
-               ) -> tuple[object, pathlib.Path, str]:
-    """(embedder, exported model folder, a line saying which export was used)."""
-    from reid.modeling import Embedder, resolve_model_dir
-
-    run = RunLayout(model)
-    given = run.root
-    model_dir = resolve_model_dir(given)
-    embedder = Embedder.load(model_dir, runtime)
-    note = f"model {model_dir}"
-    if model_dir == run.best_model:
-        note += f" ({run.model} not found; using the best-validation export)"
-    elif model_dir != given:
-        note += f" (the final export of run folder {given})"
-    note += (f", fingerprint {embedder.fingerprint[:12]}, {embedder.embedding_dim}-d, "
-             f"runtime {embedder.runtime}")
-    return embedder, model_dir, note
 
 
 def _some(lines: list[str], limit: int = 10) -> list[str]:
@@ -323,19 +303,11 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
         # An index being replaced is read only for its model, so a damaged one can be overwritten.
         need_existing = exists and (append or model is None)
         existing = GalleryIndex.load(index_dir) if need_existing else None
-        if model is None:
-            recorded = existing.model.model_dir if existing is not None else None
-            if recorded is None:
-                raise GalleryError("--model is required to build a new index")
-            if not pathlib.Path(recorded).exists():
-                raise GalleryError(f"{index_dir}: the model that built the index, "
-                                   f"{existing.model.describe()}, is gone; pass --model")
-            model = recorded
-        if runtime == "auto" and existing is not None and append:
-            runtime = runtimes_of_precision(existing.model.precision)[0]
-        embedder, model_dir, model_note = load_model(model, runtime)
+        # Appending keeps to the index's model and precision; a replaced index only lends its
+        # model's folder.
+        opened = open_model(existing, model, runtime, where=str(index_dir), keep=append)
+        embedder, model_note = opened.embedder, opened.note
         log(model_note)
-        info = ModelInfo.from_embedder(embedder, model_dir)
 
         if existing is not None and append:
             gallery = existing
@@ -343,12 +315,11 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
                 raise GalleryError(f"{index_dir}: the index is of type {gallery.config.type}; it "
                                    f"cannot be appended to as {index_type} (use --overwrite to "
                                    f"rebuild it)")
-            gallery.check_model(info, where=str(index_dir))
         else:
             cfg = config or IndexConfig()
             if index_type is not None:
                 cfg = dataclasses.replace(cfg, type=index_type)
-            gallery = GalleryIndex(info, cfg)
+            gallery = GalleryIndex(opened.info, cfg)
         created = not (append and exists)
         batch_size = batch_size or (config.batch_size if config else IndexConfig().batch_size)
 

@@ -52,6 +52,7 @@ from reid.index import footage
 from reid.index import versioned_folder as vf
 from reid.index.errors import CorruptIndexError, GalleryError, IndexMismatchError
 from reid.index.metadata import ImageEntry, MetadataStore
+from reid.modeling.spec import PREPROCESSING_KEYS
 
 FORMAT = "reid-gallery-index"
 FORMAT_VERSION = 3
@@ -63,9 +64,6 @@ FAISS_FILE = "index.faiss"
 VECTORS_FILE = "vectors.npy"
 METADATA_FILE = "metadata.sqlite"
 DATA_FILES = (FAISS_FILE, VECTORS_FILE, METADATA_FILE)
-#: Spec keys that decide how an image must be prepared for the model.
-PREPROCESSING_KEYS = ("input_height", "input_width", "color_order", "resize", "normalization",
-                      "normalization_formula")
 
 
 def _now() -> str:
@@ -245,7 +243,7 @@ class GalleryIndex:
         # Another precision of the same model: say which runtime gives this one. (Another
         # model altogether is the fingerprint's message below, precision included.)
         if other.precision != self._model.precision and other.model_dir == self._model.model_dir:
-            from reid.modeling.embedder import runtimes_of_precision
+            from reid.modeling.spec import runtimes_of_precision
 
             runtimes = " or ".join(runtimes_of_precision(self._model.precision))
             raise IndexMismatchError(

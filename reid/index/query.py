@@ -2,14 +2,13 @@
 
 The index's manifest names the model that built it, so a query needs only the index folder;
 another copy of the model may be given instead, and is accepted only if its weights have the
-same fingerprint.
+same fingerprint (:func:`reid.index.open.open_gallery` opens both).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import pathlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +20,7 @@ from reid.data.market1501 import MARKET_PATTERN_HELP, parse_market_name
 from reid.index.appearances import (AppearanceQuery, AppearanceResult, search_appearances,
                                     track_query)
 from reid.index.errors import GalleryError
-from reid.index.gallery import GalleryIndex, Hit, ModelInfo
+from reid.index.gallery import GalleryIndex, Hit
 from reid.index.grid import GridItem, GridRow, save_grid
 
 
@@ -46,40 +45,15 @@ class QueryResult:
         return any(self.threshold.matches(h.score) for h in self.hits)
 
 
-def open_gallery(index_dir: str | os.PathLike, model: str | os.PathLike | None = None,
-                 verify: bool = True, runtime: str = "auto"
-                 ) -> tuple[GalleryIndex, Any, pathlib.Path]:
-    """(index, embedder, model folder): the index's own model unless ``model`` overrides it,
-    served by ``runtime``; ``auto`` keeps to the precision the index was built with."""
-    from reid.modeling import Embedder, resolve_model_dir
-    from reid.modeling.embedder import FLOAT32, runtimes_of_precision
-
-    gallery = GalleryIndex.load(index_dir, verify=verify)
-    if model is None:
-        recorded = gallery.model.model_dir
-        if not recorded:
-            raise GalleryError(f"{index_dir}: the manifest records no model folder; pass --model")
-        if not pathlib.Path(recorded).exists():
-            raise GalleryError(f"{index_dir}: the model that built the index, "
-                               f"{gallery.model.describe()}, is not found; pass --model with a "
-                               f"copy of it")
-        model = recorded
-    model_dir = resolve_model_dir(model)
-    if runtime == "auto" and gallery.model.precision != FLOAT32:
-        runtime = runtimes_of_precision(gallery.model.precision)[0]
-    embedder = Embedder.load(model_dir, runtime)
-    gallery.check_model(ModelInfo.from_embedder(embedder, model_dir), where=str(index_dir))
-    return gallery, embedder, model_dir
-
-
 def load_query_image(path: str, height: int, width: int) -> np.ndarray:
-    """A query image as the gallery's pipeline saw its images, decoded without TensorFlow
-    (:mod:`reid.data.decode`, equal to float32 rounding) unless it is a GIF, which is decoded
-    by TensorFlow, as the gallery's pipeline decodes it."""
-    from reid.data.decode import BadImageError, load_image_rgb
+    """A query image's RGB pixels, decoded as the gallery's pipeline decodes its images: by
+    OpenCV, at the image's own size (:mod:`reid.data.decode`, equal to TensorFlow's decode),
+    unless it is a GIF, which TensorFlow decodes and resizes to ``(height, width)``, as the
+    gallery's pipeline does. The embedder resizes the others as that pipeline does."""
+    from reid.data.decode import BadImageError, decode_rgb
 
     try:
-        return load_image_rgb(path, height, width)
+        return decode_rgb(path)
     except BadImageError:
         with open(path, "rb") as f:
             if f.read(4) != b"GIF8":
@@ -92,7 +66,7 @@ def load_query_image(path: str, height: int, width: int) -> np.ndarray:
 
 
 def embed_queries(embedder: Any, paths: Sequence[str | os.PathLike]) -> np.ndarray:
-    """Embeddings of the query images, decoded and resized exactly as the gallery was."""
+    """Embeddings of the query images, decoded and prepared exactly as the gallery's were."""
     if not paths:
         raise GalleryError("no query image given (--image Q.jpg)")
     height, width = embedder.input_size
@@ -102,8 +76,9 @@ def embed_queries(embedder: Any, paths: Sequence[str | os.PathLike]) -> np.ndarr
             raise GalleryError(f"{path}: is a folder, not a query image")
         if not os.path.isfile(path):
             raise GalleryError(f"{path}: query image not found")
-        images.append(load_query_image(os.fspath(path), height, width))
-    return embedder.embed(np.stack(images))
+        # Resized at once: a query holds its images at the model's size, not as decoded.
+        images.append(embedder.resize(load_query_image(os.fspath(path), height, width)))
+    return embedder.embed(images)
 
 
 def query_gallery(gallery: GalleryIndex, embedder: Any, images: Sequence[str | os.PathLike],

@@ -14,6 +14,7 @@ _HOMES = {
     "GeMPooling2D": "reid.modeling.layers", "L2Normalize": "reid.modeling.layers",
     "ModelError": "reid.modeling.errors",
     "Embedder": "reid.modeling.embedder", "resolve_model_dir": "reid.modeling.embedder",
+    "load_model": "reid.modeling.embedder",
     "export_embedder": "reid.modeling.export", "make_spec": "reid.modeling.export",
     "weights_fingerprint": "reid.modeling.export",
 }

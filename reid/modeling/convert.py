@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from reid.modeling.embedder import (CONVERTED_FORMAT, FLOAT32, ConvertedFormat, Embedder,
-                                    read_spec)
+from reid.modeling.embedder import Embedder
 from reid.modeling.errors import ModelError, first_line
 from reid.modeling.runtime import file_runner
+from reid.modeling.spec import CONVERTED_FORMAT, FLOAT32, SPEC_FILE, ConvertedFormat, read_spec
 from reid.utils.io import atomic_path, atomic_write_text, file_sha256
 from reid.utils.quiet import held_stderr
 
@@ -157,8 +157,8 @@ def _litert_bytes(model: Any, quantize: str | None, calibration: np.ndarray | No
         converter.target_spec.supported_types = [tf.float16]
     elif quantize == "int8":
         if calibration is None or not len(calibration):
-            raise ModelError("int8 quantization needs calibration images (--calibration DIR, or "
-                             "a run whose training split is readable)")
+            raise ModelError("int8 quantization needs calibration images (given, or a run whose "
+                             "training split is readable)", field="calibration")
         # Weights and activations in int8, the interface in float32: callers do not change.
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([image[None]] for image in calibration)
@@ -223,10 +223,11 @@ def convert_export(model_dir: str | pathlib.Path, fmt: ConvertedFormat, images: 
                    tolerance: Tolerance | None = None,
                    calibration_source: str = "calibration images") -> dict[str, Any]:
     """Convert the Keras model of export ``model_dir`` to ``fmt``, check it on ``images``
-    (normalised crops, as the spec says) and write the model file and its record beside the
-    export; returns the record. A conversion outside ``tolerance`` (default: the format's in
-    :data:`TOLERANCES`) raises ModelError, and leaves the folder as it was. int8 calibrates on
-    ``calibration`` (:func:`calibration_set`; ``calibration_source`` names them in errors)."""
+    (crops as RGB pixels, which the embedders prepare as the spec says) and write the model
+    file and its record beside the export; returns the record. A conversion outside
+    ``tolerance`` (default: the format's in :data:`TOLERANCES`) raises ModelError, and leaves
+    the folder as it was. int8 calibrates on ``calibration`` (:func:`calibration_set`;
+    ``calibration_source`` names them in errors)."""
     tolerance = tolerance or TOLERANCES[fmt.quantize]
     folder = pathlib.Path(model_dir)
     spec = read_spec(folder)
@@ -240,7 +241,10 @@ def convert_export(model_dir: str | pathlib.Path, fmt: ConvertedFormat, images: 
     log(f"converting {folder} to {fmt.name} ...")
     start = time.perf_counter()
     if fmt.runtime == "litert":
-        content = _litert_bytes(keras_embedder.keras_model, fmt.quantize, calibration)
+        # int8 calibrates on what the network sees: the crops prepared as the spec says.
+        content = _litert_bytes(keras_embedder.keras_model, fmt.quantize,
+                                None if calibration is None or fmt.quantize != "int8"
+                                else keras_embedder.preprocess(calibration))
     else:
         content = _onnx_bytes(keras_embedder.keras_model)
     convert_seconds = time.perf_counter() - start
@@ -250,7 +254,9 @@ def convert_export(model_dir: str | pathlib.Path, fmt: ConvertedFormat, images: 
         tmp.write_bytes(content)
         reference, keras_speed = _measure(keras_embedder.embed, images)
         try:
-            converted, speed = _measure(file_runner(fmt.runtime, tmp).run, images)
+            served = Embedder._of(file_runner(fmt.runtime, tmp), {**spec, "runtime": fmt.name},
+                                  str(folder / SPEC_FILE))
+            converted, speed = _measure(served.embed, images)
         except RuntimeError as exc:  # the runtime's own failure, e.g. a quantized division
             raise ModelError(f"{folder}: the {fmt.name} conversion does not run "
                              f"({first_line(exc)}); nothing written") from None

@@ -1,15 +1,9 @@
-"""The exported embedding model and the one interface through which everything embeds images.
+"""The one interface through which everything embeds images: RGB pixels in, unit vectors out.
 
-An export is a folder::
-
-    model/
-      embedder.keras           the Keras embedding model (images -> L2-normalised embeddings)
-      spec.json                what a caller must know to feed it: input size, RGB order, resize
-                               method, normalisation ``x / 127.5 - 1``, the embedding size, a
-                               SHA-256 fingerprint of the weights, and what the exporter adds
-      embedder.tflite          converted models (tools/export.py; training writes the first),
-      embedder.tflite.json     each with a record: runtime, versions, checksum and the parity
-      embedder.onnx ...        against the Keras model measured when it was converted
+:class:`Embedder` serves an export (:mod:`reid.modeling.spec` describes the folder) through
+whichever runtime is chosen, and applies the preprocessing its spec states to every image
+(:mod:`reid.data.preprocessing`: the resize the training pipeline does, then the
+normalisation), so that no caller prepares images itself and none can do it twice.
 
 Indexes and evaluation results store the fingerprint, so a gallery index built with one model
 is never silently searched with embeddings from another. A float32 conversion has the Keras
@@ -21,96 +15,23 @@ neither TensorFlow nor Keras (:mod:`reid.modeling.runtime`).
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import os
 import pathlib
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from reid.modeling.errors import ModelError, first_line
 from reid.modeling.runtime import KerasRunner, Runner, file_runner, runtime_installed
+from reid.data.preprocessing import PIXEL_MAX
+from reid.modeling.spec import (CONVERTED, CONVERTED_FORMAT, FLOAT32, MODEL_FILE,
+                                RUNTIME_CHOICES, SPEC_FILE, ConvertedFormat, Preprocessing,
+                                read_spec)
 from reid.run_layout import RunLayout
 from reid.utils.io import file_sha256
-
-MODEL_FILE = "embedder.keras"
-SPEC_FILE = "spec.json"
-FORMAT = "reid-embedder"
-FORMAT_VERSION = 1
-CONVERTED_FORMAT = "reid-converted-embedder"
-
-#: Preprocessing the exported model expects; an exporter may override these in ``spec``.
-DEFAULT_PREPROCESSING: dict[str, Any] = {
-    "color_order": "RGB",
-    "resize": "bilinear",
-    "normalization": "mobilenet_v2",
-    "normalization_formula": "x / 127.5 - 1",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class ConvertedFormat:
-    """One kind of converted export: the runtime that serves it and where it lives."""
-
-    name: str  # what --runtime and tools/export.py call it
-    runtime: str
-    quantize: str | None  # None: float32, interchangeable with the Keras model
-    file: str
-
-    @property
-    def record(self) -> str:
-        return self.file + ".json"
-
-
-#: Every converted export, by name.
-CONVERTED = {f.name: f for f in (
-    ConvertedFormat("litert", "litert", None, "embedder.tflite"),
-    ConvertedFormat("litert-float16", "litert", "float16", "embedder.float16.tflite"),
-    ConvertedFormat("litert-int8", "litert", "int8", "embedder.int8.tflite"),
-    ConvertedFormat("onnx", "onnx", None, "embedder.onnx"),
-)}
-#: What ``--runtime`` accepts. ``auto``: the fastest float32 conversion present, else Keras.
-RUNTIME_CHOICES = ("auto", "keras", *CONVERTED)
-#: The precision of the Keras model and of every conversion that keeps its fingerprint.
-FLOAT32 = "float32"
-
-
-def runtimes_of_precision(precision: str) -> list[str]:
-    """The ``--runtime`` values whose embeddings have ``precision``."""
-    names = [f.name for f in CONVERTED.values() if (f.quantize or FLOAT32) == precision]
-    if not names:
-        raise ModelError(f"precision {precision!r}: no runtime gives it (known: {FLOAT32}, "
-                         f"{', '.join(sorted({f.quantize for f in CONVERTED.values() if f.quantize}))})")
-    return (["auto", "keras"] if precision == FLOAT32 else []) + names
-
-
-def converted_format(fmt: str, quantize: str | None) -> ConvertedFormat:
-    """The export that ``tools/export.py --format FMT [--quantize Q]`` writes."""
-    name = fmt if quantize is None else f"{fmt}-{quantize}"
-    if name not in CONVERTED:
-        raise ModelError(f"--format {fmt}" + (f" --quantize {quantize}" if quantize else "")
-                         + f": no such export (choose from {', '.join(CONVERTED)})")
-    return CONVERTED[name]
-
-
-def read_spec(folder: pathlib.Path) -> dict[str, Any]:
-    """The ``spec.json`` of an export; errors name the file."""
-    spec_path = folder / SPEC_FILE
-    try:
-        spec = json.loads(spec_path.read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{spec_path}: embedder spec not found (is {folder} an exported "
-                         f"embedder?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{spec_path}: cannot read the embedder spec ({exc})") from None
-    if not isinstance(spec, dict):
-        raise ModelError(f"{spec_path}: expected a JSON object, got {type(spec).__name__}")
-    if spec.get("format") != FORMAT or spec.get("format_version") != FORMAT_VERSION:
-        raise ModelError(f"{spec_path}: not a {FORMAT} v{FORMAT_VERSION} spec (format "
-                         f"{spec.get('format')!r}, version {spec.get('format_version')!r})")
-    return spec
 
 
 def conversion_command(folder: pathlib.Path, fmt: ConvertedFormat) -> str:
@@ -176,23 +97,28 @@ def _auto_format(folder: pathlib.Path, spec: Mapping[str, Any]
 
 
 class Embedder:
-    """Images (already resized and normalised per :attr:`spec`) -> L2-normalised embeddings,
-    through whichever runtime serves the export (:attr:`runtime`)."""
+    """RGB images -> L2-normalised embeddings, through whichever runtime serves the export
+    (:attr:`runtime`). Images are prepared as the spec says (:meth:`preprocess`): callers pass
+    pixels as decoded, never normalised."""
 
     def __init__(self, model: Any, spec: Mapping[str, Any] | None = None, *,
                  source: str = "spec") -> None:
         """An embedder of an in-memory Keras model (training's validation, tests)."""
         from reid.modeling.export import make_spec
 
-        self._spec = make_spec(model, spec, source)
-        self._spec.update(runtime="keras", precision=FLOAT32)
-        self._runner: Runner = KerasRunner(model)
+        spec = make_spec(model, spec, source)
+        spec.update(runtime="keras", precision=FLOAT32)
+        self._set(KerasRunner(model), spec, source)
+
+    def _set(self, runner: Runner, spec: Mapping[str, Any], source: str) -> None:
+        self._spec = dict(spec)
+        self._preprocessing = Preprocessing.of(self._spec, source)
+        self._runner = runner
 
     @classmethod
-    def _of(cls, runner: Runner, spec: Mapping[str, Any]) -> Embedder:
+    def _of(cls, runner: Runner, spec: Mapping[str, Any], source: str) -> Embedder:
         embedder = cls.__new__(cls)
-        embedder._spec = dict(spec)
-        embedder._runner = runner
+        embedder._set(runner, spec, source)
         return embedder
 
     @classmethod
@@ -225,7 +151,7 @@ class Embedder:
         runner = file_runner(fmt.runtime, folder / fmt.file, threads)
         return cls._of(runner, {**spec, "runtime": fmt.name,
                                 "precision": fmt.quantize or FLOAT32,
-                                "fingerprint": record["fingerprint"]})
+                                "fingerprint": record["fingerprint"]}, str(folder / SPEC_FILE))
 
     @classmethod
     def _load_keras(cls, folder: pathlib.Path, spec: dict[str, Any]) -> Embedder:
@@ -281,30 +207,71 @@ class Embedder:
         """(height, width) the images must have."""
         return self._spec["input_height"], self._spec["input_width"]
 
-    def _check_batch(self, batch: np.ndarray) -> None:
-        height, width = self.input_size
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != (height, width, 3):
-            raise ModelError(f"embed: expected images of shape (N, {height}, {width}, 3), "
-                             f"got {tuple(batch.shape)}")
-        if not np.issubdtype(batch.dtype, np.floating):
-            raise ModelError(f"embed: expected float images normalised as "
-                             f"{self._spec.get('normalization_formula', 'the spec says')}, got "
-                             f"{batch.dtype} (raw pixels?)")
+    def resize(self, image: Any) -> np.ndarray:
+        """One RGB image, ``(h, w, 3)`` of any size, uint8 or float in [0, 255] -> float32
+        ``(H, W, 3)`` pixels at :attr:`input_size`, resized as the spec says (the training
+        pipeline's resize; an image of that size already is left as it is). For a caller that
+        must bound what it holds (a service decoding uploads) before :meth:`embed`."""
+        return self._resized(self._pixels(image, ndim=3))
 
-    def embed(self, batch: Any) -> np.ndarray:
-        """``(N, H, W, 3)`` float images (NumPy or a tensor) -> ``(N, D)`` float32 unit rows."""
-        batch = np.asarray(batch)
-        self._check_batch(batch)
+    def preprocess(self, images: Any) -> np.ndarray:
+        """RGB images -> the network's input, ``(N, H, W, 3)`` float32: each resized as
+        :meth:`resize` does, then normalised as the spec says. ``images``: an ``(N, h, w, 3)``
+        array or tensor, or a sequence of ``(h, w, 3)`` arrays of any sizes; uint8, or float
+        in [0, 255] (pixels as decoded, not normalised: the spec's normalisation is applied
+        here, once)."""
+        height, width = self.input_size
+        if isinstance(images, Sequence) and not isinstance(images, np.ndarray):
+            batch = [self._resized(self._pixels(image, ndim=3)) for image in images]
+            batch = (np.stack(batch) if batch
+                     else np.zeros((0, height, width, 3), np.float32))
+        else:
+            batch = self._pixels(images, ndim=4)
+            if batch.shape[1:3] != (height, width):
+                batch = (np.stack([self._resized(image) for image in batch]) if len(batch)
+                         else np.zeros((0, height, width, 3), np.float32))
+        return np.asarray(self._preprocessing.normalize(batch.astype(np.float32, copy=False)),
+                          np.float32)
+
+    def _pixels(self, images: Any, ndim: int) -> np.ndarray:
+        """``images`` as an array of RGB pixels (an image or a batch), checked."""
+        pixels = np.asarray(images)
+        shape = "(h, w, 3)" if ndim == 3 else "(N, h, w, 3)"
+        if pixels.ndim != ndim or pixels.shape[-1] != 3:
+            raise ModelError(f"embed: expected RGB images of shape {shape}, got "
+                             f"{tuple(pixels.shape)}")
+        if pixels.dtype == np.uint8 or not pixels.size:
+            return pixels
+        if not (np.issubdtype(pixels.dtype, np.floating)
+                or np.issubdtype(pixels.dtype, np.integer)):
+            raise ModelError(f"embed: expected uint8 or float RGB pixels, got {pixels.dtype}")
+        low, high = float(pixels.min()), float(pixels.max())
+        if low < 0.0 or high > PIXEL_MAX:
+            raise ModelError(f"embed: expected RGB pixels in [0, {PIXEL_MAX:g}], got values from "
+                             f"{low:.4g} to {high:.4g} (the embedder normalises them as its spec "
+                             f"says: pass them as decoded, not normalised)")
+        return pixels
+
+    def _resized(self, image: np.ndarray) -> np.ndarray:
+        height, width = self.input_size
+        if image.shape[:2] == (height, width):
+            return image.astype(np.float32, copy=False)
+        return self._preprocessing.resize(image, height, width)
+
+    def embed(self, images: Any) -> np.ndarray:
+        """RGB images (as :meth:`preprocess` takes them) -> ``(N, D)`` float32 unit rows."""
+        batch = self.preprocess(images)
         if batch.shape[0] == 0:
             return np.zeros((0, self.embedding_dim), np.float32)
-        return self._runner.run(batch.astype(np.float32, copy=False))
+        return self._runner.run(batch)
 
     def embed_batches(self, batches: Iterable[Any], progress: bool = True) -> np.ndarray:
         """Embed every batch of an iterable or ``tf.data.Dataset`` and stack the rows in order.
 
-        An element may be an image batch, a tuple/list whose first item is the image batch
-        (``(images, labels)``), or a dict with an ``"image"`` key. The progress bar counts
-        batches; its total is shown when ``len(batches)`` is known.
+        An element may be a batch of RGB pixels (as :meth:`embed` takes them), a tuple/list
+        whose first item is the image batch (``(images, labels)``), or a dict with an
+        ``"image"`` key. The progress bar counts batches; its total is shown when
+        ``len(batches)`` is known.
         """
         try:
             total = len(batches)  # type: ignore[arg-type]
@@ -346,3 +313,21 @@ def resolve_model_dir(path: str | pathlib.Path) -> pathlib.Path:
         raise ModelError(f"{run.root}: model folder not found")
     raise ModelError(f"{run.root}: no exported model here (expected {SPEC_FILE} in it or in its "
                      f"{run.model.name}/ folder; did training finish?)")
+
+
+def load_model(model: str | os.PathLike, runtime: str = "auto"
+               ) -> tuple[Embedder, pathlib.Path, str]:
+    """(embedder, exported model folder, a line saying which export was used) of an export or
+    a training run folder (:func:`resolve_model_dir`), served by ``runtime``."""
+    run = RunLayout(model)
+    given = run.root
+    model_dir = resolve_model_dir(given)
+    embedder = Embedder.load(model_dir, runtime)
+    note = f"model {model_dir}"
+    if model_dir == run.best_model:
+        note += f" ({run.model} not found; using the best-validation export)"
+    elif model_dir != given:
+        note += f" (the final export of run folder {given})"
+    note += (f", fingerprint {embedder.fingerprint[:12]}, {embedder.embedding_dim}-d, "
+             f"runtime {embedder.runtime}")
+    return embedder, model_dir, note

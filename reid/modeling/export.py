@@ -1,5 +1,6 @@
-"""Writing an export: the Keras embedding model and its spec (see :mod:`reid.modeling.embedder`
-for the folder's layout and for loading it). Needs Keras, unlike loading a converted export.
+"""Writing an export: the Keras embedding model and its spec (:mod:`reid.modeling.spec`
+describes the folder; :class:`reid.modeling.Embedder` loads it). Needs Keras, unlike loading a
+converted export.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import keras
 import numpy as np
 
 from reid.modeling import layers as _layers  # noqa: F401 - registers the custom layers
-from reid.modeling.embedder import (DEFAULT_PREPROCESSING, FORMAT, FORMAT_VERSION, MODEL_FILE,
-                                    SPEC_FILE)
 from reid.modeling.errors import ModelError
-from reid.utils.io import atomic_path, atomic_write_text
+from reid.modeling.spec import (DEFAULT_PREPROCESSING, FORMAT, FORMAT_VERSION, MODEL_FILE,
+                                write_spec)
+from reid.utils.io import atomic_path
 
 
 def weights_fingerprint(model: keras.Model) -> str:
@@ -94,5 +95,5 @@ def export_embedder(embedding_model: keras.Model, out_dir: str | pathlib.Path,
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / MODEL_FILE) as tmp:
         embedding_model.save(tmp)
-    atomic_write_text(out / SPEC_FILE, json.dumps(full_spec, indent=2, sort_keys=True) + "\n")
+    write_spec(out, full_spec)
     return full_spec

@@ -46,8 +46,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from reid.calibration import MatchThreshold, resolve_threshold
-from reid.data.decode import (BadImageError, decode_rgb_bytes, normalize_pixels,
-                              resize_bilinear)
+from reid.data.decode import BadImageError, decode_rgb_bytes
 from reid.data.image_size import read_image_size
 from reid.index import media
 from reid.index import versioned_folder as vf
@@ -55,8 +54,9 @@ from reid.index.appearances import (AppearanceQuery, AppearanceResult, appearanc
                                     search_appearances)
 from reid.index.errors import GalleryError
 from reid.index.footage import FootageEntry
-from reid.index.gallery import GalleryIndex, ModelInfo
-from reid.index.query import QueryResult, load_query_image, open_gallery, results_json
+from reid.index.gallery import GalleryIndex
+from reid.index.open import open_model
+from reid.index.query import QueryResult, load_query_image, results_json
 from reid.serve.audit import AuditLog
 from reid.serve.guard import FORM_OVERHEAD, RequestGuard, allowed_hosts
 
@@ -167,8 +167,9 @@ class LiveIndex:
         self.index_dir = pathlib.Path(index_dir)
         self.lock = threading.Lock()
         identity = vf.live_identity(self.index_dir)
-        gallery, self.embedder, self.model_dir = open_gallery(self.index_dir, runtime=runtime)
-        self.info = ModelInfo.from_embedder(self.embedder, self.model_dir)
+        gallery = GalleryIndex.load(self.index_dir)
+        opened = open_model(gallery, runtime=runtime, where=str(self.index_dir))
+        self.embedder, self.model_dir, self.info = opened.embedder, opened.model_dir, opened.info
         self.model_name = _tail(os.path.abspath(self.model_dir), 2)
         index_name = self.index_dir.resolve().name
         self.roots = {os.path.realpath(self.index_dir): index_name,
@@ -243,8 +244,8 @@ def _image_format(data: bytes) -> str:
 
 def _decode(data: bytes, suffix: str, live: LiveIndex, limits: ServeLimits,
             budget: DecodeBudget) -> np.ndarray:
-    """The query as the model sees it, decoded and resized as tools/query.py does a file,
-    within the decode budget."""
+    """The query's pixels at the model's input size, decoded and resized as tools/query.py
+    does a file, within the decode budget (the embedder normalises them)."""
     height, width = live.embedder.input_size
     size = read_image_size(io.BytesIO(data))
     if size is not None and size[0] * size[1] > limits.max_pixels:
@@ -254,8 +255,7 @@ def _decode(data: bytes, suffix: str, live: LiveIndex, limits: ServeLimits,
     try:
         with budget.reserve(pixels * DECODE_BYTES_PER_PIXEL):
             if suffix != ".gif":  # in memory, as load_query_image decodes a file
-                return normalize_pixels(resize_bilinear(decode_rgb_bytes(data, "image"),
-                                                        height, width)).astype(np.float32)
+                return live.embedder.resize(decode_rgb_bytes(data, "image"))
             # Only TensorFlow's decoder reads GIF, and it reads files.
             with tempfile.TemporaryDirectory(prefix="reid-serve-") as folder:
                 path = os.path.join(folder, "query.gif")

@@ -90,7 +90,7 @@ def add_overrides_option(parser: argparse.ArgumentParser, help: str,
 
 def add_runtime_option(parser: argparse.ArgumentParser) -> None:
     """``--runtime``: which runtime embeds (see :meth:`reid.modeling.Embedder.load`)."""
-    from reid.modeling.embedder import RUNTIME_CHOICES
+    from reid.modeling.spec import RUNTIME_CHOICES
 
     parser.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
                         help="what embeds the images: auto (the fastest float32 conversion of "

@@ -32,7 +32,6 @@ import cv2
 import numpy as np
 
 from reid.config import VideoConfig
-from reid.data.decode import normalize_pixels, resize_bilinear
 from reid.index import media
 from reid.index import versioned_folder as vf
 from reid.index.appearances import clock
@@ -352,11 +351,9 @@ class _TrackWriter:
         if not self._pending:
             return
         tick = time.perf_counter()
-        height, width = self.embedder.input_size
-        # Resized as the training pipeline resizes (TensorFlow's bilinear, antialiased).
-        images = np.stack([normalize_pixels(resize_bilinear(crop, height, width))
-                           for _, crop in self._pending])
-        for (position, _), vector in zip(self._pending, self.embedder.embed(images)):
+        # The crops as cut: the embedder prepares them as the training pipeline does.
+        vectors = self.embedder.embed([crop for _, crop in self._pending])
+        for (position, _), vector in zip(self._pending, vectors):
             self._crop_vectors[position] = vector
         self._pending = []
         self.stage["embed"] += time.perf_counter() - tick
@@ -598,8 +595,7 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
     model unless ``model`` names a copy. A video already in the index is skipped.
     ``save_tracks``: also write each video's tracks in MOTChallenge format into this folder,
     as ``<camera>.txt`` (``<camera>-<video name>.txt`` when a camera has several videos)."""
-    from reid.index.build import load_model
-    from reid.modeling.embedder import runtimes_of_precision
+    from reid.index.open import open_model
 
     config = config or VideoConfig()
     index_dir = pathlib.Path(index_dir)
@@ -609,11 +605,8 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
         raise FootageError(f"{index_dir}: already holds a gallery index; pass --append to add "
                            f"to it")
     existing = GalleryIndex.load(index_dir) if exists else None
-    if model is None:
-        recorded = existing.model.model_dir if existing is not None else None
-        if recorded is None:
-            raise FootageError("--model is required to build a new index")
-        model = recorded
+    if model is None and existing is None:  # else the index's own (open_model)
+        raise FootageError("model is required to build a new index", field="model")
     if existing is not None:
         _check_zones(inputs, existing)
     # Every source must open, and every detections file parse, before the model loads and
@@ -638,13 +631,9 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
                                f"{inputs[digests.index(digest)].path}, given twice")
     if existing is not None:
         _record_missing_digests(existing)
-    if runtime == "auto" and existing is not None:
-        runtime = runtimes_of_precision(existing.model.precision)[0]
-    embedder, model_dir, note = load_model(model, runtime)
+    opened = open_model(existing, model, runtime, where=str(index_dir))
+    embedder, note, info = opened.embedder, opened.note, opened.info
     log(note)
-    info = ModelInfo.from_embedder(embedder, model_dir)
-    if existing is not None:
-        existing.check_model(info, where=str(index_dir))
     if save_tracks is not None:
         pathlib.Path(save_tracks).mkdir(parents=True, exist_ok=True)
     cameras = [i.camera for i in inputs]
