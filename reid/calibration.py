@@ -22,7 +22,7 @@ import numpy as np
 from reid.errors import ReidError
 from reid.evaluation.verification import accept_rate, equal_error_rate, threshold_at_far
 
-#: The false-match rates a calibration holds thresholds for; the first is ``--threshold auto``.
+#: The false-match rates a calibration holds thresholds for; the first is threshold ``auto``.
 CALIBRATED_FARS: tuple[float, ...] = (1e-2, 1e-3)
 AUTO_FAR = CALIBRATED_FARS[0]
 #: The spec's key.
@@ -203,7 +203,7 @@ def score_format(threshold: MatchThreshold | None, scores: Iterable[float],
 
 def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str
                       ) -> MatchThreshold | None:
-    """What ``--threshold`` asks for, given the spec of the model that embeds.
+    """What a requested match threshold asks for, given the spec of the model that embeds.
 
     ``None`` (not given): the calibrated threshold when the model has one, else no match
     decision at all, as before calibration existed. ``auto``: the calibrated false-match-rate
@@ -217,19 +217,20 @@ def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str
         try:
             value = float(requested)
         except ValueError:
-            raise CalibrationError(f"--threshold {requested}: expected auto, none or a cosine "
-                                   f"score in [-1, 1]") from None
+            raise CalibrationError(f"threshold {requested}: expected auto, none or a cosine "
+                                   f"score in [-1, 1]", field="threshold") from None
         if not -1.0 <= value <= 1.0:
-            raise CalibrationError(f"--threshold {requested}: a cosine score lies in [-1, 1]")
+            raise CalibrationError(f"threshold {requested}: a cosine score lies in [-1, 1]",
+                                   field="threshold")
         return MatchThreshold(value, GIVEN)
     calibration = spec_calibration(spec, where)
     if asked is None and (calibration is None or far_key(AUTO_FAR) not in calibration.thresholds):
         return None
     if calibration is None:
         raise CalibrationError(
-            f"--threshold auto: {where} has no calibrated match threshold (trained with "
-            f"data.val_ids: 0?); calibrate it with tools/calibrate.py --model MODEL "
-            f"--data-root LABELLED_DATA, or give a number")
+            f"threshold auto: {where} has no calibrated match threshold (trained with "
+            f"data.val_ids: 0?); calibrate it on labelled crops (tools/calibrate.py), or give a "
+            f"number", field="threshold")
     return MatchThreshold(calibration.threshold(AUTO_FAR),
                           f"false-match rate {AUTO_FAR:g} per pair, calibrated on "
                           f"{calibration.source}")

@@ -118,7 +118,7 @@ def test_resolve_threshold():
                                                "tools/calibrate.py"):
         resolve_threshold("auto", {}, "m")
     for bad in ("1.5", "high"):
-        with pytest.raises(CalibrationError, match=f"--threshold '?{bad}'?"):
+        with pytest.raises(CalibrationError, match=f"^threshold '?{bad}'?"):
             resolve_threshold(bad, {}, "m")
 
 

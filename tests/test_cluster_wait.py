@@ -117,10 +117,13 @@ WORKER = textwrap.dedent("""
 SUPERVISOR = textwrap.dedent("""
     import signal, sys
     from reid.engine.supervisor import supervise
+    from reid.utils.cli import error_line
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(supervise([sys.executable, *sys.argv[1:]], "worker 0 of 2",
-                       lambda seconds: f"no cluster within {seconds:g} s"))
+                       lambda seconds: f"no cluster within {seconds:g} s",
+                       lambda error: error_line(error, {"resume": "--resume",
+                                                        "run_dir": "--output"})))
 """)
 
 
@@ -172,8 +175,8 @@ def test_a_worker_whose_cluster_does_not_form_is_ended_with_the_reason(tmp_path)
     (["waiting"], signal.SIGTERM,
      "error: worker 0 of 2: stopped by SIGTERM while waiting for the cluster"),
     (["waiting", "formed", "training"], signal.SIGINT,
-     "error: worker 0 of 2: stopped by SIGINT; start every worker again with --resume "
-     "--output runs/x"),
+     "error: worker 0 of 2: stopped by SIGINT; start every worker again, resuming runs/x "
+     "(--resume, --output)"),
 ])
 def test_a_stop_signal_ends_a_deaf_worker_at_once(tmp_path, steps, sent, message):
     process = start_supervisor(tmp_path, steps)

@@ -102,7 +102,8 @@ def test_evaluate_tool_errors_are_one_line(tmp_path, capsys):
         f"error: {single}: cannot read features: a single array")
     assert "--data-root" in error_of("--model", str(tmp_path))
     assert error_of("--features", str(bad), "--save-roc", str(tmp_path / "roc.gif")) == (
-        f"error: --save-roc {tmp_path / 'roc.gif'}: expected a .png or .jpg file name")
+        f"error: ROC picture {tmp_path / 'roc.gif'}: expected a .png or .jpg file name "
+        f"(--save-roc)")
     # An override of a section evaluation does not read would otherwise do nothing, silently.
     assert error_of("--features", str(bad), "--set", "train.epochs=3") == (
         "error: override 'train.epochs=3': evaluation of saved features reads only the 'eval' "

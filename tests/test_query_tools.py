@@ -210,7 +210,8 @@ def test_append_skips_duplicates_and_unchanged_index_is_not_rewritten(tmp_path, 
     first, second = files[:5], files[3:9]
     index = tmp_path / "g"
     build_gallery([str(f) for f in first], index, run_dir, progress=False, log=lambda _: None)
-    with pytest.raises(GalleryError, match="already holds a gallery index; pass --append"):
+    with pytest.raises(GalleryError, match="already holds a gallery index; append to it or "
+                                           "overwrite it"):
         build_gallery([str(f) for f in second], index, run_dir, progress=False,
                       log=lambda _: None)
     # the model defaults to the one in the manifest
@@ -330,6 +331,14 @@ def test_build_tool_projector_option(tmp_path, run_dir, data, capsys):
     assert tool_main("export_projector")(["--index", str(tmp_path / "g"), "--out",
                                      str(tmp_path / "p2"), "--max-points", "5"]) == 0
     assert len((tmp_path / "p2" / "metadata.tsv").read_text().splitlines()) == 6
+    mine = tmp_path / "p3"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert tool_main("export_projector")(["--index", str(tmp_path / "g"), "--out", str(mine)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {mine}: folder holds files an export did not write (notes.txt); choose a new "
+        f"or empty folder, or let the projector files be written beside them (--overwrite)\n")
 
 
 def test_collapsed_embeddings_are_flagged_by_build_and_query(tmp_path, data, capsys):
@@ -380,7 +389,9 @@ def test_build_tool_refuses_before_embedding(tmp_path, run_dir, data, capsys):
     (["--index", "{built}", "--image", "{tmp}/missing.jpg"], "{tmp}/missing.jpg: query image "
                                                              "not found"),
     (["--index", "{built}", "--image", "{odd}", "--exclude-same-camera"],
-     "{odd}: --exclude-same-camera needs the query's camera"),
+     "{odd}: the query's camera is to be left out, but the file name does not give it (file "
+     "names PPPP_cC... (person id, '_c', camera number), e.g. 0002_c1s1_000451_03.jpg or "
+     "0001_c2_f0046182.jpg) (--exclude-same-camera)"),
     (["--index", "{built}", "--image", "{q}", "--top-k", "0"], "--top-k: expected a positive"),
     # issue 29: an OverflowError from SQLite
     (["--index", "{built}", "--track", "A:99999999999999999999"],
@@ -677,7 +688,8 @@ def test_a_lost_current_is_refused_naming_the_version_to_restore(tmp_path, run_d
     restore = f"echo v000001 > {index / 'CURRENT'}"
     for append in (True, False):
         with pytest.raises(GalleryError,
-                           match=f"CURRENT is missing.*`{re.escape(restore)}`.*--overwrite"):
+                           match=f"CURRENT is missing.*`{re.escape(restore)}`.*overwrite the "
+                                 f"index"):
             build_gallery([str(files[3])], index, run_dir, append=append, progress=False,
                           log=lambda _: None)
     with pytest.raises(GalleryError, match="the newest is v000001"):
@@ -858,6 +870,7 @@ def test_calibrate_needs_no_training_split(tmp_path, run_dir, data, monkeypatch,
     embedding is run; the embedding itself is tested with the trained model in
     tests/test_calibration.py, and costs seconds.)"""
     from reid.modeling import Embedder
+    from reid.modeling.errors import ModelError
 
     site = tmp_path / "site"
     for split in ("query", "bounding_box_test"):
@@ -865,7 +878,7 @@ def test_calibrate_needs_no_training_split(tmp_path, run_dir, data, monkeypatch,
     model = shutil.copytree(run_dir / "model", tmp_path / "model")
 
     def reached(model_dir, runtime="auto"):
-        raise RuntimeError(f"embedding with {model_dir}")
+        raise ModelError(f"embedding with {model_dir}")
 
     monkeypatch.setattr(Embedder, "load", reached)
     assert tool_main("calibrate")(["--model", str(model), "--data-root", str(site),

@@ -348,12 +348,13 @@ def test_export_tool(tmp_path, crops, capsys):
     assert "parity on 20 images" in out and "the Keras model's: indexes are shared" in out
     assert main(["--model", str(folder), "--format", "onnx", "--quantize", "int8",
                  "--images", crops[0]]) == 1
-    assert capsys.readouterr().err == ("error: --format onnx --quantize int8: no such export "
-                                       "(choose from litert, litert-float16, litert-int8, "
-                                       "onnx)\n")
+    assert capsys.readouterr().err == ("error: onnx-int8: no such export (choose from litert, "
+                                       "litert-float16, litert-int8, onnx) (--format, "
+                                       "--quantize)\n")
     assert main(["--model", str(folder), "--format", "litert"]) == 1
-    assert capsys.readouterr().err.startswith(f"error: {folder}: no run config beside the "
-                                              f"export to find crops in; pass --images")
+    assert capsys.readouterr().err == (f"error: {folder}: no run config beside the export to "
+                                       f"find crops in; give the images to check the "
+                                       f"conversion on (--images)\n")
     # A run whose dataset is not on this machine converts with --images alone.
     run = tmp_path / "run"
     shutil.copytree(folder, run / "model")

@@ -81,7 +81,8 @@ def test_existing_run_is_not_overwritten(tmp_path):
     cfg = tiny_config(tmp_path)
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "latest").write_text("epoch-0001\n")
-    with pytest.raises(TrainingError, match="--resume"):
+    with pytest.raises(TrainingError, match="already holds a training run; resume it or "
+                                            "choose another run folder"):
         prepare_run_dir(tmp_path / "run", cfg, resume=False)
 
 
@@ -105,6 +106,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert code == 1 and len(err) == 1
     assert err[0].startswith("error: ") and "train.epochs: expected a value >= 1" in err[0]
     assert not (tmp_path / "run").exists()
+    # The library names the values; the tool's line names the flags its user typed.
+    assert tool_main("train")(["--resume"]) == 1
+    assert capsys.readouterr().err == ("error: --resume needs the run folder, or the config "
+                                       "whose run it is (--output, --config)\n")
 
 
 def weights_of(trainer):

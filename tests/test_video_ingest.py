@@ -170,7 +170,7 @@ def test_appending_skips_indexed_videos_and_copies_and_numbers_new_tracks_on(
     shutil.copy(footage / "B.avi", copy)
     inputs = video_inputs([footage / "A.avi", copy, later], ["A"], [],
                           [footage / "A" / "gt" / "gt.txt"] * 3)
-    with pytest.raises(FootageError, match="--append"):
+    with pytest.raises(FootageError, match="already holds a gallery index; append to it"):
         index_footage(inputs, index, model, progress=False, log=lambda _: None)
     lines: list[str] = []
     report = index_footage(inputs, index, append=True, progress=False, log=lines.append)
@@ -223,7 +223,8 @@ def test_tools_index_and_answer_when_and_where(tmp_path, footage, model, capsys)
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--camera", "A", "B", "C"], "--camera: 3 given for 2 videos"),
+    (["--camera", "A", "B", "C"], "--camera: 3 given for 2 videos; give one per video, in the "
+                                   "order of the videos (--video)"),
     # Issue 29 item 13: an OverflowError once the whole video was processed.
     (["--start-time", "9999-12-31T23:59:59", STARTS[0]],
      "--start-time: '9999-12-31T23:59:59' is out of range"),
@@ -328,7 +329,8 @@ def test_a_missing_video_fails_before_any_work(tmp_path, footage, model, capsys)
 
 def test_frames_too_far_apart_for_the_track_gap_are_refused(tmp_path, footage, model):
     inputs = _inputs(footage, ("A",))
-    with pytest.raises(FootageError, match=r"--every 10 at 10 fps leaves 1.00 s between frames"):
+    with pytest.raises(FootageError, match=r"a frame step of 10 at 10 fps leaves 1.00 s between "
+                                           r"frames"):
         index_footage(inputs, tmp_path / "index", model, every=10, progress=False,
                       log=lambda _: None)
     assert not (tmp_path / "index" / "CURRENT").exists()

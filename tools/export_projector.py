@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_tool(export_gallery, build_parser().parse_args(argv))
+    return run_tool(export_gallery, build_parser().parse_args(argv),
+                    flags={"projector_overwrite": "--overwrite"})
 
 
 def export_gallery(args: argparse.Namespace) -> None:

@@ -50,7 +50,7 @@ def generate(args: argparse.Namespace) -> None:
                                images_per_id=args.images_per_id, seed=args.seed,
                                height=args.height, width=args.width, workers=args.workers,
                                force=args.force, test_ids=args.test_ids)
-    print(summary.text())
+    print(summary.text(redraw="use --force to redraw"))
 
 
 if __name__ == "__main__":

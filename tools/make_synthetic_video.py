@@ -63,7 +63,7 @@ def generate(args: argparse.Namespace) -> None:
                                      seconds=args.seconds, fps=args.fps, width=width,
                                      height=height, seed=args.seed, force=args.force,
                                      progress=not args.no_progress)
-    print(summary.text())
+    print(summary.text(redraw="use --force to redraw"))
 
 
 if __name__ == "__main__":

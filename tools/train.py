@@ -10,7 +10,11 @@ import sys
 
 from reid.engine.cluster import TF_CONFIG, Cluster, cluster_not_formed, parse_tf_config
 from reid.engine.supervisor import Supervision, supervise, worker_command
-from reid.utils.cli import add_no_progress_option, add_overrides_option, run_tool
+from reid.utils.cli import (add_no_progress_option, add_overrides_option, error_line,
+                            run_tool, tool_flags)
+
+#: The library's names of this tool's values whose flags are not their own names.
+FLAGS = {"run_dir": "--output"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,9 +40,12 @@ def main(argv: list[str] | None = None) -> int:
             # TensorFlow holds a waiting worker deaf to signals and timers: a process of
             # its own bounds the wait and ends the worker on SIGINT and SIGTERM.
             argv = sys.argv[1:] if argv is None else argv
+            flags = tool_flags(args, FLAGS)
             return supervise(worker_command(__file__, argv), cluster.who,
-                             functools.partial(cluster_not_formed, cluster))
-    return run_tool(functools.partial(train, supervision=supervision), args, tensorflow=True)
+                             functools.partial(cluster_not_formed, cluster),
+                             lambda error: error_line(error, flags))
+    return run_tool(functools.partial(train, supervision=supervision), args, tensorflow=True,
+                    flags=FLAGS)
 
 
 def multi_worker_cluster(args: argparse.Namespace) -> Cluster | None:

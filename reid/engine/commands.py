@@ -32,11 +32,13 @@ def training_config(config_path: pathlib.Path | None, output: pathlib.Path | Non
     if resume:
         if output is None:
             if config_path is None:
-                raise ConfigError("--resume needs --output (the run folder) or --config")
+                raise ConfigError("resume needs the run folder, or the config whose run it is",
+                                  field=("resume", "run_dir", "config"))
             output = pathlib.Path("runs") / config_path.stem
         return load_run_config(output, overrides), output
     if config_path is None:
-        raise ConfigError("--config is required (or --resume with --output)")
+        raise ConfigError("config is required, unless resuming a run folder",
+                          field=("config", "resume", "run_dir"))
     cfg = load_config(config_path, overrides)
     return cfg, output or pathlib.Path("runs") / cfg.name
 
@@ -88,9 +90,11 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
     check_override_sections(overrides, ["eval"] if features_path else ["data", "eval"],
                             "evaluation" + (" of saved features" if features_path else ""))
     if save_roc is not None and save_roc.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise ConfigError(f"--save-roc {save_roc}: expected a .png or .jpg file name")
+        raise ConfigError(f"ROC picture {save_roc}: expected a .png or .jpg file name",
+                          field="save_roc")
     if save_roc is not None and not save_roc.parent.is_dir():
-        raise ConfigError(f"--save-roc {save_roc}: folder {save_roc.parent} not found")
+        raise ConfigError(f"ROC picture {save_roc}: folder {save_roc.parent} not found",
+                          field="save_roc")
     if rerank:
         overrides = [*overrides, "eval.rerank=true"]
     cfg = Config()
@@ -108,7 +112,8 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
         from reid.modeling import Embedder, resolve_model_dir
 
         if model is None or data_root is None:
-            raise ConfigError("evaluation needs --model and --data-root, or --features")
+            raise ConfigError("evaluation needs a model and a dataset, or saved features",
+                              field=("model", "data_root", "features"))
         data = dataclasses.replace(cfg.data, root=str(data_root),
                                    dataset=dataset_layout or cfg.data.dataset)
         dataset = load_dataset(data, splits=("query", "gallery"))  # no training split needed
@@ -165,9 +170,9 @@ def run_calibration(model: pathlib.Path, data_root: pathlib.Path,
     check_images([r.path for r in dataset.query + dataset.gallery])
     embedder = Embedder.load(model_dir, runtime)
     if embedder.precision != FLOAT32:
-        raise ConfigError(f"--runtime {runtime}: calibrate with a float32 runtime (auto, keras, "
+        raise ConfigError(f"runtime {runtime}: calibrate with a float32 runtime (auto, keras, "
                           f"litert or onnx); the thresholds serve every runtime of its "
-                          f"fingerprint")
+                          f"fingerprint", field="runtime")
     eval_cfg = dataclasses.replace(cfg.eval, flip=False)
     features = features_of_records(embedder, dataset.query, dataset.gallery, eval_cfg, progress)
     identities = len(set(features.q_pids.tolist()))
@@ -208,8 +213,11 @@ def run_export(model: pathlib.Path, fmt_name: str, quantize: str | None = None,
     run_config = run_config_beside(model_dir)
     dataset = None
     if (images is None or (calibration is None and quantize == "int8")) and run_config is None:
-        raise ConfigError(f"{model_dir}: no run config beside the export to find crops in; "
-                          f"pass --images" + (" and --calibration" if quantize == "int8" else ""))
+        int8 = quantize == "int8"
+        raise ConfigError(f"{model_dir}: no run config beside the export to find crops in; give "
+                          f"the images to check the conversion on"
+                          + (" and to calibrate int8 on" if int8 else ""),
+                          field=("images", "calibration") if int8 else "images")
     if run_config is not None and (images is None or (calibration is None
                                                       and quantize == "int8")):
         from reid.data import load_dataset
@@ -219,7 +227,8 @@ def run_export(model: pathlib.Path, fmt_name: str, quantize: str | None = None,
               else [r.path for r in dataset.query + dataset.gallery])
     if not parity:
         raise ConfigError(f"{run_config}: the run's dataset has no query or gallery images to "
-                          f"check the conversion on; pass --images")
+                          f"check the conversion on; give the images to check it on",
+                          field="images")
     calibrate = None
     if quantize == "int8":
         calibrate = (collect_images(calibration).paths if calibration is not None

@@ -49,7 +49,7 @@ class Features:
                              f"({exc})") from None
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise EvaluationError(f"{path}: cannot read features: a single array, not an .npz "
-                             f"archive (write one with tools/evaluate.py --save-features)")
+                                  f"archive (evaluation saves one)", field="save_features")
         try:
             with loaded as data:
                 missing = [f.name for f in dataclasses.fields(cls) if f.name not in data.files]

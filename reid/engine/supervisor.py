@@ -35,6 +35,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+from reid.errors import ReidError
+
 #: In the worker's environment: ``<fd> <pid>``, its end of the pipe and the supervisor's pid.
 SUPERVISOR_ENV = "REID_SUPERVISOR"
 #: What stops a run: Ctrl-C, and what ``kill``, ``timeout`` and job schedulers send.
@@ -87,10 +89,12 @@ def _die_with(supervisor: int) -> None:
 
 
 def supervise(command: Sequence[str], who: str,
-              explain_timeout: Callable[[float], str]) -> int:
+              explain_timeout: Callable[[float], str],
+              describe: Callable[[ReidError], str] = str) -> int:
     """Run the worker ``command`` and return the exit status of the run: the worker's, or
     that of a stop (see the module's docstring). ``who`` names the worker in messages
-    (``worker 0 of 2``); ``explain_timeout(seconds)`` says why its cluster did not form."""
+    (``worker 0 of 2``); ``explain_timeout(seconds)`` says why its cluster did not form;
+    ``describe`` words a stop's error for the user (a tool names its flags)."""
     report, report_end = os.pipe()
     wake, wake_end = os.pipe()
     os.set_blocking(wake_end, False)
@@ -104,7 +108,7 @@ def supervise(command: Sequence[str], who: str,
                                   env={**os.environ, SUPERVISOR_ENV: f"{report_end} {os.getpid()}"})
         os.close(report_end)
         report_end = -1
-        return _watch(worker, report, wake, who, explain_timeout)
+        return _watch(worker, report, wake, who, explain_timeout, describe)
     finally:
         signal.set_wakeup_fd(old_wakeup)
         for s, handler in previous.items():
@@ -115,18 +119,21 @@ def supervise(command: Sequence[str], who: str,
 
 
 def _watch(worker: subprocess.Popen, report: int, wake: int, who: str,
-           explain_timeout: Callable[[float], str]) -> int:
+           explain_timeout: Callable[[float], str],
+           describe: Callable[[ReidError], str]) -> int:
     deadline: float | None = None
     seconds = 0.0
     after = ""  # what follows "stopped by SIGNAL" in the line that ends the run
+    fields: tuple[str, ...] = ()  # the values ``after`` asks for
     pending = b""
     while True:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         ready, _, _ = select.select([report, wake], [], [], timeout)
         if wake in ready:
             signum = os.read(wake, 64)[0]
-            return _end(worker, lambda: f"{who}: stopped by {signal.Signals(signum).name}"
-                                        f"{after}", 128 + signum)
+            return _end(worker, lambda: describe(ReidError(
+                f"{who}: stopped by {signal.Signals(signum).name}{after}", field=fields)),
+                128 + signum)
         if not ready:  # the worker is ended before the peers are probed (up to seconds)
             return _end(worker, lambda: explain_timeout(seconds), 1)
         chunk = os.read(report, 4096)
@@ -141,9 +148,10 @@ def _watch(worker: subprocess.Popen, report: int, wake: int, who: str,
                 deadline = time.monotonic() + seconds
                 after = " while waiting for the cluster"
             elif event["event"] == "formed":
-                deadline, after = None, ""
+                deadline, after, fields = None, "", ()
             elif event["event"] == "training":
-                after = f"; start every worker again with --resume --output {event['run']}"
+                after = f"; start every worker again, resuming {event['run']}"
+                fields = ("resume", "run_dir")
 
 
 def _end(worker: subprocess.Popen, message: Callable[[], str], status: int) -> int:

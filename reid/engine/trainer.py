@@ -114,8 +114,8 @@ def prepare_run_dir(run_dir: str | pathlib.Path, cfg: Config, resume: bool,
     run_dir = layout.root
     has_checkpoints = layout.has_checkpoints
     if has_checkpoints and not resume:
-        raise TrainingError(f"{run_dir}: already holds a training run; pass --resume to "
-                            f"continue it or choose another --output")
+        raise TrainingError(f"{run_dir}: already holds a training run; resume it or choose "
+                            f"another run folder", field=("resume", "run_dir"))
     if write:
         run_dir.mkdir(parents=True, exist_ok=True)
     saved = layout.config
@@ -123,7 +123,8 @@ def prepare_run_dir(run_dir: str | pathlib.Path, cfg: Config, resume: bool,
         changed = _changed_keys(load_saved_config(saved).to_dict(), cfg.to_dict())
         if changed:
             raise TrainingError(f"{run_dir}: cannot resume with a different config "
-                                f"({', '.join(changed)} changed); use another --output")
+                                f"({', '.join(changed)} changed); choose another run folder",
+                                field="run_dir")
     if write:
         save_config(cfg, saved)
     return run_dir
@@ -352,8 +353,9 @@ class Trainer:
             if self.placement.workers == 1:
                 raise
             raise TrainingError(f"epoch {self.epoch + 1}: another worker stopped or cannot be "
-                                f"reached ({type(exc).__name__}); start every worker again "
-                                f"with --resume --output {self.run_dir}") from None
+                                f"reached ({type(exc).__name__}); start every worker again, "
+                                f"resuming {self.run_dir}", field=("resume", "run_dir")
+                                ) from None
 
     def embedder(self) -> Embedder:
         return Embedder(self.models.export_model(), self._spec())

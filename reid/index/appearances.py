@@ -96,16 +96,18 @@ def parse_track(text: str) -> tuple[str, int]:
     """``CAMERA:ID`` -> (camera, track)."""
     camera, sep, number = text.rpartition(":")
     if not sep or not camera:
-        raise GalleryError(f"--track: expected CAMERA:ID such as A:14, got {text!r}")
+        raise GalleryError(f"track: expected CAMERA:ID such as A:14, got {text!r}",
+                           field="track")
     try:
         track = int(number)
     except ValueError:
-        raise GalleryError(f"--track: {number!r} in {text!r} is not a track number") from None
+        raise GalleryError(f"track: {number!r} in {text!r} is not a track number",
+                           field="track") from None
     # The index stores track numbers as SQLite integers (64-bit): a larger one names no track
     # and would overflow the lookup.
     if not -TRACK_LIMIT <= track < TRACK_LIMIT:
-        raise GalleryError(f"--track {text}: track number out of range (an index stores "
-                           f"64-bit track numbers, at most {TRACK_LIMIT - 1})")
+        raise GalleryError(f"track {text}: track number out of range (an index stores "
+                           f"64-bit track numbers, at most {TRACK_LIMIT - 1})", field="track")
     return camera, track
 
 
@@ -117,7 +119,8 @@ def track_query(gallery: GalleryIndex, camera: str, track: int) -> tuple[np.ndar
     if not mean:
         cameras = sorted({c for c, _ in gallery.footage_tracks()})
         known = f" (cameras: {', '.join(cameras)})" if cameras else " (it holds no footage)"
-        raise GalleryError(f"--track {camera}:{track}: no such track in the index{known}")
+        raise GalleryError(f"track {camera}:{track}: no such track in the index{known}",
+                           field="track")
     return gallery.vectors_of([mean[0].id])[0], mean[0].thumb
 
 

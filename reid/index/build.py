@@ -66,7 +66,7 @@ def collect_images(specs: Sequence[str | os.PathLike]) -> ImageFiles:
     is an error naming it: a typo must not build an empty index.
     """
     if not specs:
-        raise GalleryError("no images given (--images DIR_OR_GLOB)")
+        raise GalleryError("no images given", field="images")
     found: list[str] = []
     subfolders: list[str] = []
     for spec in specs:
@@ -289,7 +289,8 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
     start = time.perf_counter()
     index_dir = pathlib.Path(index_dir)
     if append and overwrite:
-        raise GalleryError("--append and --overwrite exclude each other")
+        raise GalleryError("appending to an index and overwriting it exclude each other",
+                           field=("append", "overwrite"))
     vf.check_writable_folder(index_dir)
     files = collect_images(images)
     paths, repeats = files.paths, files.repeats
@@ -298,8 +299,8 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
             vf.check_pointer(index_dir)  # lost CURRENT: say what to restore, delete nothing
         exists = is_gallery_index(index_dir)
         if exists and not (append or overwrite):
-            raise GalleryError(f"{index_dir}: already holds a gallery index; pass --append to "
-                               f"add to it or --overwrite to replace it")
+            raise GalleryError(f"{index_dir}: already holds a gallery index; append to it or "
+                               f"overwrite it", field=("append", "overwrite"))
         # An index being replaced is read only for its model, so a damaged one can be overwritten.
         need_existing = exists and (append or model is None)
         existing = GalleryIndex.load(index_dir) if need_existing else None
@@ -313,8 +314,8 @@ def build_gallery(images: Sequence[str | os.PathLike], index_dir: str | os.PathL
             gallery = existing
             if index_type is not None and index_type != gallery.config.type:
                 raise GalleryError(f"{index_dir}: the index is of type {gallery.config.type}; it "
-                                   f"cannot be appended to as {index_type} (use --overwrite to "
-                                   f"rebuild it)")
+                                   f"cannot be appended to as {index_type} (overwrite it to "
+                                   f"rebuild it)", field="overwrite")
         else:
             cfg = config or IndexConfig()
             if index_type is not None:

@@ -248,8 +248,9 @@ class GalleryIndex:
             runtimes = " or ".join(runtimes_of_precision(self._model.precision))
             raise IndexMismatchError(
                 f"{prefix}index was built with the {self._model.precision} embeddings of "
-                f"{built}; these are {other.precision}, and the two cannot be compared: query "
-                f"with --runtime {runtimes}, or rebuild the index with this runtime")
+                f"{built}; these are {other.precision}, and the two cannot be compared: embed "
+                f"with runtime {runtimes}, or rebuild the index with this runtime",
+                field="runtime")
         if other.fingerprint != self._model.fingerprint:
             raise IndexMismatchError(
                 f"{prefix}index was built by model {built}, not by {other.describe()}: query "

@@ -96,8 +96,8 @@ MIN_CELL_HEIGHT = 16
 def check_grid_output(path: str | os.PathLike, cell_height: int) -> None:
     """Refuse, before any work, a grid that :func:`save_grid` could not write."""
     if cell_height < MIN_CELL_HEIGHT:
-        raise GalleryError(f"--grid-height: must be at least {MIN_CELL_HEIGHT} pixels, got "
-                           f"{cell_height}")
+        raise GalleryError(f"grid height: must be at least {MIN_CELL_HEIGHT} pixels, got "
+                           f"{cell_height}", field="grid_height")
     suffix = os.path.splitext(os.fspath(path))[1].lower() or ".png"
     if not cv2.haveImageWriter(f"x{suffix}"):
         raise GalleryError(f"{path}: cannot write a picture as {suffix} (use .png or .jpg)")

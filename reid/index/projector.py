@@ -99,8 +99,8 @@ def check_out_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> pat
     if others and not overwrite:
         shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
         raise GalleryError(f"{out}: folder holds files an export did not write ({shown}); "
-                           f"choose a new or empty folder, or pass --overwrite to write the "
-                           f"projector files beside them")
+                           f"choose a new or empty folder, or let the projector files be "
+                           f"written beside them", field="projector_overwrite")
     return out
 
 

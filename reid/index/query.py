@@ -68,7 +68,7 @@ def load_query_image(path: str, height: int, width: int) -> np.ndarray:
 def embed_queries(embedder: Any, paths: Sequence[str | os.PathLike]) -> np.ndarray:
     """Embeddings of the query images, decoded and prepared exactly as the gallery's were."""
     if not paths:
-        raise GalleryError("no query image given (--image Q.jpg)")
+        raise GalleryError("no query image given", field="image")
     height, width = embedder.input_size
     images = []
     for path in paths:
@@ -93,8 +93,9 @@ def query_gallery(gallery: GalleryIndex, embedder: Any, images: Sequence[str | o
     if exclude_same_camera:
         for path, label in zip(images, labels):
             if label is None:
-                raise GalleryError(f"{path}: --exclude-same-camera needs the query's camera, but "
-                                   f"the file name does not give it ({MARKET_PATTERN_HELP})")
+                raise GalleryError(f"{path}: the query's camera is to be left out, but the file "
+                                   f"name does not give it ({MARKET_PATTERN_HELP})",
+                                   field="exclude_same_camera")
     vectors = embed_queries(embedder, images)
     results = []
     for i, path in enumerate(images):

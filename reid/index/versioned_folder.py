@@ -120,8 +120,8 @@ def writer_lock(folder: pathlib.Path, timeout: float = DEFAULT_LOCK_TIMEOUT,
             os.close(fd)
             if time.monotonic() >= deadline:
                 raise GalleryError(f"{folder}: another process is writing this index "
-                                   f"({holder}); gave up after waiting {timeout:g} s "
-                                   f"(--lock-timeout)") from None
+                                   f"({holder}); gave up after waiting {timeout:g} s",
+                                   field="lock_timeout") from None
             if not waiting and log is not None:
                 log(f"{folder}: waiting for another process to finish writing ({holder})")
             waiting = True
@@ -256,7 +256,7 @@ def check_pointer(folder: pathlib.Path) -> None:
         f"{folder}: {CURRENT_FILE} is missing or damaged but the folder holds "
         f"{len(versions)} version(s); the newest is {newest}: restore it with "
         f"`echo {newest} > {folder / CURRENT_FILE}` (then check it with tools/query.py), "
-        f"or pass --overwrite to replace them")
+        f"or overwrite the index to replace them", field="overwrite")
 
 
 def load_live(folder: pathlib.Path, read: Callable[[pathlib.Path], T]) -> T:

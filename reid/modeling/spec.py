@@ -88,11 +88,12 @@ def runtimes_of_precision(precision: str) -> list[str]:
 
 
 def converted_format(fmt: str, quantize: str | None) -> ConvertedFormat:
-    """The export that ``tools/export.py --format FMT [--quantize Q]`` writes."""
+    """The conversion of format ``fmt`` (its runtime: litert, onnx), quantized as ``quantize``
+    (None: float32)."""
     name = fmt if quantize is None else f"{fmt}-{quantize}"
     if name not in CONVERTED:
-        raise ModelError(f"--format {fmt}" + (f" --quantize {quantize}" if quantize else "")
-                         + f": no such export (choose from {', '.join(CONVERTED)})")
+        raise ModelError(f"{name}: no such export (choose from {', '.join(CONVERTED)})",
+                         field=("format", "quantize") if quantize else "format")
     return CONVERTED[name]
 
 

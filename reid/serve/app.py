@@ -223,7 +223,7 @@ def _threshold(text: str, live: LiveIndex) -> MatchThreshold | None:
     try:
         return resolve_threshold(requested, live.embedder.spec, live.model_name)
     except ValueError as exc:
-        raise _error(422, str(exc).replace("--threshold", "threshold")) from None
+        raise _error(422, str(exc)) from None
 
 
 def _read_upload(upload: UploadFile, limits: ServeLimits) -> bytes:

@@ -104,7 +104,7 @@ class RequestGuard:
         if host is not None and not self.host_ok(host):
             shown = host.decode("latin-1")
             return await _refuse(send, 400, f"Host {shown}: not a name this server answers "
-                                            f"to (start it with --allowed-host {_host_name(shown)} "
+                                            f"to (add {_host_name(shown)} to its allowed hosts "
                                             f"if it is)")
         api = path.startswith("/api/") and path not in _OPEN_API_PATHS
         if api and ((site is not None and site not in _SAME_SITE) or (

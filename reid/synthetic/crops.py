@@ -212,10 +212,12 @@ class SyntheticSummary:
     skipped: bool
     replaced: bool = False  # an earlier synthetic dataset in out_dir was redrawn
 
-    def text(self) -> str:
+    def text(self, redraw: str | None = None) -> str:
+        """The summary; ``redraw``: how the caller redraws a skipped dataset (a tool's flag)."""
         p = self.params
         if self.skipped:
-            status = "already complete with the same parameters; skipped (use --force to redraw)"
+            status = ("already complete with the same parameters; skipped"
+                      + (f" ({redraw})" if redraw else ""))
         else:
             images = sum(c.images for c in self.splits.values())
             status = (f"{images} images written in {self.seconds:.1f} s"

@@ -82,7 +82,7 @@ class GeneratorFolder:
         if theirs:  # notes, images added by hand: replacing the folder would delete them
             shown = ", ".join(theirs[:3]) + (", ..." if len(theirs) > 3 else "")
             raise self.error(f"{out}: holds {len(theirs)} file(s) this generator did not write "
-                             f"({shown}); move them out or choose another --out")
+                             f"({shown}); move them out or choose another folder", field="out")
         return True
 
     @contextlib.contextmanager

@@ -635,10 +635,12 @@ class FootageSummary:
         drawing = sum(c.seconds for c in self.cameras)
         return sum(c.frames for c in self.cameras) / drawing if drawing > 0 else 0.0
 
-    def text(self) -> str:
+    def text(self, redraw: str | None = None) -> str:
+        """The summary; ``redraw``: how the caller redraws skipped footage (a tool's flag)."""
         p = self.params
         if self.skipped:
-            status = "already complete with the same parameters; skipped (use --force to redraw)"
+            status = ("already complete with the same parameters; skipped"
+                      + (f" ({redraw})" if redraw else ""))
         else:
             status = (f"{len(self.cameras)} videos written in {self.seconds:.1f} s "
                       f"({self.frames_per_second:.0f} frames/s)"

@@ -115,9 +115,10 @@ class FrameSource:
     def __init__(self, path: str | os.PathLike, fps: float | None = None, every: int = 1) -> None:
         self.path = pathlib.Path(path)
         if every < 1:
-            raise FootageError(f"--every: expected a positive number of frames, got {every}")
+            raise FootageError(f"every: expected a positive number of frames, got {every}",
+                               field="every")
         if fps is not None and not fps > 0:
-            raise FootageError(f"--fps: expected a positive frame rate, got {fps}")
+            raise FootageError(f"fps: expected a positive frame rate, got {fps}", field="fps")
         self.every = every
         self.frames_read = 0  # frames yielded
         self.frames_seen = 0  # frames the source gave, skipped ones included
@@ -151,9 +152,10 @@ class FrameSource:
                 capture.release()
             self.frame_count = count if count > 0 else None
             if fps is None and not header_fps > 0:
-                raise FootageError(f"{self.path}: the video gives no frame rate; pass --fps")
+                raise FootageError(f"{self.path}: the video gives no frame rate; give one",
+                                   field="fps")
             self.fps = fps or header_fps
-            # The header's duration is its own count over its own rate, whatever --fps says.
+            # The header's duration is its own count over its own rate, whatever fps says.
             self._header_duration = (count / header_fps if count > 0 and header_fps > 0
                                      else None)
         else:

@@ -78,18 +78,18 @@ class VideoInput:
             check_start_time(self.start_time)
 
 
-def parse_start_time(text: str, where: str = "--start-time") -> str:
+def parse_start_time(text: str, where: str = "start time") -> str:
     """An ISO 8601 time, normalised; a time without a zone is taken as written (local)."""
     try:
         iso = datetime.datetime.fromisoformat(text).isoformat()
     except ValueError:
         raise FootageError(f"{where}: {text!r} is not an ISO 8601 time such as "
-                           f"2026-12-02T09:30:00") from None
+                           f"2026-12-02T09:30:00", field="start_time") from None
     check_start_time(iso, where=where)
     return iso
 
 
-def check_start_time(start: str, seconds: float = 0.0, where: str = "--start-time") -> None:
+def check_start_time(start: str, seconds: float = 0.0, where: str = "start time") -> None:
     """Refuse a start time whose video's times (``seconds`` long, and a margin) would leave
     the calendar, before any work rather than when the first time is computed."""
     try:
@@ -99,7 +99,7 @@ def check_start_time(start: str, seconds: float = 0.0, where: str = "--start-tim
         moment.timestamp()
     except (OverflowError, ValueError, OSError):
         raise FootageError(f"{where}: {start!r} is out of range (a video's times must fall "
-                           f"between the years 2 and 9998)") from None
+                           f"between the years 2 and 9998)", field="start_time") from None
 
 
 def video_inputs(videos: Sequence[str | os.PathLike], cameras: Sequence[str] = (),
@@ -110,34 +110,35 @@ def video_inputs(videos: Sequence[str | os.PathLike], cameras: Sequence[str] = (
     recordings of one camera). A video's camera defaults to its file name without the
     extension."""
     if not videos:
-        raise FootageError("no video given (--video FILE_OR_FRAME_FOLDER)")
+        raise FootageError("no video given", field="video")
 
-    def per_video(values: Sequence, name: str, shared: bool) -> list:
+    def per_video(values: Sequence, field: str, shared: bool) -> list:
         if not values:
             return [None] * len(videos)
         if len(values) == 1 and shared:
             return list(values) * len(videos)
         if len(values) != len(videos):
-            raise FootageError(f"{name}: {len(values)} given for {len(videos)} videos; give one "
-                               f"per video, in the order of --video")
+            raise FootageError(f"{field.replace('_', ' ')}: {len(values)} given for "
+                               f"{len(videos)} videos; give one per video, in the order of "
+                               f"the videos", field=(field, "video"))
         return list(values)
 
-    cams = per_video(cameras, "--camera", shared=True)
-    starts = per_video(start_times, "--start-time", shared=False)
-    dets = per_video(detections, "--detections", shared=False)
+    cams = per_video(cameras, "camera", shared=True)
+    starts = per_video(start_times, "start_time", shared=False)
+    dets = per_video(detections, "detections", shared=False)
     out = []
     for video, cam, start, det in zip(videos, cams, starts, dets):
         path = pathlib.Path(video)
         camera = cam if cam is not None else path.stem
         if not camera or not str(camera).strip():
-            raise FootageError(f"--camera: empty camera name for {path}")
+            raise FootageError(f"camera: empty camera name for {path}", field="camera")
         out.append(VideoInput(path, str(camera), None if start is None else
                               parse_start_time(start), None if det is None else pathlib.Path(det)))
     zoned = {_has_zone(i.start_time) for i in out if i.start_time}
     if len(zoned) > 1:
-        raise FootageError("--start-time: give every time with a UTC offset (e.g. "
+        raise FootageError("start time: give every time with a UTC offset (e.g. "
                            "2026-12-02T09:00:00+01:00) or none with one; mixed, the cameras "
-                           "cannot be put on one clock")
+                           "cannot be put on one clock", field="start_time")
     seen: set[str] = set()
     for item in out:
         key = os.path.realpath(item.path)
@@ -157,8 +158,9 @@ def _check_zones(inputs: Sequence[VideoInput], gallery: GalleryIndex) -> None:
     given = {_has_zone(i.start_time) for i in inputs if i.start_time}
     if len(indexed | given) > 1:
         have = "with" if True in indexed else "without"
-        raise FootageError(f"--start-time: the index's videos have start times {have} a UTC "
-                           f"offset; give these {have} one too, so that all share one clock")
+        raise FootageError(f"start time: the index's videos have start times {have} a UTC "
+                           f"offset; give these {have} one too, so that all share one clock",
+                           field="start_time")
 
 
 def check_sampling(source: FrameSource, config: VideoConfig) -> None:
@@ -166,10 +168,11 @@ def check_sampling(source: FrameSource, config: VideoConfig) -> None:
     tracker would end every track before confirming it, and index nothing."""
     step = source.every / source.fps
     if step >= config.track_gap_seconds:
-        raise FootageError(f"{source.path}: --every {source.every} at {source.fps:g} fps leaves "
-                           f"{step:.2f} s between frames, not less than video.track_gap_seconds "
-                           f"{config.track_gap_seconds:g}: no track could continue; lower "
-                           f"--every or raise video.track_gap_seconds")
+        raise FootageError(f"{source.path}: a frame step of {source.every} at {source.fps:g} fps "
+                           f"leaves {step:.2f} s between frames, not less than "
+                           f"video.track_gap_seconds {config.track_gap_seconds:g}: no track "
+                           f"could continue; lower the frame step or raise "
+                           f"video.track_gap_seconds", field="every")
 
 
 @dataclasses.dataclass
@@ -531,8 +534,8 @@ def _commit(processed: _Processed, index_dir: pathlib.Path, info: ModelInfo, cre
         vf.check_pointer(index_dir)
         exists = is_gallery_index(index_dir)
         if create and exists:
-            raise FootageError(f"{index_dir}: already holds a gallery index; pass --append to "
-                               f"add to it")
+            raise FootageError(f"{index_dir}: already holds a gallery index; append to it",
+                               field="append")
         if exists:
             gallery = GalleryIndex.load(index_dir)
             gallery.check_model(info, where=str(index_dir))
@@ -602,8 +605,8 @@ def index_footage(inputs: Sequence[VideoInput], index_dir: str | os.PathLike,
     vf.check_writable_folder(index_dir)
     exists = is_gallery_index(index_dir)
     if exists and not append:
-        raise FootageError(f"{index_dir}: already holds a gallery index; pass --append to add "
-                           f"to it")
+        raise FootageError(f"{index_dir}: already holds a gallery index; append to it",
+                           field="append")
     existing = GalleryIndex.load(index_dir) if exists else None
     if model is None and existing is None:  # else the index's own (open_model)
         raise FootageError("model is required to build a new index", field="model")

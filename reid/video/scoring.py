@@ -63,7 +63,8 @@ def score_footage(index_dir: str | os.PathLike, tracks_dir: str | os.PathLike,
         tracks_file = pathlib.Path(tracks_dir) / f"{camera}.txt"
         if not tracks_file.is_file():
             raise FootageError(f"{tracks_file}: no tracks of camera {camera} (scoring takes one "
-                               f"video per camera, indexed with --save-tracks {tracks_dir})")
+                               f"video per camera, indexed with its tracks saved in "
+                               f"{tracks_dir})", field="save_tracks")
         result = read_mot(tracks_file).rows
         tracking[camera] = tracking_metrics(gt, result)
         people = track_identities(gt, result)
