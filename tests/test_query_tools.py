@@ -275,7 +275,7 @@ def test_moved_model_is_reported(tmp_path, data):
     assert "model_best" in report.model_note and "model not found" in report.model_note
     shutil.move(model, tmp_path / "elsewhere")
     with pytest.raises(GalleryError, match=r"the model that built the index, .*model_best.* is "
-                                           r"not found; pass --model"):
+                                           r"not found; give a copy of it as the model"):
         open_gallery(index)
 
 
@@ -331,6 +331,14 @@ def test_build_tool_projector_option(tmp_path, run_dir, data, capsys):
     assert tool_main("export_projector")(["--index", str(tmp_path / "g"), "--out",
                                      str(tmp_path / "p2"), "--max-points", "5"]) == 0
     assert len((tmp_path / "p2" / "metadata.tsv").read_text().splitlines()) == 6
+    mine = tmp_path / "p3"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert tool_main("export_projector")(["--index", str(tmp_path / "g"), "--out", str(mine)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {mine}: folder holds files an export did not write (notes.txt); choose a new "
+        f"or empty folder, or let the projector files be written beside them (--overwrite)\n")
     mine = tmp_path / "p3"
     mine.mkdir()
     (mine / "notes.txt").write_text("mine")
