@@ -339,14 +339,6 @@ def test_build_tool_projector_option(tmp_path, run_dir, data, capsys):
     assert capsys.readouterr().err == (
         f"error: {mine}: folder holds files an export did not write (notes.txt); choose a new "
         f"or empty folder, or let the projector files be written beside them (--overwrite)\n")
-    mine = tmp_path / "p3"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("mine")
-    capsys.readouterr()
-    assert tool_main("export_projector")(["--index", str(tmp_path / "g"), "--out", str(mine)]) == 1
-    assert capsys.readouterr().err == (
-        f"error: {mine}: folder holds files an export did not write (notes.txt); choose a new "
-        f"or empty folder, or let the projector files be written beside them (--overwrite)\n")
 
 
 def test_collapsed_embeddings_are_flagged_by_build_and_query(tmp_path, data, capsys):
