@@ -23,7 +23,7 @@ import os
 import pathlib
 import sys
 
-from reid.utils.cli import run_tool
+from reid.cli import run_tool
 from reid.utils.provenance import source_commit
 
 

@@ -24,7 +24,7 @@ import platform
 import sys
 
 from reid.errors import ReidError
-from reid.utils.cli import add_no_progress_option, run_tool
+from reid.cli import add_no_progress_option, run_tool
 from reid.utils.provenance import source_commit
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

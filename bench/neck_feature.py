@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from reid.errors import UsageError
-from reid.utils.cli import run_tool
+from reid.cli import run_tool
 
 
 MODES = ("after", "before", "centered", "whitened")

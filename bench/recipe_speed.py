@@ -20,7 +20,7 @@ import tempfile
 import time
 
 from reid.errors import UsageError
-from reid.utils.cli import run_tool
+from reid.cli import run_tool
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_VARIANTS = (

@@ -117,7 +117,7 @@ WORKER = textwrap.dedent("""
 SUPERVISOR = textwrap.dedent("""
     import signal, sys
     from reid.engine.supervisor import supervise
-    from reid.utils.cli import error_line
+    from reid.cli import error_line
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(supervise([sys.executable, *sys.argv[1:]], "worker 0 of 2",

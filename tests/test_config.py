@@ -155,7 +155,7 @@ def test_float_spellings(tmp_path, text, value):
 
 
 def test_docs_config_reference_is_current():
-    from reid.config import config_reference_document
+    from reid.cli.reference import config_reference_document
 
     docs = pathlib.Path(__file__).resolve().parents[1] / "docs" / "CONFIG.md"
     assert docs.read_text() == config_reference_document(), (

@@ -11,7 +11,7 @@ import shutil
 import keras
 import pytest
 
-from reid.utils.cli_reference import (cli_reference_document, documented_actions, load_tool,
+from reid.cli.reference import (cli_reference_document, documented_actions, load_tool,
                                       tool_paths)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

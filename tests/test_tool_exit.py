@@ -15,7 +15,7 @@ from reid.calibration import CalibrationError
 from reid.config import ConfigError
 from reid.engine.checkpoint import CheckpointError
 from reid.errors import ReidError
-from reid.utils.cli import run_tool
+from reid.cli import run_tool
 
 
 def test_success_is_status_0(capsys):

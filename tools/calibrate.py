@@ -17,7 +17,7 @@ import argparse
 import pathlib
 import sys
 
-from reid.utils.cli import add_no_progress_option, add_runtime_option, run_tool
+from reid.cli import add_no_progress_option, add_runtime_option, run_tool
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import argparse
 import pathlib
 import sys
 
-from reid.utils.cli import print_or_write, reference_parser, run_tool
+from reid.cli import print_or_write, reference_parser, run_tool
 
 TOOLS_DIR = pathlib.Path(__file__).resolve().parent
 
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_reference(args: argparse.Namespace) -> None:
-    from reid.utils.cli_reference import cli_reference_document
+    from reid.cli.reference import cli_reference_document
 
     print_or_write(cli_reference_document(TOOLS_DIR), args.write)
 

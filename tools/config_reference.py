@@ -6,7 +6,7 @@ import argparse
 import pathlib
 import sys
 
-from reid.utils.cli import print_or_write, reference_parser, run_tool
+from reid.cli import print_or_write, reference_parser, run_tool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_reference(args: argparse.Namespace) -> None:
-    from reid.config import config_reference_document
+    from reid.cli.reference import config_reference_document
 
     print_or_write(config_reference_document(), args.write)
 

@@ -11,8 +11,8 @@ import json
 import pathlib
 import sys
 
-from reid.utils.cli import (add_no_progress_option, add_overrides_option, add_runtime_option,
-                            run_tool)
+from reid.cli import (add_no_progress_option, add_overrides_option, add_runtime_option,
+                      run_tool)
 
 
 

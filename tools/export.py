@@ -15,7 +15,7 @@ import argparse
 import pathlib
 import sys
 
-from reid.utils.cli import run_tool
+from reid.cli import run_tool
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,8 +19,8 @@ import argparse
 import pathlib
 import sys
 
-from reid.utils.cli import (add_lock_timeout_option, add_no_progress_option,
-                            add_overrides_option, add_runtime_option, run_tool)
+from reid.cli import (add_lock_timeout_option, add_no_progress_option,
+                      add_overrides_option, add_runtime_option, run_tool)
 
 
 def build_parser() -> argparse.ArgumentParser:

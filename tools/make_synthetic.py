@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from reid.synthetic.crops import SyntheticParams, generate_dataset
-from reid.utils.cli import run_tool
+from reid.cli import run_tool
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ import argparse
 import re
 import sys
 
-from reid.utils.cli import add_no_progress_option, run_tool
+from reid.cli import add_no_progress_option, run_tool
 from reid.video.errors import FootageError
 from reid.synthetic.footage import FootageParams, make_synthetic_footage
 

@@ -26,7 +26,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from reid.errors import UsageError
-from reid.utils.cli import add_runtime_option, run_tool
+from reid.cli import add_runtime_option, run_tool
 
 if TYPE_CHECKING:
     from reid.calibration import MatchThreshold

@@ -27,7 +27,7 @@ import sys
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from reid.errors import UsageError
-from reid.utils.cli import add_runtime_option, run_tool
+from reid.cli import add_runtime_option, run_tool
 
 TOKEN_VARIABLE = "REID_SERVE_TOKEN"
 #: Connections (and requests in progress) served at once; more are answered 503.

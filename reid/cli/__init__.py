@@ -3,7 +3,12 @@
 A tool that fails for a reason its user can fix prints one line ``error: ...`` on stderr and
 exits with status 1 (a warning is one line ``warning: ...``); ``--set`` takes config overrides
 and ``--no-progress`` silences progress bars; the two reference tools print a generated
-document or write it with ``--write``.
+document or write it with ``--write`` (:mod:`reid.cli.reference`).
+
+The top floor: the only part of ``reid`` that knows command-line flags, imported by ``tools/``,
+``bench/`` and the tests, never by the rest of the package. The library names the values its
+errors are about (:class:`reid.errors.ReidError`); :func:`error_line` writes them as the flags
+the user typed.
 """
 
 from __future__ import annotations
