@@ -23,8 +23,8 @@ import pathlib
 import platform
 import sys
 
-from reid.errors import ReidError
 from reid.cli import add_no_progress_option, run_tool
+from reid.errors import ReidError
 from reid.utils.provenance import source_commit
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

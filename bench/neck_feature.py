@@ -34,8 +34,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from reid.errors import UsageError
 from reid.cli import run_tool
+from reid.errors import UsageError
 
 
 MODES = ("after", "before", "centered", "whitened")

@@ -19,8 +19,8 @@ import sys
 import tempfile
 import time
 
-from reid.errors import UsageError
 from reid.cli import run_tool
+from reid.errors import UsageError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_VARIANTS = (

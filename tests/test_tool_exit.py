@@ -12,10 +12,10 @@ import sys
 import pytest
 
 from reid.calibration import CalibrationError
+from reid.cli import run_tool
 from reid.config import ConfigError
 from reid.engine.checkpoint import CheckpointError
 from reid.errors import ReidError
-from reid.cli import run_tool
 
 
 def test_success_is_status_0(capsys):

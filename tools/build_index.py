@@ -17,9 +17,9 @@ import argparse
 import pathlib
 import sys
 
-from reid.errors import UsageError
 from reid.cli import (add_lock_timeout_option, add_no_progress_option,
                       add_overrides_option, add_runtime_option, run_tool)
+from reid.errors import UsageError
 
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from reid.synthetic.crops import SyntheticParams, generate_dataset
 from reid.cli import run_tool
+from reid.synthetic.crops import SyntheticParams, generate_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,8 +25,8 @@ import pathlib
 import sys
 from typing import TYPE_CHECKING, Any
 
-from reid.errors import UsageError
 from reid.cli import add_runtime_option, run_tool
+from reid.errors import UsageError
 
 if TYPE_CHECKING:
     from reid.calibration import MatchThreshold

@@ -26,8 +26,8 @@ import sys
 # 67-68 ms (docs/BENCHMARKS.md, "Search service load"). Must be set before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from reid.errors import UsageError
 from reid.cli import add_runtime_option, run_tool
+from reid.errors import UsageError
 
 TOKEN_VARIABLE = "REID_SERVE_TOKEN"
 #: Connections (and requests in progress) served at once; more are answered 503.

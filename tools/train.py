@@ -8,10 +8,10 @@ import os
 import pathlib
 import sys
 
+from reid.cli import (add_no_progress_option, add_overrides_option, error_line, run_tool,
+                      tool_flags)
 from reid.engine.cluster import TF_CONFIG, Cluster, cluster_not_formed, parse_tf_config
 from reid.engine.supervisor import Supervision, supervise, worker_command
-from reid.cli import (add_no_progress_option, add_overrides_option, error_line,
-                      run_tool, tool_flags)
 
 #: The library's names of this tool's values whose flags are not their own names.
 FLAGS = {"run_dir": "--output"}
