@@ -388,6 +388,9 @@ def test_spec_cannot_contradict_the_model(gem_models):
         make_spec(gem_models.embedding_model, {"embedding_dim": 128})
     with pytest.raises(ModelError, match="JSON"):
         make_spec(gem_models.embedding_model, {"when": object()})
+    with pytest.raises(ModelError, match="spec: resize 'nearest' is not one this version "
+                                         "applies"):
+        make_spec(gem_models.embedding_model, {"resize": "nearest"})
 
 
 def test_load_errors_name_the_file(gem_models, tmp_path):

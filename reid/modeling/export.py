@@ -17,7 +17,7 @@ import numpy as np
 from reid.modeling import layers as _layers  # noqa: F401 - registers the custom layers
 from reid.modeling.errors import ModelError
 from reid.modeling.spec import (DEFAULT_PREPROCESSING, FORMAT, FORMAT_VERSION, MODEL_FILE,
-                                write_spec)
+                                Preprocessing, write_spec)
 from reid.utils.io import atomic_path
 
 
@@ -72,6 +72,7 @@ def make_spec(model: keras.Model, extra: Mapping[str, Any] | None = None,
         if key in extra and extra[key] != value:
             raise ModelError(f"{source}: {key} is {extra[key]!r} but the model's is {value!r}")
     spec = {**DEFAULT_PREPROCESSING, **extra, **facts}
+    Preprocessing.of(spec, source)  # a preprocessing no embedder applies is refused here
     try:
         json.dumps(spec)
     except (TypeError, ValueError) as exc:
