@@ -28,7 +28,6 @@ from reid.index import GalleryIndex
 from reid.index.build import build_gallery
 from reid.index.query import embed_queries
 from reid.modeling import Embedder
-from reid.modeling import layers as _layers  # noqa: F401 - registers the custom layers
 from reid.serve.app import create_app
 from reid.video.ingest import _TrackWriter
 from tiny_model import export_tiny_model
@@ -94,12 +93,12 @@ def golden(tmp_path_factory):
     files.append(path)
     decoded = [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
                for p in files]
-    model = keras.saving.load_model(folder / "embedder.keras", compile=False)
+    embedder = Embedder.load(folder, runtime="keras")
+    model = embedder.keras_model  # the reference calls it directly, past the embedder
     want = unit_rows(model, mobilenet_v2(reference_pixels(decoded)))
     index = root / "index"
     build_gallery(files, index, folder, progress=False, log=lambda _: None)
-    return Golden(folder, files, decoded, want, model, Embedder.load(folder, runtime="keras"),
-                  index)
+    return Golden(folder, files, decoded, want, model, embedder, index)
 
 
 @dataclasses.dataclass(frozen=True)
