@@ -22,7 +22,7 @@ from reid.synthetic.sampling import (BAG_COLORS, BOTTOM_COLORS, HAIR_COLORS, SHO
 
 # Drawing happens at this multiple of the output size and is then area-downsampled, which gives
 # anti-aliased edges for the price of one resize.
-_SUPERSAMPLE = 2
+SUPERSAMPLE = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -465,7 +465,7 @@ def render_person(identity: PersonIdentity, camera: CameraStyle, rng: np.random.
     ``rng`` supplies everything that changes from image to image: viewpoint, pose, framing,
     background shift and clutter, occlusion, lighting and noise.
     """
-    hc, wc = height * _SUPERSAMPLE, width * _SUPERSAMPLE
+    hc, wc = height * SUPERSAMPLE, width * SUPERSAMPLE
     canvas = _draw_background(camera, rng, hc, wc)
     pose = _sample_pose(identity, camera, rng, hc, wc)
     _draw_person(canvas, identity, pose)

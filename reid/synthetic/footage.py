@@ -46,8 +46,8 @@ import cv2
 import numpy as np
 
 from reid.synthetic.crops import encode_bgr_jpeg
-from reid.synthetic.drawing import (CameraLook, apply_camera_look, draw_person_at, render_person,
-                                    sample_camera_look)
+from reid.synthetic.drawing import (SUPERSAMPLE, CameraLook, apply_camera_look, draw_person_at,
+                                    render_person, sample_camera_look)
 from reid.synthetic.folder import GeneratorFolder, Manifest
 from reid.synthetic.sampling import CameraStyle, PersonIdentity, sample_camera, sample_identities
 from reid.video.errors import FootageError
@@ -89,8 +89,6 @@ _BODY_METRES = 1.75
 # [seed, pid, index] with pid < 10**4, so no footage stream is one of them.
 _STREAM = 0x766964656F  # "video"
 _IDENTITIES, _CAMERAS, _RIGS, _WALKS, _LOOK, _DETS, _QUERIES = range(1, 8)
-# Drawing at twice the size and area-downsampling anti-aliases edges, as for the crops.
-_SUPERSAMPLE = 2
 # Seconds between leaving one camera's picture and entering the next one's, at the least.
 _GAP = 0.5
 
@@ -448,7 +446,7 @@ def _render_camera(plan: FootagePlan, k: int, video: pathlib.Path,
                    progress: Progress | None = None) -> _CameraResult:
     """Write camera ``k``'s video; return its ground truth and oracle detections."""
     params, rig = plan.params, plan.rigs[k]
-    w, h, s = params.width, params.height, _SUPERSAMPLE
+    w, h, s = params.width, params.height, SUPERSAMPLE
     started = time.perf_counter()
     scene = _draw_scene(rig, s)
     look_rng = np.random.default_rng([params.seed, _STREAM, _LOOK, k])
