@@ -12,43 +12,21 @@ import sys
 import numpy as np
 import pytest
 
-from reid.config import config_from_dict
 from reid.data import load_dataset
 from reid.data.pipeline import BadImageError, eval_dataset
 from reid.data.preprocessing import normalize_pixels
 from reid.data.records import DatasetError, ImageRecord, make_dataset
-from reid.synthetic.crops import generate_dataset
+from reid.engine.checkpoint import latest_checkpoint, load_checkpoint
 from reid.engine.evaluator import evaluate_embedder
 from reid.engine.trainer import (Trainer, TrainingError, format_duration, prepare_run_dir,
                                  time_left)
 from reid.modeling import Embedder, ModelError
 from reid.modeling.reid_model import NECK_LAYER
+from reid.run_layout import LATEST, RunLayout
+from tiny_model import tiny_config
 from tool_runner import tool_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def tiny_config(root, **overrides):
-    """A config small enough to train in seconds: alpha 0.35 at 64x32, 4 ids x 2 images."""
-    raw = {
-        "data": {"root": str(root), "height": 64, "width": 32, "ids_per_batch": 4,
-                 "images_per_id": 2, "pad": 2},
-        "model": {"alpha": 0.35, "weights": None},
-        "train": {"epochs": 2, "steps_per_epoch": 3, "warmup_epochs": 1, "lr": 1e-3, "seed": 3,
-                  "export_litert": False},
-        "eval": {"batch_size": 32},
-    }
-    for key, value in overrides.items():
-        section, name = key.split("__")
-        raw.setdefault(section, {})[name] = value
-    return config_from_dict(raw, name="tiny")
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    generate_dataset(root, ids=12, cameras=2, images_per_id=6, seed=1, height=64, width=32)
-    return root
 
 
 def records(n_ids, per_id):
@@ -117,62 +95,83 @@ def weights_of(trainer):
 
 
 @pytest.mark.slow
-def test_resume_reproduces_an_uninterrupted_run(tiny_data, tmp_path):
-    cfg = tiny_config(tiny_data, loss__center_weight=0.001, train__epochs=3)
-    dataset = load_dataset(cfg.data)
+def test_a_crash_in_validation_keeps_the_epoch_and_a_resumed_run_ends_as_an_uninterrupted_one(
+        trained_run, tmp_path, monkeypatch):
+    # The shared run trained its 2 epochs straight through. A copy is put back to its epoch-1
+    # checkpoint, as a run killed then leaves it, and resumed; validation crashes after epoch 2.
+    cfg, dataset = trained_run.config, trained_run.dataset()
+    layout = RunLayout(trained_run.copy(tmp_path / "r"))
+    (layout.checkpoints / LATEST).write_text("epoch-0001\n")
+    shutil.rmtree(layout.model)
+    lines: list[str] = []
+    trainer = Trainer(cfg, dataset, prepare_run_dir(layout.root, cfg, True), progress=False,
+                      log=lines.append)
 
-    straight = Trainer(cfg, dataset, prepare_run_dir(tmp_path / "a", cfg, False), progress=False)
-    straight.fit()
+    def crash(writer):
+        raise RuntimeError("validation failed")
 
-    first = Trainer(cfg, dataset, prepare_run_dir(tmp_path / "b", cfg, False), progress=False)
-    first.fit(stop_after=2)  # "killed" after epoch 2
-    assert first.epoch == 2
-    assert not (tmp_path / "b" / "model").exists()
-    resumed = Trainer(cfg, dataset, prepare_run_dir(tmp_path / "b", cfg, True), progress=False)
-    result = resumed.fit(resume=True)
-    assert result.epochs == 3
-
-    for a, b in zip(weights_of(straight), weights_of(resumed), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    assert [h["epoch"] for h in result.history] == [1, 2, 3]
-    np.testing.assert_allclose([h["loss"] for h in result.history],
-                               [h["loss"] for h in straight.history], rtol=1e-4)
-    # A different seed really gives different weights: the comparison above can fail.
-    other = tiny_config(tiny_data, loss__center_weight=0.001, train__epochs=1, train__seed=4)
-    different = Trainer(other, dataset, prepare_run_dir(tmp_path / "c", other, False),
-                        progress=False)
-    assert any(not np.allclose(a, b) for a, b in zip(weights_of(first), weights_of(different)))
+    monkeypatch.setattr(trainer, "validate", crash)
+    with pytest.raises(RuntimeError, match="validation failed"):
+        trainer.fit(resume=True)
+    monkeypatch.undo()
+    assert lines[:2] == [f"resumed {layout.root} after epoch 1", "epoch 2/2"]
+    assert not layout.model.exists()  # a run that has not finished exports nothing
+    resumed = Trainer(cfg, dataset, prepare_run_dir(layout.root, cfg, True), progress=False)
+    assert resumed.restore() and resumed.epoch == 2  # epoch 2's training survived the crash
+    for a, b in zip(weights_of(trainer), weights_of(resumed), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # Epoch 2 trained again from epoch 1's checkpoint is the uninterrupted run's epoch 2, bit
+    # for bit: weights, optimizer and center-loss state, and the losses on the way.
+    straight, straight_state = load_checkpoint(latest_checkpoint(trained_run.root /
+                                                                 "checkpoints"))
+    again, again_state = load_checkpoint(latest_checkpoint(layout.checkpoints))
+    assert again_state["epoch"] == straight_state["epoch"] == 2
+    assert sorted(again) == sorted(straight) == ["centers", "model", "optimizer"]
+    for group, arrays in straight.items():
+        for a, b in zip(arrays, again[group], strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=group)
+    terms = ("loss", "ce", "triplet", "center", "lr")
+    assert [[h[t] for t in terms] for h in again_state["history"]] == [
+        [h[t] for t in terms] for h in straight_state["history"]]
+    # The comparison can fail: epoch 1's weights are not epoch 2's.
+    first, _ = load_checkpoint(trained_run.root / "checkpoints" / "epoch-0001")
+    assert any(not np.array_equal(a, b) for a, b in zip(first["model"], straight["model"]))
 
 
 @pytest.mark.slow
-def test_export_is_loadable_and_matches_the_trained_model(tiny_data, tmp_path):
-    cfg = tiny_config(tiny_data, train__epochs=1)
-    trainer = Trainer(cfg, load_dataset(cfg.data), prepare_run_dir(tmp_path / "r", cfg, False),
-                      progress=False)
-    result = trainer.fit()
-    embedder = Embedder.load(result.model_dir)
+def test_export_is_loadable_and_matches_the_trained_model(trained_run, trained_model, tmp_path):
+    cfg = trained_run.config
+    embedder = Embedder.load(trained_run.model, runtime="keras")
     pixels = np.random.default_rng(0).uniform(0, 255, (3, 64, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(embedder.embed(pixels), np.asarray(
-        trainer.models.embedding_model(normalize_pixels(pixels))), atol=1e-5)
+        trained_model.models.embedding_model(normalize_pixels(pixels))), atol=1e-5)
     assert embedder.spec["config_name"] == "tiny"
     # The last epoch's validation describes the exported model (the demo shows it as such).
-    again = evaluate_embedder(embedder, trainer.dataset, cfg.eval, progress=False)
-    assert result.final_metrics["mAP"] == pytest.approx(again["mAP"], abs=1e-4)
-    assert result.final_metrics["rank1"] == pytest.approx(again["rank1"], abs=1e-4)
+    again = evaluate_embedder(embedder, trained_model.dataset, cfg.eval, progress=False)
+    assert trained_run.final_metrics["mAP"] == pytest.approx(again["mAP"], abs=1e-4)
+    assert trained_run.final_metrics["rank1"] == pytest.approx(again["rank1"], abs=1e-4)
+    assert trained_run.final_metrics["num_query"] == again["num_query"]
     # A run that was already complete trains nothing and so has no validation of its own.
-    rerun = Trainer(cfg, trainer.dataset, prepare_run_dir(tmp_path / "r", cfg, True),
-                    progress=False).fit(resume=True)
-    assert rerun.epochs == 1 and rerun.final_metrics is None
-    assert (tmp_path / "r" / "config.yaml").exists()
-    assert list((tmp_path / "r" / "logs").glob("events.out.tfevents.*"))
+    run = trained_run.copy(tmp_path / "r")
+    rerun = Trainer(cfg, trained_model.dataset, prepare_run_dir(run, cfg, True),
+                    progress=False, log=lambda _: None).fit(resume=True)
+    assert rerun.epochs == 2 and len(rerun.history) == 2 and rerun.final_metrics is None
+    assert (run / "config.yaml").exists()
+    assert list((run / "logs").glob("events.out.tfevents.*"))
 
 
 @pytest.mark.slow
-def test_frozen_backbone_stays_fixed_then_trains(tiny_data, tmp_path):
+def test_frozen_backbone_stays_fixed_then_trains_and_a_collapse_is_warned_about(tiny_data,
+                                                                                 tmp_path):
     cfg = tiny_config(tiny_data, model__freeze_backbone_epochs=1, train__epochs=2,
                       train__steps_per_epoch=2)
+    lines: list[str] = []
     trainer = Trainer(cfg, load_dataset(cfg.data), prepare_run_dir(tmp_path / "r", cfg, False),
-                      progress=False)
+                      progress=False, log=lines.append)
+    # Training normalises with batch statistics; validation with these, which put every
+    # image at about the same point: what a collapsed run gives.
+    neck = trainer.models.embedding_model.get_layer(NECK_LAYER)
+    neck.moving_mean.assign(np.full(neck.moving_mean.shape, -1e4, np.float32))
     backbone = trainer.models.backbone
     kernels = [v for v in backbone.trainable_variables if "kernel" in v.path]
     start = [np.array(v) for v in kernels]
@@ -184,6 +183,10 @@ def test_frozen_backbone_stays_fixed_then_trains(tiny_data, tmp_path):
     trainer.fit()
     assert backbone.trainable
     assert any(not np.array_equal(a, np.array(v)) for a, v in zip(start, kernels))
+    # The last epoch's validation saw the collapse and said so.
+    assert trainer.history[-1]["val"]["embedding_spread"] < 1e-4
+    assert any(line.startswith("  warning: the embeddings of the validation images have "
+                               "collapsed") for line in lines)
 
 
 def test_resume_with_another_config_is_refused(tmp_path):
@@ -198,28 +201,27 @@ def test_resume_with_another_config_is_refused(tmp_path):
         prepare_run_dir(run, wider, resume=True)
 
 
-def test_finished_run_resumed_with_neck_feat_before_re_exports_the_same_weights(tiny_data,
-                                                                                tmp_path):
+@pytest.mark.slow
+def test_finished_run_resumed_with_neck_feat_before_re_exports_the_same_weights(
+        trained_run, tmp_path, monkeypatch):
     # model.neck_feat takes no part in training, so a finished run can be re-exported with the
     # other side of the neck without training again (how bench/accuracy.py re-scores a run).
-    cfg = tiny_config(tiny_data, train__epochs=1, model__parts=2, model__part_dim=8)
-    dataset = load_dataset(cfg.data)
-    run = prepare_run_dir(tmp_path / "run", cfg, resume=False)
-    first = Trainer(cfg, dataset, run, progress=False).fit()
-    joined_dim = Embedder.load(first.model_dir).embedding_dim
-    before_cfg = tiny_config(tiny_data, train__epochs=1, model__parts=2, model__part_dim=8,
-                             model__neck_feat="before")
-    trainer = Trainer(before_cfg, dataset, prepare_run_dir(run, before_cfg, resume=True),
-                      progress=False)
+    run = trained_run.copy(tmp_path / "run")
+    joined_dim = Embedder.load(trained_run.model, runtime="keras").embedding_dim
+    monkeypatch.setattr(Trainer, "export_litert", lambda self, model_dir: None)  # tested above
+    before_cfg = trained_run.config_with(model__neck_feat="before")
+    trainer = Trainer(before_cfg, trained_run.dataset(),
+                      prepare_run_dir(run, before_cfg, resume=True), progress=False,
+                      log=lambda _: None)
     result = trainer.fit(resume=True)
-    assert result.epochs == 1 and len(result.history) == 1  # nothing trained again
+    assert result.epochs == 2 and len(result.history) == 2  # nothing trained again
 
     pixels = np.random.default_rng(0).uniform(0, 255, (3, 64, 32, 3)).astype(np.float32)
     features = trainer.models.training_model(normalize_pixels(pixels),
                                              training=False)["features"].numpy()
     want = features / np.linalg.norm(features, axis=1, keepdims=True)
-    np.testing.assert_allclose(Embedder.load(result.model_dir).embed(pixels), want,
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(Embedder.load(result.model_dir, runtime="keras").embed(pixels),
+                               want, rtol=1e-4, atol=1e-5)
     assert joined_dim == features.shape[1] + 2 * 8  # the first export joined the stripes
 
 
@@ -267,55 +269,15 @@ def test_a_bad_gallery_image_is_refused_before_the_first_step(tiny_data, tmp_pat
 
 
 @pytest.mark.slow
-def test_a_crash_in_validation_keeps_the_epochs_checkpoint(tiny_data, tmp_path, monkeypatch):
-    cfg = tiny_config(tiny_data, train__epochs=2, train__eval_every=1)
-    dataset = load_dataset(cfg.data)
-    trainer = Trainer(cfg, dataset, prepare_run_dir(tmp_path / "r", cfg, False), progress=False)
-
-    def crash(writer):
-        raise RuntimeError("validation failed")
-
-    monkeypatch.setattr(trainer, "validate", crash)
-    with pytest.raises(RuntimeError, match="validation failed"):
-        trainer.fit()
-    monkeypatch.undo()
-    resumed = Trainer(cfg, dataset, prepare_run_dir(tmp_path / "r", cfg, True), progress=False)
-    assert resumed.restore() and resumed.epoch == 1  # epoch 1's training survived
-    for a, b in zip(weights_of(trainer), weights_of(resumed), strict=True):
-        np.testing.assert_allclose(a, b)
-
-
-@pytest.mark.slow
-def test_validation_warns_when_the_embeddings_collapse(tiny_data, tmp_path):
-    cfg = tiny_config(tiny_data, train__epochs=1)
-    lines: list[str] = []
-    trainer = Trainer(cfg, load_dataset(cfg.data), prepare_run_dir(tmp_path / "r", cfg, False),
-                      progress=False, log=lines.append)
-    # Training normalises with batch statistics; validation with these, which put every
-    # image at about the same point: what a collapsed run gives.
-    neck = trainer.models.embedding_model.get_layer(NECK_LAYER)
-    neck.moving_mean.assign(np.full(neck.moving_mean.shape, -1e4, np.float32))
-    trainer.fit()
-    assert trainer.history[-1]["val"]["embedding_spread"] < 1e-4
-    assert any(line.startswith("  warning: the embeddings of the validation images have "
-                               "collapsed") for line in lines)
-
-
-@pytest.mark.slow
-def test_training_ends_with_a_litert_export_that_serves(tiny_data, tmp_path):
-    cfg = tiny_config(tiny_data, train__epochs=1, train__export_litert=True)
-    lines: list[str] = []
-    trainer = Trainer(cfg, load_dataset(cfg.data), prepare_run_dir(tmp_path / "r", cfg, False),
-                      progress=False, log=lines.append)
-    result = trainer.fit()
-    served = Embedder.load(result.model_dir)
+def test_training_ends_with_a_litert_export_that_serves(trained_run, trained_model):
+    served = Embedder.load(trained_run.model)
     assert served.runtime == "litert"
-    assert served.fingerprint == Embedder.load(result.model_dir, runtime="keras").fingerprint
-    assert any(line.startswith(f"litert: {result.model_dir / 'embedder.tflite'}")
-               for line in lines)
-    images = np.concatenate([np.asarray(b) for b in
-                             eval_dataset([r.path for r in trainer.dataset.query], 64, 32, 64)])
-    np.testing.assert_allclose(served.embed(images), trainer.models.embedding_model(
+    assert served.fingerprint == Embedder.load(trained_run.model, runtime="keras").fingerprint
+    assert any(line.startswith(f"litert: {trained_run.model / 'embedder.tflite'}")
+               for line in trained_run.log)
+    images = np.concatenate([np.asarray(b) for b in eval_dataset(
+        [r.path for r in trained_model.dataset.query], 64, 32, 64)])
+    np.testing.assert_allclose(served.embed(images), trained_model.models.embedding_model(
         normalize_pixels(images)).numpy(), atol=1e-5)
 
 

@@ -1,12 +1,14 @@
-"""The tests' embedder: MobileNetV2 alpha 0.35 at 64x32 with random weights, exported.
+"""The tests' tiny model: MobileNetV2 alpha 0.35 at 64x32.
 
-Its rankings are poor but deterministic, which is all tests of indexing, search and serving
-need; training is tested elsewhere.
+:func:`export_tiny_model` exports it with random weights: its rankings are poor but
+deterministic, which is all tests of indexing, search and serving need. :func:`tiny_config`
+trains it in seconds, for the tests of training (tests/conftest.py trains the run they share).
 """
 
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 
 def export_tiny_model(folder: pathlib.Path, seed: int = 0) -> pathlib.Path:
@@ -20,3 +22,22 @@ def export_tiny_model(folder: pathlib.Path, seed: int = 0) -> pathlib.Path:
     models = build_reid_model(ModelConfig(alpha=0.35, weights=None), (64, 32, 3), num_classes=4)
     export_embedder(models.embedding_model, folder)
     return folder
+
+
+def tiny_config(root: str | pathlib.Path, **overrides: Any):
+    """A config small enough to train in seconds: alpha 0.35 at 64x32, 4 ids x 2 images, 2
+    epochs of 3 steps. ``overrides`` are ``section__key=value``."""
+    from reid.config import config_from_dict
+
+    raw = {
+        "data": {"root": str(root), "height": 64, "width": 32, "ids_per_batch": 4,
+                 "images_per_id": 2, "pad": 2},
+        "model": {"alpha": 0.35, "weights": None},
+        "train": {"epochs": 2, "steps_per_epoch": 3, "warmup_epochs": 1, "lr": 1e-3, "seed": 3,
+                  "export_litert": False},
+        "eval": {"batch_size": 32},
+    }
+    for key, value in overrides.items():
+        section, name = key.split("__")
+        raw.setdefault(section, {})[name] = value
+    return config_from_dict(raw, name="tiny")
