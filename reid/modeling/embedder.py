@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from reid.data.preprocessing import PIXEL_MAX
 from reid.modeling.errors import ModelError, first_line
 from reid.modeling.runtime import KerasRunner, Runner, file_runner, runtime_installed
-from reid.data.preprocessing import PIXEL_MAX
 from reid.modeling.spec import (CONVERTED, CONVERTED_FORMAT, FLOAT32, MODEL_FILE,
                                 RUNTIME_CHOICES, SPEC_FILE, ConvertedFormat, Preprocessing,
                                 read_spec)
