@@ -71,12 +71,13 @@ def make_export(folder: pathlib.Path, crops: list[str], weights: pathlib.Path | 
     from reid.config import ModelConfig
     from reid.data.pipeline import eval_dataset
     from reid.modeling import build_reid_model, export_embedder
+    from reid.modeling.spec import MODEL_FILE, SPEC_FILE
 
     if size == "demo":
-        if demo_model is not None and (demo_model / "spec.json").is_file():
+        if demo_model is not None and (demo_model / SPEC_FILE).is_file():
             shutil.copytree(demo_model, folder)
-            for extra in folder.glob("embedder.*"):
-                if extra.name != "embedder.keras":
+            for extra in folder.glob("embedder.*"):  # the conversions: this bench makes its own
+                if extra.name != MODEL_FILE:
                     extra.unlink()
             return f"the demo's trained model ({demo_model})"
         images = np.concatenate([np.asarray(b) for b in eval_dataset(crops, 96, 48, 64)])

@@ -44,11 +44,12 @@ def main(argv: list[str] | None = None) -> int:
 def calibrate(args: argparse.Namespace) -> None:
     from reid.calibration import format_calibration
     from reid.engine.commands import run_calibration
+    from reid.modeling.spec import SPEC_FILE
 
     model_dir, calibration = run_calibration(args.model, args.data_root, args.dataset,
                                              args.runtime, progress=not args.no_progress)
     print(format_calibration(calibration))
-    print(f"written to {model_dir / 'spec.json'}")
+    print(f"written to {model_dir / SPEC_FILE}")
 
 
 if __name__ == "__main__":
