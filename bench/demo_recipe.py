@@ -59,6 +59,7 @@ def score_run(run: pathlib.Path, config_path: pathlib.Path, data: pathlib.Path,
     """Train (or resume) one variant on one draw and score it on the draw's held-out split."""
     from reid.engine.commands import run_evaluation, run_training
     from reid.run_layout import RunLayout
+    from reid.utils.io import atomic_write_text
 
     scored = run / "recipe_score.json"
     if scored.exists():
@@ -73,7 +74,7 @@ def score_run(run: pathlib.Path, config_path: pathlib.Path, data: pathlib.Path,
     row = {"mAP": float(metrics["mAP"]), "rank1": float(metrics["rank1"]),
            "epochs": len(history), "images_per_second": images / seconds if seconds else 0.0,
            "train_seconds": seconds}
-    scored.write_text(json.dumps(row, indent=1) + "\n")
+    atomic_write_text(scored, json.dumps(row, indent=1) + "\n")  # read back as the run's score
     return row
 
 
