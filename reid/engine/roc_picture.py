@@ -13,6 +13,7 @@ import os
 import cv2
 import numpy as np
 
+from reid.evaluation.errors import EvaluationError
 from reid.utils.io import atomic_path
 
 WIDTH, HEIGHT = 640, 480
@@ -73,4 +74,5 @@ def save_roc(path: str | os.PathLike, far: np.ndarray, tar: np.ndarray,
         except cv2.error:  # OpenCV 5 raises for a suffix it has no writer for
             written = False
         if not written:
-            raise ValueError(f"{path}: cannot write the ROC picture (use .png or .jpg)")
+            raise EvaluationError(f"{path}: cannot write the ROC picture (use .png or .jpg)",
+                                  field="save_roc")

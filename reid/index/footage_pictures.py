@@ -20,6 +20,7 @@ import numpy as np
 
 from reid.index import media
 from reid.index.appearances import AppearanceResult, clock, wall_time
+from reid.index.errors import GalleryError
 from reid.index.footage import VideoRecord
 from reid.index.grid import BACKGROUND, BLUE, FADED, GREEN, PLACEHOLDER, RED, TEXT, _put
 from reid.utils.io import atomic_write_bytes
@@ -195,5 +196,5 @@ def save_picture(picture: np.ndarray, path: str | os.PathLike) -> None:
     suffix = os.path.splitext(os.fspath(path))[1].lower() or ".png"
     ok, encoded = cv2.imencode(suffix, picture)
     if not ok:
-        raise ValueError(f"{path}: cannot encode the picture as {suffix}")
+        raise GalleryError(f"{path}: cannot encode the picture as {suffix}")
     atomic_write_bytes(path, encoded.tobytes())
