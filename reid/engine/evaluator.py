@@ -45,8 +45,8 @@ class Features:
         try:
             loaded = np.load(path)
         except (OSError, EOFError, ValueError) as exc:  # ValueError: not a NumPy file at all
-            raise EvaluationError(f"{path}: cannot read features: not an .npz archive of arrays "
-                             f"({exc})") from None
+            raise EvaluationError(f"{path}: cannot read features: not an .npz archive of "
+                                  f"arrays ({exc})") from None
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise EvaluationError(f"{path}: cannot read features: a single array, not an .npz "
                                   f"archive (evaluation saves one)", field="save_features")
@@ -54,8 +54,9 @@ class Features:
             with loaded as data:
                 missing = [f.name for f in dataclasses.fields(cls) if f.name not in data.files]
                 if missing:
-                    raise EvaluationError(f"{path}: missing arrays {', '.join(missing)} (expected "
-                                     f"query, gallery, q_pids, g_pids, q_camids, g_camids)")
+                    raise EvaluationError(f"{path}: missing arrays {', '.join(missing)} "
+                                          f"(expected query, gallery, q_pids, g_pids, q_camids, "
+                                          f"g_camids)")
                 return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
         except (OSError, EOFError) as exc:
             raise EvaluationError(f"{path}: cannot read features ({exc})") from None

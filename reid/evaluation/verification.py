@@ -124,8 +124,8 @@ def open_set_split(g_pids: np.ndarray, fraction: float, seed: int = 0) -> np.nda
     ids = np.unique(np.asarray(g_pids)[np.asarray(g_pids) > 0])
     count = int(round(fraction * len(ids)))
     if count < 1 or count >= len(ids):
-        raise EvaluationError(f"fraction {fraction} of {len(ids)} identities leaves out {count}: "
-                         f"need at least one out and one in")
+        raise EvaluationError(f"fraction {fraction} of {len(ids)} identities leaves out "
+                              f"{count}: need at least one out and one in")
     return np.sort(np.random.default_rng(seed).choice(ids, size=count, replace=False))
 
 
