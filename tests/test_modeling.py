@@ -541,3 +541,11 @@ def test_neck_feat_centered_subtracts_the_necks_moving_mean(tmp_path):
     export_embedder(models.export_model(), tmp_path / "m")
     np.testing.assert_allclose(Embedder.load(tmp_path / "m", "keras").embed(pixels(4, seed=8)),
                                want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_spec_without_the_input_size_is_refused_by_name():
+    from reid.modeling.spec import Preprocessing
+
+    with pytest.raises(ModelError, match=r"m/spec.json: no input_width \(the model's input size"):
+        Preprocessing.of({"input_height": 96}, "m/spec.json")
+    assert Preprocessing.of({"input_height": 96, "input_width": 48}).height == 96

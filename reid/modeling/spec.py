@@ -141,6 +141,9 @@ class Preprocessing:
             if stated[key] not in choices:
                 raise ModelError(f"{source}: {key} {stated[key]!r} is not one this version "
                                  f"applies (known: {', '.join(choices)})")
+        missing = [key for key in ("input_height", "input_width") if key not in spec]
+        if missing:
+            raise ModelError(f"{source}: no {' or '.join(missing)} (the model's input size)")
         return cls(int(spec["input_height"]), int(spec["input_width"]),
                    preprocessing.RESIZES[stated["resize"]],
                    preprocessing.NORMALIZATIONS[stated["normalization"]])

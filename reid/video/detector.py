@@ -454,6 +454,8 @@ class TiledDetector:
         if self.channels_first:
             pixels = pixels.transpose(2, 0, 1)
         if self.input_dtype == np.float32:
+            # The SSD detector's own input convention (TF object detection's [-1, 1]), not the
+            # re-id models', whose preprocessing reid.data.preprocessing owns.
             return pixels.astype(np.float32) / 127.5 - 1.0
         if self.input_dtype == np.int8:
             return (pixels.astype(np.int16) - 128).astype(np.int8)
