@@ -1,5 +1,5 @@
 """Match thresholds (reid.calibration): hand-worked cases and brute force, the spec round trip,
---threshold, and a calibration that transfers from one synthetic draw to another."""
+--threshold, a training's calibration as evaluation reports it, and the calibrate tool."""
 
 from __future__ import annotations
 
@@ -194,76 +194,74 @@ def test_query_and_gallery_are_read_without_a_training_split(tmp_path):
     with pytest.raises(ValueError, match="splits: expected some of train, query, gallery"):
         load_dataset(DataConfig(), splits=("validation",))
 
-TRAIN_CONFIG = """
-data: {dataset: market1501, height: 64, width: 32, ids_per_batch: 8, images_per_id: 4, pad: 2,
-       erasing_prob: 0.0, val_ids: 20}
-model: {alpha: 0.35, weights: null, last_stride: 2, neck_feat: centered}
-loss: {triplet_distance: cosine}
-train: {epochs: 4, steps_per_epoch: 40, lr: 3.0e-3, warmup_epochs: 1, schedule: cosine,
-        export_litert: false}
-"""
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
-    """A small model trained on one synthetic draw, which holds out 20 of its 60 training
-    identities to calibrate on; that draw's test identities, and a second draw's (another
-    seed: other people, cameras and pictures), to check the thresholds on."""
-    from reid.synthetic.crops import generate_dataset
-
-    root = tmp_path_factory.mktemp("calibration")
-    first, second = root / "draw1", root / "draw2"
-    generate_dataset(first, ids=100, test_ids=40, cameras=3, images_per_id=8, seed=11,
-                     height=64, width=32, workers=1)
-    generate_dataset(second, ids=41, test_ids=40, cameras=3, images_per_id=8, seed=12,
-                     height=64, width=32, workers=1)
-    config = root / "small.yaml"
-    config.write_text(TRAIN_CONFIG)
-    assert tool_main("train")(["--config", str(config), "--output", str(root / "run"),
-                               "--set", f"data.root={first}", "--no-progress"]) == 0
-    return root / "run" / "model", first, second
-
-
-def observed_far(model: pathlib.Path, data: pathlib.Path, tmp_path: pathlib.Path) -> float:
+def evaluated(model: pathlib.Path, data: pathlib.Path, tmp_path: pathlib.Path) -> dict:
+    """What tools/evaluate.py writes with --json."""
     out = tmp_path / "metrics.json"
     assert tool_main("evaluate")(["--model", str(model), "--data-root", str(data),
                                   "--json", str(out), "--no-progress"]) == 0
-    return json.loads(out.read_text())["calibrated"]["rates"][far_key(1e-2)]["far"]
+    return json.loads(out.read_text())
+
+
+def observed_far(model: pathlib.Path, data: pathlib.Path, tmp_path: pathlib.Path) -> float:
+    return evaluated(model, data, tmp_path)["calibrated"]["rates"][far_key(1e-2)]["far"]
 
 
 @pytest.mark.slow
-def test_training_calibrates_on_validation_and_it_transfers(trained, tmp_path, capsys):
-    model, first, second = trained
+def test_training_calibrates_on_validation_and_evaluation_reports_what_it_does_on_test(
+        trained_run, tmp_path, capsys):
+    """The run tests/conftest.py shares calibrated on its 5 held-out identities; evaluated on
+    the test split, what each threshold lets through is counted on the test pairs from the
+    export's own embeddings. (How close that comes to the rate asked, on people never seen,
+    varies from training to training: bench/calibration_transfer.py measures it over seeds.)"""
+    from reid.data import load_dataset
+    from reid.data.pipeline import load_image
+    from reid.evaluation.verification import pair_scores
+    from reid.modeling import Embedder
+
+    model = trained_run.model
     calibration = spec_calibration(json.loads((model / "spec.json").read_text()), "spec")
-    assert "validation: 20 training identities" in calibration.source
-    # Test identities of the same draw, and of another draw, were never seen: the false-match
-    # rate asked for (1e-2) holds there within 2.5x (the target on real data is 2x; this small
-    # model calibrates on 20 identities, about 5,000 impostor pairs). Measured with Keras
-    # 3.15.1: 0.8x and 0.8x; with train.seed 1, 1.2x and 2.1x. Trained 3 epochs, the second
-    # draw saw 3.9x (seed 0) and 0.9x (seed 1): too weak a model to hold the bound.
-    for data in (first, second):
-        assert 0.4e-2 <= observed_far(model, data, tmp_path) <= 2.5e-2
+    assert "validation: 5 training identities" in calibration.source
+    assert far_key(1e-2) in calibration.thresholds  # 5 identities give enough impostor pairs
+    reported = evaluated(model, trained_run.data, tmp_path)["calibrated"]
     assert "observed false-match rate" in capsys.readouterr().out
+    assert reported["source"] == calibration.source
+    test = load_dataset(trained_run.config.data, splits=("query", "gallery"))
+    embedder = Embedder.load(model)  # the runtime the tool chose (auto)
+    q, g = (embedder.embed(np.stack([load_image(r.path, 64, 32) for r in records]))
+            for records in (test.query, test.gallery))
+    genuine, impostor = pair_scores(q, g, [r.pid for r in test.query],
+                                    [r.pid for r in test.gallery],
+                                    [r.camid for r in test.query],
+                                    [r.camid for r in test.gallery])
+    assert len(impostor) >= 100
+    assert set(reported["rates"]) == set(calibration.thresholds)
+    for key, t in calibration.thresholds.items():
+        rates = reported["rates"][key]
+        assert rates["threshold"] == t
+        # Counted at the threshold, give or take the embeddings' rounding.
+        for name, scores in (("far", impostor), ("tar", genuine)):
+            assert accepted(scores, t + 1e-5) <= rates[name] <= accepted(scores, t - 1e-5), (
+                key, name)
 
 
 @pytest.mark.slow
-def test_calibrate_tool_rewrites_the_spec_and_keeps_the_old_calibration(trained, tmp_path,
+def test_calibrate_tool_rewrites_the_spec_and_keeps_the_old_calibration(trained_run, tmp_path,
                                                                         capsys):
     import shutil
 
-    model = tmp_path / "model"
-    shutil.copytree(trained[0], model)
+    model, data = tmp_path / "model", trained_run.data
+    shutil.copytree(trained_run.model, model)
     before = json.loads((model / "spec.json").read_text())
-    assert tool_main("calibrate")(["--model", str(model), "--data-root", str(trained[2]),
+    assert tool_main("calibrate")(["--model", str(model), "--data-root", str(data),
                                    "--no-progress"]) == 0
     assert f"written to {model / 'spec.json'}" in capsys.readouterr().out
     after = json.loads((model / "spec.json").read_text())
-    assert str(trained[2]) in after["calibration"]["source"]
+    assert str(data) in after["calibration"]["source"]
     assert after["calibration_history"] == [before["calibration"]]
     assert {k: v for k, v in after.items() if not k.startswith("calibration")} == {
         k: v for k, v in before.items() if not k.startswith("calibration")}
     # Calibrated on this very split, the asked rate is met there exactly (up to ties).
-    assert observed_far(model, trained[2], tmp_path) <= 1e-2
+    assert observed_far(model, data, tmp_path) <= 1e-2
     assert tool_main("calibrate")(["--model", str(model), "--data-root",
                                    str(tmp_path / "nowhere")]) == 1
     assert "nowhere" in capsys.readouterr().err
