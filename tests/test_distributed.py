@@ -23,7 +23,6 @@ import pytest
 from reid.config import ConfigError, config_from_dict, load_config, save_config
 from reid.data import load_dataset
 from reid.data.records import DatasetError, ImageRecord, make_dataset
-from reid.synthetic.crops import generate_dataset
 from reid.engine.checkpoint import latest_checkpoint
 from reid.engine.distribute import check_tf_config, local_replicas, local_tf_configs
 from reid.engine.schedule import learning_rate_at
@@ -93,10 +92,9 @@ def fingerprints(results: list[tuple[int, str]]) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> pathlib.Path:
-    root = tmp_path_factory.mktemp("synthetic")
-    generate_dataset(root, ids=12, cameras=2, images_per_id=6, seed=1, height=64, width=32)
-    return root
+def data(tiny_data) -> pathlib.Path:
+    """tests/conftest.py's drawn pedestrians: 10 training identities, 10 test."""
+    return tiny_data
 
 
 #: Synchronised batch norm and losses that are means over the batch (cross-entropy and
