@@ -1,8 +1,18 @@
 """Match thresholds from genuine and impostor scores: "is this person in the gallery at all?"
 
 A ranked list never says where to stop. A threshold on the cosine score does, and the one a
-user can reason about is set by the false-match rate it allows: at FAR 1e-2, one stranger pair
-in a hundred scores above it. Thresholds are read off the score distributions of labelled pairs
+user can reason about is set by the error rate it allows. Two kinds are calibrated:
+
+* **per pair**: at false-match rate (FAR) 1e-2, one stranger *pair* in a hundred scores above
+  it. Right for "are these two crops one person?".
+* **per gallery** (:class:`GalleryRule`): at false-positive identification rate (FPIR) 1e-2,
+  one person in a hundred who is *not* in a gallery of N entries is reported present. A
+  stranger meets all N entries, so this threshold rises with N; it is a line in ln N
+  (:mod:`reid.evaluation.open_set`), fitted on galleries of several sizes drawn from the
+  calibration data, and applied at query time for the N at hand. Right for "is this person
+  anywhere?", the question a search answers. Kept per kind of gallery entry: single
+  ``crops``, or ``tracks`` (a track's mean embedding, what a footage index answers with).
+ Thresholds are read off the score distributions of labelled pairs
 that played no part in choosing the model's weights or recipe's test figures: training's
 validation identities (``data.val_ids``), or a user's own labelled images of a new site
 (``tools/calibrate.py``). They are stored in the export's spec, beside the weights they belong
@@ -20,11 +30,23 @@ from typing import Any
 import numpy as np
 
 from reid.errors import ReidError
+from reid.evaluation.open_set import best_impostor_scores, fit_size_rule, size_grid
 from reid.evaluation.verification import accept_rate, equal_error_rate, threshold_at_far
 
-#: The false-match rates a calibration holds thresholds for; the first is threshold ``auto``.
+#: The false-match rates a calibration holds per-pair thresholds for; the first is threshold
+#: ``pair``.
 CALIBRATED_FARS: tuple[float, ...] = (1e-2, 1e-3)
 AUTO_FAR = CALIBRATED_FARS[0]
+#: The false-positive identification rates a gallery rule holds lines for; a rate between two
+#: of them is interpolated (in log rate), one outside them refused.
+CALIBRATED_FPIRS: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01)
+#: What threshold ``auto`` asks for when no rate is given (docs/BENCHMARKS.md, "Gallery-level
+#: answers", says why this one).
+DEFAULT_FPIR = 1e-2
+#: The kinds of gallery entry a gallery rule is calibrated for.
+GALLERY_KINDS: tuple[str, ...] = ("crops", "tracks")
+#: Random galleries drawn per probe and size when fitting a gallery rule.
+GALLERY_DRAWS = 20
 #: The spec's key.
 SPEC_KEY = "calibration"
 
@@ -36,6 +58,85 @@ class CalibrationError(ReidError, ValueError):
 def far_key(far: float) -> str:
     """``1e-2 -> 'far=0.01'``: how a calibration names the threshold of a false-match rate."""
     return f"far={far:g}"
+
+
+def fpir_text(fpir: float) -> str:
+    """How a rate is shown and named: ``0.01``."""
+    return f"{fpir:g}"
+
+
+@dataclasses.dataclass(frozen=True)
+class GalleryRule:
+    """Where to cut a gallery of N entries so that a share ``fpir`` of absent people is
+    reported present: ``threshold(N) = intercept + slope * ln N`` per calibrated rate.
+
+    ``sizes``: the smallest and largest gallery measured; beyond the largest the line is
+    extrapolated (see :mod:`reid.evaluation.open_set` for which way it errs). ``probes``:
+    the probe images (each absent from the galleries it was scored against).
+    """
+
+    kind: str
+    fpirs: tuple[float, ...]
+    intercepts: tuple[float, ...]
+    slopes: tuple[float, ...]
+    sizes: tuple[int, int]
+    probes: int
+
+    def threshold(self, gallery_size: int, fpir: float) -> float:
+        """The cosine score a best result must reach in a gallery of ``gallery_size``."""
+        rates = np.log(np.asarray(self.fpirs))
+        lowest, highest = min(self.fpirs), max(self.fpirs)
+        if not lowest * (1 - 1e-9) <= fpir <= highest * (1 + 1e-9):
+            raise CalibrationError(
+                f"fpir {fpir:g}: this calibration ({self.kind}, {self.probes} probes) holds "
+                f"rates from {lowest:g} to {highest:g}", field="fpir")
+        at = np.log(max(int(gallery_size), 1))
+        lines = np.asarray(self.intercepts) + np.asarray(self.slopes) * at
+        order = np.argsort(rates)
+        return float(np.interp(np.log(fpir), rates[order], lines[order]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "fpirs": list(self.fpirs),
+                "intercepts": list(self.intercepts), "slopes": list(self.slopes),
+                "sizes": list(self.sizes), "probes": self.probes}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> GalleryRule:
+        rule = cls(str(value["kind"]), tuple(float(f) for f in value["fpirs"]),
+                   tuple(float(a) for a in value["intercepts"]),
+                   tuple(float(b) for b in value["slopes"]),
+                   (int(value["sizes"][0]), int(value["sizes"][1])), int(value["probes"]))
+        numbers = rule.fpirs + rule.intercepts + rule.slopes
+        if (not rule.fpirs or len({len(rule.fpirs), len(rule.intercepts), len(rule.slopes)}) != 1
+                or not all(math.isfinite(v) for v in numbers)
+                or not all(0 < f < 1 for f in rule.fpirs)):
+            raise ValueError(f"gallery rule {rule.kind}: rates, intercepts and slopes must be "
+                             f"finite lists of one length, rates in (0, 1)")
+        return rule
+
+    def describe(self) -> str:
+        return (f"{self.probes} probes against galleries of {self.sizes[0]}-{self.sizes[1]} "
+                f"{self.kind}")
+
+
+def fit_gallery_rule(scores: np.ndarray, impostor: np.ndarray, kind: str,
+                     draws: int = GALLERY_DRAWS, seed: int = 0) -> GalleryRule | None:
+    """A gallery rule from probe x candidate scores (``impostor``: which candidates may stand in
+    a gallery without the probe's person), or None when the probes have too few impostors for
+    two gallery sizes. A rate enters when the probes give at least one absent person's
+    false "present" at it in every gallery drawn."""
+    available = int(np.asarray(impostor, bool).sum(axis=1).min()) if len(scores) else 0
+    if available < 20:
+        return None
+    sizes = size_grid(available)
+    maxima = best_impostor_scores(scores, impostor, sizes, draws, seed)
+    fpirs = [f for f in CALIBRATED_FPIRS if len(scores) * f >= 1]
+    if not fpirs:
+        return None
+    lines = [fit_size_rule(maxima, sizes, f) for f in fpirs]
+    return GalleryRule(kind, tuple(fpirs), tuple(a for a, _ in lines),
+                       tuple(b for _, b in lines), (int(sizes[0]), int(sizes[-1])),
+                       len(scores))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +155,9 @@ class Calibration:
     impostor_pairs: int
     source: str
     created: str
+    #: Gallery-level rules by kind of entry (:data:`GALLERY_KINDS`); empty in calibrations
+    #: made before they existed.
+    gallery: dict[str, GalleryRule] = dataclasses.field(default_factory=dict)
 
     def threshold(self, far: float = AUTO_FAR) -> float:
         key = far_key(far)
@@ -64,7 +168,9 @@ class Calibration:
         return self.thresholds[key]
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        value = dataclasses.asdict(self)
+        value["gallery"] = {kind: rule.to_json() for kind, rule in self.gallery.items()}
+        return value
 
     @classmethod
     def from_json(cls, value: Any, where: str) -> Calibration:
@@ -78,7 +184,9 @@ class Calibration:
                               eer=float(value["eer"]),
                               genuine_pairs=int(value["genuine_pairs"]),
                               impostor_pairs=int(value["impostor_pairs"]),
-                              source=str(value["source"]), created=str(value["created"]))
+                              source=str(value["source"]), created=str(value["created"]),
+                              gallery={str(kind): GalleryRule.from_json(rule)
+                                       for kind, rule in value.get("gallery", {}).items()})
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CalibrationError(f"{where}: unreadable calibration ({exc!r}); recalibrate "
                                    f"with tools/calibrate.py") from None
@@ -90,8 +198,46 @@ class Calibration:
         return f"{self.source}; {self.genuine_pairs} genuine, {self.impostor_pairs} impostor pairs"
 
 
-def calibrate(genuine: np.ndarray, impostor: np.ndarray, source: str) -> Calibration:
-    """Thresholds at :data:`CALIBRATED_FARS` and at the equal-error rate of these scores."""
+def labelled_gallery_rules(vectors: np.ndarray, pids: np.ndarray, camids: np.ndarray,
+                           seed: int = 0) -> dict[str, GalleryRule]:
+    """Gallery rules from labelled images: every image a probe, absent from galleries drawn
+    from the other people's entries. ``crops``: the entries are the images; ``tracks``: the
+    mean embedding of each person's images in each camera, as a footage index keeps a track
+    (a person passing one camera). Junk (pid -1) is left out; distractors (pid 0) are
+    strangers to everyone, as in ranking."""
+    vectors = np.asarray(vectors, np.float64)
+    keep = np.asarray(pids) != -1
+    vectors = _unit(vectors[keep])
+    pids, camids = np.asarray(pids)[keep], np.asarray(camids)[keep]
+    rules: dict[str, GalleryRule] = {}
+    crops = fit_gallery_rule(vectors @ vectors.T, _strangers(pids, pids), "crops", seed=seed)
+    if crops is not None:
+        rules["crops"] = crops
+    groups = sorted({(int(p), int(c)) for p, c in zip(pids, camids)})
+    means = _unit(np.stack([vectors[(pids == p) & (camids == c)].mean(axis=0)
+                            for p, c in groups]))
+    track_pids = np.array([p for p, _ in groups])
+    tracks = fit_gallery_rule(vectors @ means.T, _strangers(pids, track_pids), "tracks",
+                              seed=seed)
+    if tracks is not None:
+        rules["tracks"] = tracks
+    return rules
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _strangers(probe_pids: np.ndarray, entry_pids: np.ndarray) -> np.ndarray:
+    """Which entries are another person than each probe (a distractor, pid 0, always is)."""
+    probe_pids, entry_pids = np.asarray(probe_pids), np.asarray(entry_pids)
+    return (probe_pids[:, None] != entry_pids[None, :]) | (entry_pids[None, :] == 0)
+
+
+def calibrate(genuine: np.ndarray, impostor: np.ndarray, source: str,
+              gallery: Mapping[str, GalleryRule] | None = None) -> Calibration:
+    """Thresholds at :data:`CALIBRATED_FARS` and at the equal-error rate of these scores, with
+    the ``gallery`` rules fitted on the same data."""
     genuine = np.asarray(genuine, np.float64).ravel()
     impostor = np.asarray(impostor, np.float64).ravel()
     if not len(genuine) or not len(impostor):
@@ -104,7 +250,8 @@ def calibrate(genuine: np.ndarray, impostor: np.ndarray, source: str) -> Calibra
     eer, thresholds["eer"] = equal_error_rate(genuine, impostor)
     tar = {key: accept_rate(genuine, t) for key, t in thresholds.items()}
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return Calibration(thresholds, tar, eer, len(genuine), len(impostor), source, created)
+    return Calibration(thresholds, tar, eer, len(genuine), len(impostor), source, created,
+                       dict(gallery or {}))
 
 
 def observed_rates(calibration: Calibration, genuine: np.ndarray, impostor: np.ndarray
@@ -169,6 +316,10 @@ class MatchThreshold:
 
     value: float
     origin: str
+    #: Set when the threshold is gallery-level: the false-positive identification rate it was
+    #: read for, at ``gallery_size`` entries.
+    fpir: float | None = None
+    gallery_size: int | None = None
 
     def matches(self, score: float) -> bool:
         return score >= self.value
@@ -201,39 +352,78 @@ def score_format(threshold: MatchThreshold | None, scores: Iterable[float],
     return lambda score: repr(float(score))
 
 
-def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str
+#: What ``--threshold`` accepts besides a number.
+THRESHOLD_WORDS: tuple[str, ...] = ("auto", "pair", "none")
+
+
+def check_fpir(fpir: float) -> float:
+    """``fpir`` if it is a rate a calibration can hold (within :data:`CALIBRATED_FPIRS`)."""
+    if not (isinstance(fpir, (int, float)) and math.isfinite(fpir)
+            and min(CALIBRATED_FPIRS) <= fpir <= max(CALIBRATED_FPIRS)):
+        raise CalibrationError(f"fpir {fpir}: expected a false-positive identification rate "
+                               f"from {min(CALIBRATED_FPIRS):g} to {max(CALIBRATED_FPIRS):g}",
+                               field="fpir")
+    return float(fpir)
+
+
+def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str,
+                      gallery_size: int | None = None, kind: str = "crops",
+                      fpir: float | None = None, site: Calibration | None = None
                       ) -> MatchThreshold | None:
     """What a requested match threshold asks for, given the spec of the model that embeds.
 
-    ``None`` (not given): the calibrated threshold when the model has one, else no match
-    decision at all, as before calibration existed. ``auto``: the calibrated false-match-rate
-    :data:`AUTO_FAR` threshold, an error without one. ``none``: no decision. A number: that
-    cosine score (the spec is not read, so a damaged calibration does not stand in its way).
+    ``auto``: the gallery-level threshold at ``fpir`` (default :data:`DEFAULT_FPIR`) for a
+    gallery of ``gallery_size`` entries of ``kind``, an error without a gallery rule.
+    ``pair``: the calibrated per-pair threshold at false-match rate :data:`AUTO_FAR`.
+    ``none``: no decision. A number: that cosine score (the spec is not read, so a damaged
+    calibration does not stand in its way). ``None`` (not given): ``auto`` when the
+    calibration has a gallery rule, else ``pair`` when it has that threshold (a model
+    calibrated before gallery rules existed answers as it did), else no decision. ``site``:
+    a calibration made on the index's own footage (``tools/calibrate.py --footage``), used in
+    place of the model's.
     """
     asked = None if requested is None else requested.strip().lower()
     if asked == "none":
         return None
-    if asked not in (None, "auto"):
+    if asked not in (None, *THRESHOLD_WORDS):
         try:
             value = float(requested)
         except ValueError:
-            raise CalibrationError(f"threshold {requested}: expected auto, none or a cosine "
-                                   f"score in [-1, 1]", field="threshold") from None
+            raise CalibrationError(f"threshold {requested}: expected auto, pair, none or a "
+                                   f"cosine score in [-1, 1]", field="threshold") from None
         if not -1.0 <= value <= 1.0:
             raise CalibrationError(f"threshold {requested}: a cosine score lies in [-1, 1]",
                                    field="threshold")
         return MatchThreshold(value, GIVEN)
-    calibration = spec_calibration(spec, where)
-    if asked is None and (calibration is None or far_key(AUTO_FAR) not in calibration.thresholds):
-        return None
+    fpir = DEFAULT_FPIR if fpir is None else check_fpir(fpir)
+    calibration = site if site is not None else spec_calibration(spec, where)
+    rule = None if calibration is None else calibration.gallery.get(kind)
+    pair = calibration is not None and far_key(AUTO_FAR) in calibration.thresholds
+    if asked is None:
+        if rule is None and not pair:
+            return None
+        asked = "auto" if rule is not None and gallery_size is not None else "pair"
     if calibration is None:
         raise CalibrationError(
-            f"threshold auto: {where} has no calibrated match threshold (trained with "
-            f"data.val_ids: 0?); calibrate it on labelled crops (tools/calibrate.py), or give a "
-            f"number", field="threshold")
-    return MatchThreshold(calibration.threshold(AUTO_FAR),
-                          f"false-match rate {AUTO_FAR:g} per pair, calibrated on "
-                          f"{calibration.source}")
+            f"threshold {asked}: {where} has no calibrated match threshold (trained with "
+            f"data.val_ids: 0?); calibrate it on labelled crops or on footage "
+            f"(tools/calibrate.py), or give a number", field="threshold")
+    if asked == "pair":
+        return MatchThreshold(calibration.threshold(AUTO_FAR),
+                              f"false-match rate {AUTO_FAR:g} per pair, calibrated on "
+                              f"{calibration.source}")
+    if rule is None:
+        raise CalibrationError(
+            f"threshold auto: the calibration of {where} ({calibration.source}) has no "
+            f"gallery-level rule for {kind} (made before they existed?); recalibrate with "
+            f"tools/calibrate.py, or use --threshold pair", field="threshold")
+    if gallery_size is None:
+        raise ValueError("a gallery-level threshold needs the gallery's size")
+    return MatchThreshold(
+        rule.threshold(gallery_size, fpir),
+        f"{fpir_text(fpir)} of absent people reported present, in a gallery of "
+        f"{gallery_size:,} {kind}; calibrated on {calibration.source}",
+        fpir, gallery_size)
 
 
 def format_calibration(calibration: Calibration) -> str:

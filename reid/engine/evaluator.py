@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from reid.calibration import Calibration, calibrate, observed_rates, open_set_rates
+from reid.calibration import (Calibration, calibrate, labelled_gallery_rules, observed_rates,
+                              open_set_rates)
 from reid.config import EvalConfig
 from reid.data.records import ImageRecord, ReidDataset
 from reid.evaluation import (alpha_query_expansion, embedding_spread, evaluate_rank,
@@ -116,11 +117,15 @@ def features_as_queried_and_scored(embedder, dataset: ReidDataset, cfg: EvalConf
 
 
 def calibrate_features(features: Features, source: str) -> Calibration:
-    """Match thresholds from every pair of ``features`` the ranking protocol scores
-    (:func:`reid.evaluation.verification.pair_scores`)."""
+    """Per-pair match thresholds from every pair of ``features`` the ranking protocol scores
+    (:func:`reid.evaluation.verification.pair_scores`), and gallery-level rules with every
+    image, query or gallery, a probe (:func:`reid.calibration.labelled_gallery_rules`)."""
     genuine, impostor = pair_scores(features.query, features.gallery, features.q_pids,
                                     features.g_pids, features.q_camids, features.g_camids)
-    return calibrate(genuine, impostor, source)
+    rules = labelled_gallery_rules(np.concatenate([features.query, features.gallery]),
+                                   np.concatenate([features.q_pids, features.g_pids]),
+                                   np.concatenate([features.q_camids, features.g_camids]))
+    return calibrate(genuine, impostor, source, rules)
 
 
 def calibrated_figures(calibration: Calibration, features: Features, seed: int = 0

@@ -143,15 +143,17 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _export_state(model_dir: pathlib.Path) -> tuple[str | None, bool]:
-    """(weights fingerprint, whether it holds a calibration) of the export in ``model_dir``;
-    (None, False) when there is none."""
+    """(weights fingerprint, whether it holds a calibration with gallery rules) of the export
+    in ``model_dir``; (None, False) when there is none. A calibration from before gallery
+    rules existed counts as none, so resuming the finished run calibrates it again."""
     from reid.calibration import SPEC_KEY
     from reid.modeling.spec import read_spec
     from reid.modeling.errors import ModelError
 
     try:
         spec = read_spec(model_dir)
-        return str(spec["fingerprint"]), SPEC_KEY in spec
+        calibrated = bool(spec.get(SPEC_KEY, {}).get("gallery"))
+        return str(spec["fingerprint"]), calibrated
     except (ModelError, KeyError):
         return None, False
 

@@ -1,0 +1,115 @@
+"""Gallery-level answers: "is this person anywhere in the gallery?", at a gallery's size.
+
+A per-pair threshold (false-match rate 1e-2: one stranger *pair* in a hundred passes) says little
+about that question: a person who is not in the gallery meets every one of its N entries, and
+the best of N stranger scores passes far more often. The rate that matters is the
+**false-positive identification rate** (FPIR, ISO/IEC 19795-1; NIST FRVT 1:N): the share of
+people *absent* from the gallery who are reported present. Beside it, the **detection and
+identification rate** (DIR): the share of people *present* whose best result is their own and
+reaches the threshold.
+
+The threshold that gives an FPIR depends on N: the best of N stranger scores grows with N. For
+score distributions with an exponential-type upper tail (the Gumbel domain of extreme-value
+theory) the location of the maximum grows linearly in ln N, so :func:`fit_size_rule` fits, per
+FPIR, ``threshold(N) = a + b ln N`` to the thresholds measured on galleries of several sizes
+drawn from labelled data (:func:`best_impostor_scores`). A cosine score is bounded by 1, so its
+tail is lighter than exponential far out, and the line then overshoots: extrapolated to galleries
+larger than those it was fitted on, it errs towards fewer false "present" answers.
+Pure NumPy, like the rest of :mod:`reid.evaluation`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reid.evaluation.errors import EvaluationError
+from reid.evaluation.verification import threshold_at_far
+
+
+def fpir_and_dir(mated_scores: np.ndarray, mated_correct: np.ndarray,
+                 unmated_scores: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(FPIR, DIR) of a threshold on the best score: the share of unmated queries whose best
+    score reaches it, and the share of mated queries whose best result is their own and
+    reaches it. An empty side gives NaN."""
+    mated_scores = np.asarray(mated_scores, np.float64).ravel()
+    mated_correct = np.asarray(mated_correct, bool).ravel()
+    unmated_scores = np.asarray(unmated_scores, np.float64).ravel()
+    if len(mated_correct) != len(mated_scores):
+        raise ValueError(f"mated_correct: {len(mated_correct)} values for "
+                         f"{len(mated_scores)} scores")
+    fpir = float(np.mean(unmated_scores >= threshold)) if len(unmated_scores) else float("nan")
+    dir_ = (float(np.mean(mated_correct & (mated_scores >= threshold)))
+            if len(mated_scores) else float("nan"))
+    return fpir, dir_
+
+
+def best_impostor_scores(scores: np.ndarray, impostor: np.ndarray, sizes: np.ndarray,
+                         draws: int, seed: int = 0) -> np.ndarray:
+    """The best impostor score of each probe against galleries of each size, drawn at random.
+
+    ``scores[i, j]`` is probe i's score with candidate j, and ``impostor[i, j]`` says whether j
+    may stand in a gallery in which probe i's person is absent. For each probe and draw the
+    impostor candidates are shuffled; the best of the first N is the best score against a
+    gallery of N of them, drawn without replacement, for every N at once. Returns an array
+    (len(sizes), probes * draws). Every probe needs at least ``max(sizes)`` impostors.
+    """
+    scores = np.asarray(scores, np.float64)
+    impostor = np.asarray(impostor, bool)
+    sizes = np.asarray(sizes, np.int64)
+    if scores.shape != impostor.shape or scores.ndim != 2:
+        raise ValueError(f"scores {scores.shape} and impostor {impostor.shape}: expected two "
+                         f"matrices of one shape")
+    available = impostor.sum(axis=1)
+    if not len(sizes) or sizes.min() < 1 or (len(available) and sizes.max() > available.min()):
+        raise EvaluationError(f"gallery sizes {sizes.min()}-{sizes.max()}: every probe needs "
+                              f"that many impostors, the fewest has {available.min()}")
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(sizes), len(scores), draws))
+    for i in range(len(scores)):
+        candidates = scores[i, impostor[i]]
+        for b in range(draws):
+            running = np.maximum.accumulate(rng.permutation(candidates)[:sizes.max()])
+            out[:, i, b] = running[sizes - 1]
+    return out.reshape(len(sizes), -1)
+
+
+def size_grid(largest: int, smallest: int = 10, per_doubling: int = 2) -> np.ndarray:
+    """Gallery sizes from ``smallest`` to ``largest``, evenly spaced in ln N."""
+    if largest < smallest:
+        raise EvaluationError(f"gallery sizes: at most {largest} impostors per probe, fewer "
+                              f"than the {smallest} a gallery-size rule needs")
+    steps = max(2, int(np.ceil(np.log2(largest / smallest) * per_doubling)) + 1)
+    return np.unique(np.round(np.geomspace(smallest, largest, steps)).astype(np.int64))
+
+
+def fit_size_rule(maxima: np.ndarray, sizes: np.ndarray, fpir: float
+                  ) -> tuple[float, float]:
+    """(a, b) of ``threshold(N) = a + b ln N`` at ``fpir``: least squares through the thresholds
+    that let a share ``fpir`` of the best impostor scores at each size through
+    (:func:`reid.evaluation.verification.threshold_at_far`; ``maxima`` as
+    :func:`best_impostor_scores` returns them)."""
+    sizes = np.asarray(sizes, np.float64)
+    if len(sizes) < 2:
+        raise EvaluationError("a gallery-size rule needs at least two gallery sizes")
+    thresholds = np.array([threshold_at_far(row, fpir) for row in maxima])
+    slope, intercept = np.polyfit(np.log(sizes), thresholds, 1)
+    return float(intercept), float(slope)
+
+
+def open_set_best(scores: np.ndarray, g_pids: np.ndarray, q_pids: np.ndarray,
+                  candidate: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(best score, whether the best is the query's own person, whether the query is mated)
+    per query of a query x gallery score matrix; ``candidate`` masks entries a query may not
+    be answered with (the ranking protocol's own camera). Mated: the query's person has a
+    candidate entry in the gallery."""
+    scores = np.asarray(scores, np.float64)
+    g_pids, q_pids = np.asarray(g_pids), np.asarray(q_pids)
+    if candidate is not None:
+        scores = np.where(candidate, scores, -np.inf)
+    same = q_pids[:, None] == g_pids[None, :]
+    if candidate is not None:
+        same &= candidate
+    top = np.argmax(scores, axis=1)
+    best = scores[np.arange(len(scores)), top]
+    return best, g_pids[top] == q_pids, same.any(axis=1)
