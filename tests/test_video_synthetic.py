@@ -316,6 +316,8 @@ def test_a_folder_it_did_not_write_is_refused(tmp_path):
     ("fps", 0, "fps: need 1..60"), ("width", 100, "width: need 160..1920"),
     ("height", 2000, "height: need 120..1080"), ("seed", -1, "seed: need 0 <= seed"),
     ("people", 2.5, "people: expected an integer"),
+    ("absent", -1, "absent: need 0..2"), ("absent", 3, "absent: need 0..2 (of the 4 people"),
+    ("absent", 1.0, "absent: expected an integer"),
 ])
 def test_bad_arguments_name_the_argument(tmp_path, field, value, message):
     with pytest.raises(FootageError, match=re.escape(message)):
@@ -332,8 +334,51 @@ def test_the_tool_writes_footage_and_reports_bad_arguments_in_one_line(tmp_path,
     assert "2 videos written" in printed.out and printed.err == ""
     assert (out / "B.avi").is_file()
     for argv, message in ((["--size", "320by240"], "error: --size: expected WIDTHxHEIGHT"),
-                          (["--cameras", "9"], "error: cameras: need 2..8")):
+                          (["--cameras", "9"], "error: cameras: need 2..8"),
+                          (["--people", "4", "--absent", "3"], "error: absent: need 0..2")):
         assert main(["--out", str(tmp_path / "bad"), *argv]) == 1
         err = capsys.readouterr().err
         assert err.startswith(message) and err.count("\n") == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_absent_people_have_a_query_photo_and_pass_no_camera(tmp_path):
+    out = tmp_path / "absent"
+    summary = make_synthetic_footage(out, **{**SMALL, "people": 5, "absent": 2})
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["params"]["people"] == 5 and manifest["params"]["absent"] == 2
+    people = {p["id"]: p for p in manifest["identities"]}
+    assert sorted(people) == [1, 2, 3, 4, 5]  # 5 people in all, 2 of them absent
+    absent = sorted(pid for pid, p in people.items() if p["absent"])
+    assert len(absent) == 2 and list(summary.absent) == absent
+    assert f"people {absent[0]}, {absent[1]}" in summary.text().splitlines()[-1]
+    in_footage = set()
+    for c in manifest["cameras"]:
+        in_footage |= {int(i) for i in read_table(out / c["gt"], 9)[:, 1]}
+    assert in_footage == set(people) - set(absent)  # everyone else walks past some camera
+    camids = {c["camid"] for c in manifest["cameras"]}
+    for pid, person in people.items():
+        assert bool(person["cameras"]) == bool(person["walks"]) == (pid not in absent)
+        photo = QUERY_NAME.match(pathlib.Path(person["query"]).name)
+        assert int(photo[1]) == pid and int(photo[2]) not in camids
+        assert cv2.imread(str(out / person["query"])).shape == (128, 64, 3)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) \
+        == manifest["files"]
+    again = make_synthetic_footage(out, **{**SMALL, "people": 5, "absent": 2})
+    assert again.skipped and again.absent == summary.absent
+
+
+def test_absent_people_are_drawn_with_the_others_and_none_keep_the_old_manifest():
+    everyone = plan_footage(FootageParams(people=8, seed=4))
+    some_absent = plan_footage(FootageParams(people=8, seed=4, absent=3))
+    # The same people, in the same colour groups: the absent ones look like people in the
+    # footage, and are none of them.
+    assert some_absent.identities == everyone.identities
+    assert len(some_absent.absent) == 3 and not everyone.absent
+    walkers = {w.pid for w in some_absent.walks}
+    assert walkers == set(range(1, 9)) - some_absent.absent
+    assert len(some_absent.single_camera) == 5 // 4
+    # Without absent people the manifest's parameters are those of footage drawn before the
+    # option existed, so that footage is still found complete.
+    assert "absent" not in FootageParams().manifest_params()
+    assert FootageParams(absent=1).manifest_params()["absent"] == 1

@@ -1,13 +1,14 @@
 """Write synthetic multi-camera footage of the synthetic pedestrians, with ground truth.
 
     python tools/make_synthetic_video.py --out data/synthetic_video [--cameras 3 --people 8
-        --seconds 12 --fps 10 --size 480x360 --seed 0]
+        --absent 0 --seconds 12 --fps 10 --size 480x360 --seed 0]
 
 One Motion-JPEG video per camera (A.avi, B.avi, ...), MOTChallenge ground truth and oracle
 detections per camera (A/gt/gt.txt, A/det/det.txt, A/seqinfo.ini), a query photo per person
 (queries/) and footage.json, which says when each camera started and who it saw. The people are
-not the training dataset's; most of them pass two or more cameras. Running it again with the
-same arguments finds the finished footage and does nothing; --force draws it again.
+not the training dataset's; most of them pass two or more cameras, and --absent of them none
+(a query photo only, marked absent in footage.json). Running it again with the same arguments
+finds the finished footage and does nothing; --force draws it again.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cameras", type=int, default=defaults.cameras,
                    help="cameras, 2-8, named A, B, ... (default %(default)s)")
     p.add_argument("--people", type=int, default=defaults.people,
-                   help="people in all; a quarter of them pass one camera only "
+                   help="people in all, the --absent ones included; a quarter of those who "
+                        "appear pass one camera only (default %(default)s)")
+    p.add_argument("--absent", type=int, default=defaults.absent,
+                   help="of --people, how many never walk past any camera: a query photo "
+                        "each, nothing in the footage (--people 20 --absent 5: 15 appear) "
                         "(default %(default)s)")
     p.add_argument("--seconds", type=float, default=defaults.seconds,
                    help="length of each camera's video (default %(default)g)")
@@ -61,7 +66,8 @@ def generate(args: argparse.Namespace) -> None:
     width, height = parse_size(args.size)
     summary = make_synthetic_footage(args.out, cameras=args.cameras, people=args.people,
                                      seconds=args.seconds, fps=args.fps, width=width,
-                                     height=height, seed=args.seed, force=args.force,
+                                     height=height, seed=args.seed, absent=args.absent,
+                                     force=args.force,
                                      progress=not args.no_progress)
     print(summary.text(redraw="use --force to redraw"))
 

@@ -9,19 +9,25 @@ it at walking pace, nearer ones larger (a pinhole camera above a flat floor: 60-
 at 360 rows), legs and arms swinging with the distance walked, some through the door, some
 crossing one another (the nearer drawn last). The cameras start at different wall-clock times,
 and most people walk past two or more of them at different times, so that finding a person in
-another camera is a real question; a quarter of the people pass only one camera.
+another camera is a real question; a quarter of the people pass only one camera. ``absent`` of
+the people never walk past any camera: they have a query photo only, so that "is this person
+anywhere in my cameras?" has a true "no" to find. They are drawn with everyone else, in the same
+colour groups (strangers who look like people in the footage, never the same as one), and which
+of them are absent is drawn from a stream of its own.
 
 Written by :mod:`reid.synthetic.folder`'s protocol (a staging folder renamed into place, the
 manifest last, never over someone else's files)::
 
     OUT/footage.json          manifest: format, parameters, cameras (name, video, start time,
-                              frames, identities), identities (cameras, walks, query photo)
+                              frames, identities), identities (cameras, walks, query photo,
+                              absent: true for a person no camera saw, cameras and walks empty)
     OUT/A.avi, B.avi, ...     one Motion-JPEG AVI per camera (OpenCV's own writer and reader)
     OUT/A/gt/gt.txt           MOTChallenge ground truth (read by :mod:`reid.video.mot`)
     OUT/A/det/det.txt         oracle detections (see DET_MIN_VISIBILITY)
     OUT/A/seqinfo.ini         MOTChallenge sequence information
     OUT/queries/0003_c9s1_000001_00.jpg
-                              one crop per person from a camera not in the footage
+                              one crop per person (absent people included) from a camera
+                              not in the footage
 
 Ground truth is ``frame,id,x,y,w,h,conf,1,visibility``: the tight box of the whole body,
 clipped to the frame; ``id`` the person, the same in every camera; ``visibility`` the share of
@@ -88,7 +94,7 @@ _BODY_METRES = 1.75
 # The random streams: [seed, _STREAM, purpose, ...]. The crop generator's are [seed, 0, k] and
 # [seed, pid, index] with pid < 10**4, so no footage stream is one of them.
 _STREAM = 0x766964656F  # "video"
-_IDENTITIES, _CAMERAS, _RIGS, _WALKS, _LOOK, _DETS, _QUERIES = range(1, 8)
+_IDENTITIES, _CAMERAS, _RIGS, _WALKS, _LOOK, _DETS, _QUERIES, _ABSENT = range(1, 9)
 # Seconds between leaving one camera's picture and entering the next one's, at the least.
 _GAP = 0.5
 
@@ -104,10 +110,11 @@ class FootageParams:
     width: int = 480
     height: int = 360
     seed: int = 0
+    absent: int = 0  # of ``people``, how many never walk past any camera
 
     def validate(self) -> None:
         """Refuse arguments that cannot give footage worth measuring; names the argument."""
-        for name in ("cameras", "people", "fps", "width", "height", "seed"):
+        for name in ("cameras", "people", "fps", "width", "height", "seed", "absent"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise FootageError(f"{name}: expected an integer, got {value!r}")
@@ -120,6 +127,9 @@ class FootageParams:
                                f"got {self.cameras}")
         if not 2 <= self.people <= 999:
             raise FootageError(f"people: need 2..999, got {self.people}")
+        if not 0 <= self.absent <= self.people - 2:
+            raise FootageError(f"absent: need 0..{self.people - 2} (of the {self.people} people "
+                               f"at least two must walk past the cameras), got {self.absent}")
         if not 2 <= self.seconds <= 600:
             raise FootageError(f"seconds: need 2..600 seconds of footage per camera, got "
                                f"{self.seconds}")
@@ -136,6 +146,15 @@ class FootageParams:
     def frames(self) -> int:
         """Frames of each camera's video."""
         return max(1, int(round(self.seconds * self.fps)))
+
+    def manifest_params(self) -> dict[str, object]:
+        """The parameters as the manifest records them (what a complete folder is matched by):
+        ``absent`` only when there are absent people, so that footage drawn before the option
+        existed is still found complete (with none, the drawing is the same)."""
+        params = dataclasses.asdict(self)
+        if not self.absent:
+            del params["absent"]
+        return params
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,6 +246,7 @@ class FootagePlan:
     query_style: CameraStyle
     walks: tuple[Walk, ...]
     single_camera: frozenset[int]  # pids planned to pass one camera only
+    absent: frozenset[int] = frozenset()  # pids who pass no camera (a query photo only)
 
 
 def _rig(index: int, style: CameraStyle, start: float, rng: np.random.Generator, width: int,
@@ -295,11 +315,25 @@ def _schedule(pid: int, cameras: Sequence[int], rigs: Sequence[CameraRig], secon
     return walks
 
 
+def _absent_people(params: FootageParams) -> frozenset[int]:
+    """Which people never pass a camera: drawn from a stream of their own, and nothing drawn
+    when there are none, so that the other streams (and the footage) are as without the
+    option."""
+    if not params.absent:
+        return frozenset()
+    rng = np.random.default_rng([params.seed, _STREAM, _ABSENT])
+    chosen = rng.choice(np.arange(1, params.people + 1), size=params.absent, replace=False)
+    return frozenset(int(p) for p in chosen)
+
+
 def plan_footage(params: FootageParams) -> FootagePlan:
     """People, cameras and walks, from the seed alone."""
     params.validate()
+    # Everyone, absent people included, is drawn in one call: they share colour groups, and no
+    # two are the same (sample_identities' rules).
     people = sample_identities(params.people, np.random.default_rng([params.seed, _STREAM,
                                                                      _IDENTITIES]))
+    absent = _absent_people(params)
     style_rng = np.random.default_rng([params.seed, _STREAM, _CAMERAS])
     styles = [sample_camera(style_rng) for _ in range(params.cameras + 1)]
     rig_rng = np.random.default_rng([params.seed, _STREAM, _RIGS])
@@ -310,8 +344,8 @@ def plan_footage(params: FootageParams) -> FootagePlan:
         # a person to walk out of one picture and into the next.
         start += max(1.0, round(float(rig_rng.uniform(0.45, 0.75)) * params.seconds))
     walk_rng = np.random.default_rng([params.seed, _STREAM, _WALKS])
-    pids = list(range(1, params.people + 1))
-    single = {int(p) for p in walk_rng.choice(pids, size=params.people // 4, replace=False)}
+    pids = [p for p in range(1, params.people + 1) if p not in absent]
+    single = {int(p) for p in walk_rng.choice(pids, size=len(pids) // 4, replace=False)}
     walks: list[Walk] = []
     for pid in pids:
         wanted = 1 if pid in single else int(walk_rng.integers(2, params.cameras + 1))
@@ -327,8 +361,9 @@ def plan_footage(params: FootageParams) -> FootagePlan:
             raise FootageError(f"seconds: {params.seconds:g} s is too short to walk person {pid} "
                                f"past two cameras at different times; give more seconds")
         walks.extend(best)
-    return FootagePlan(params=params, identities=dict(zip(pids, people)), rigs=tuple(rigs),
-                       query_style=styles[-1], walks=tuple(walks), single_camera=frozenset(single))
+    return FootagePlan(params=params, identities=dict(zip(range(1, params.people + 1), people)),
+                       rigs=tuple(rigs), query_style=styles[-1], walks=tuple(walks),
+                       single_camera=frozenset(single), absent=absent)
 
 
 # --------------------------------------------------------------------------------------------
@@ -626,6 +661,7 @@ class FootageSummary:
     seconds: float
     skipped: bool
     replaced: bool = False
+    absent: tuple[int, ...] = ()  # people with a query photo only
 
     @property
     def frames_per_second(self) -> float:
@@ -649,6 +685,9 @@ class FootageSummary:
         for c in self.cameras:
             lines.append(f"  camera {c.name}: {c.frames} frames, {c.boxes} ground-truth boxes, "
                          f"people {', '.join(str(i) for i in c.identities) or 'none'}")
+        if self.absent:
+            lines.append(f"  never in any camera (a query photo only): people "
+                         f"{', '.join(str(i) for i in self.absent)}")
         return "\n".join(lines)
 
 
@@ -671,7 +710,8 @@ def _manifest(plan: FootagePlan, results: Sequence[_CameraResult]) -> Manifest:
                   "seconds": round(wk.duration, 2), "view": wk.view, "kind": wk.kind}
                  for wk in sorted((w for w in plan.walks if w.pid == pid), key=lambda w: w.start)]
         people.append({"id": pid, "cameras": seen[pid], "single_camera": pid in plan.single_camera,
-                       "query": f"{QUERY_DIR}/{query_name(pid)}", "walks": walks})
+                       "absent": pid in plan.absent, "query": f"{QUERY_DIR}/{query_name(pid)}",
+                       "walks": walks})
     files = [MANIFEST_NAME] + [f for c in cameras for f in camera_files(str(c["name"])).values()]
     files += [str(p["query"]) for p in people]
     return {
@@ -702,21 +742,29 @@ def read_footage_manifest(out_dir: str | os.PathLike) -> Manifest | None:
 
 def is_complete(out_dir: str | os.PathLike, params: FootageParams) -> bool:
     """True if ``out_dir`` holds this generator's footage for ``params``, every file present."""
-    return FOLDER.is_complete(out_dir, dataclasses.asdict(params))
+    return FOLDER.is_complete(out_dir, params.manifest_params())
+
+
+def absent_people(manifest: Manifest) -> list[int]:
+    """The people of a footage manifest whom no camera saw (a query photo only)."""
+    people = manifest.get("identities")
+    return [int(p["id"]) for p in people if isinstance(p, dict) and p.get("absent")] \
+        if isinstance(people, list) else []
 
 
 def make_synthetic_footage(out_dir: str | os.PathLike, cameras: int = 3, people: int = 8,
                            seconds: float = 12.0, fps: int = 10, width: int = 480,
-                           height: int = 360, seed: int = 0, *, force: bool = False,
-                           progress: bool = False) -> FootageSummary:
+                           height: int = 360, seed: int = 0, absent: int = 0, *,
+                           force: bool = False, progress: bool = False) -> FootageSummary:
     """Write synthetic footage with ground truth to ``out_dir`` (layout: the module docstring).
 
+    ``people`` counts everyone, the ``absent`` people who never pass a camera included.
     Skips the work when ``out_dir`` already holds complete footage with the same parameters,
     unless ``force``; replaces footage it wrote with other parameters, but refuses a non-empty
     folder it did not write. The defaults (3 cameras x 12 s at 10 fps, 480x360, 8 people) are
     the demo's: a few seconds to draw, and a minute of indexing at most.
     """
-    params = FootageParams(cameras, people, seconds, fps, width, height, seed)
+    params = FootageParams(cameras, people, seconds, fps, width, height, seed, absent)
     params.validate()
     out = pathlib.Path(out_dir)
     started = time.perf_counter()
@@ -724,7 +772,8 @@ def make_synthetic_footage(out_dir: str | os.PathLike, cameras: int = 3, people:
         manifest = read_footage_manifest(out) or {}
         cams = tuple(CameraSummary(c["name"], c["frames"], tuple(c["identities"]), c["boxes"], 0.0)
                      for c in manifest.get("cameras", []))  # type: ignore[union-attr]
-        return FootageSummary(str(out), params, cams, time.perf_counter() - started, skipped=True)
+        return FootageSummary(str(out), params, cams, time.perf_counter() - started, skipped=True,
+                              absent=tuple(absent_people(manifest)))
     results: list[_CameraResult] = []
     with FOLDER.replace(out) as staging:
         plan = plan_footage(params)
@@ -755,9 +804,9 @@ def make_synthetic_footage(out_dir: str | os.PathLike, cameras: int = 3, people:
             image = render_person(identity, plan.query_style, rng, *QUERY_SIZE)
             (tmp / QUERY_DIR / query_name(pid)).write_bytes(encode_bgr_jpeg(image))
         manifest = _manifest(plan, results)
-        staging.finish(dataclasses.asdict(params), manifest)
+        staging.finish(params.manifest_params(), manifest)
     cams = tuple(CameraSummary(c["name"], c["frames"], tuple(c["identities"]), c["boxes"],
                                r.seconds)
                  for c, r in zip(manifest["cameras"], results))  # type: ignore[call-overload]
     return FootageSummary(str(out), params, cams, time.perf_counter() - started, skipped=False,
-                          replaced=staging.replaced)
+                          replaced=staging.replaced, absent=tuple(sorted(plan.absent)))
