@@ -60,6 +60,8 @@ FORMAT_VERSION = 3
 #: load. 2 had no footage tables: they are created, empty, on load. The next save writes 3.
 READABLE_FORMAT_VERSIONS = (1, 2, 3)
 MANIFEST_FILE = "manifest.json"
+#: The manifest's key of the thresholds calibrated on the index's footage (optional).
+SITE_CALIBRATION_KEY = "site_calibration"
 FAISS_FILE = "index.faiss"
 VECTORS_FILE = "vectors.npy"
 METADATA_FILE = "metadata.sqlite"
@@ -165,6 +167,7 @@ class GalleryIndex:
         self._next_id = 0
         self._created_at = _now()
         self._updated_at = self._created_at
+        self._site_calibration: dict[str, Any] | None = None
 
     # --- properties ------------------------------------------------------------------------
 
@@ -228,7 +231,21 @@ class GalleryIndex:
                       "description": fi.describe(self._config)},
             "created_at": self._created_at,
             "updated_at": self._updated_at,
+            **({} if self._site_calibration is None
+               else {SITE_CALIBRATION_KEY: self._site_calibration}),
         }
+
+    @property
+    def site_calibration(self) -> dict[str, Any] | None:
+        """The thresholds calibrated on this index's own footage, as JSON (read and written by
+        :mod:`reid.index.site_calibration`): a manifest key, so that it is published with a
+        version and carried by every later save, and gone with a rebuilt index."""
+        return None if self._site_calibration is None else json.loads(
+            json.dumps(self._site_calibration))
+
+    def set_site_calibration(self, value: Mapping[str, Any] | None) -> None:
+        self._site_calibration = None if value is None else json.loads(json.dumps(value))
+        self._updated_at = _now()
 
     # --- model checks ----------------------------------------------------------------------
 
@@ -653,6 +670,7 @@ class GalleryIndex:
         gallery._next_id = next_id
         gallery._created_at = str(manifest.get("created_at", ""))
         gallery._updated_at = str(manifest.get("updated_at", ""))
+        gallery._site_calibration = manifest.get(SITE_CALIBRATION_KEY)
         return gallery
 
 
