@@ -14,6 +14,7 @@ from typing import Any
 
 from reid.calibration import Calibration, MatchThreshold, resolve_threshold
 from reid.index.gallery import GalleryIndex
+from reid.index.site_calibration import read_site_calibration
 
 
 def decision_gallery(gallery: GalleryIndex) -> tuple[str, int]:
@@ -29,6 +30,8 @@ def match_threshold(gallery: GalleryIndex, spec: Mapping[str, Any], where: str,
                     site: Calibration | None = None) -> MatchThreshold | None:
     """The threshold ``requested`` (auto, pair, none, a number; None: the default) for a
     query of ``gallery`` at false-positive identification rate ``fpir``; ``site``: a
-    calibration made on the index's own footage, used in place of the model's."""
+    calibration made on the index's own footage, used in place of the model's (None: the one
+    stored in the index by ``tools/calibrate.py --footage``, if any)."""
     kind, size = decision_gallery(gallery)
+    site = read_site_calibration(gallery) if site is None else site
     return resolve_threshold(requested, spec, where, size, kind, fpir, site)

@@ -1,0 +1,468 @@
+"""Match thresholds calibrated on a site's own footage, without labels.
+
+Thresholds calibrated on a model's labelled validation crops mean little on other cameras: new
+light, new angles and new crowds move the scores of true and false matches alike. A footage
+index has no labels, but two of its facts are as good as labels:
+
+* **Two tracks seen in the same camera and video at the same time are two people**
+  (:func:`co_occurring_pairs`): every crop of one against every crop of the other is an
+  impostor pair.
+* **Crops of one track far apart in time are one person** (:func:`genuine_pairs`): genuine
+  pairs.
+
+:func:`calibrate_footage` turns them into a :class:`reid.calibration.Calibration` on the
+index's stored vectors (no model is run): per-pair thresholds from crop-vs-crop scores, and a
+gallery-level rule of kind ``tracks`` (a query crop or photo against track means, N = tracks).
+:func:`calibrate_index` stores it in the index (a manifest key, see
+:attr:`reid.index.gallery.GalleryIndex.site_calibration`), where queries of that index use it
+in place of the model's (:func:`reid.index.decision.match_threshold`).
+
+Biases, and which way each pushes (docs/GUIDE.md, "Calibrating on your own footage"):
+
+* Co-occurring impostors are **same camera, same light, same moment and background**: they
+  score higher than the cross-camera strangers a search meets, so the thresholds come out
+  **higher** than labelled cross-camera impostors would give (fewer false matches than asked,
+  some true ones lost).
+* **A duplicate detection or a tile seam makes one person two simultaneous tracks**, whose
+  "impostor" pairs score like true matches and would drag the thresholds far up. The guard
+  (:func:`boxes_meet`) drops every pair of tracks whose boxes overlap at nearly the same time;
+  it also drops some true pairs of people (walking in a group, one passing behind another),
+  the hardest impostors, which pushes the thresholds slightly **down**. A duplicate whose
+  crops never fall near the other's in time is not caught (pushes up).
+* The gallery rule pools crop-vs-other-track-mean scores and simulates galleries of N
+  **independent draws** from the pool (:func:`fit_pooled_rule`): it ignores that some queries
+  score high with everyone, which makes real best-of-N scores spread more than simulated ones,
+  so its thresholds come out **lower** than they should (more absent people reported present
+  than asked). The first bias counters it; bench/site_calibration.py measures the net.
+* Track-internal genuine pairs are **easier** than cross-camera ones (same camera and light,
+  seconds apart), so the true-match rate reported beside each threshold is optimistic. Only
+  that report rests on them: no threshold does (the equal-error threshold, which would, is
+  left out).
+
+Crop pairs of one pair of tracks are not independent (nine crop pairs of two people are two
+people), so the counts say how many pairs of tracks they came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from reid.calibration import (AUTO_FAR, CALIBRATED_FPIRS, DEFAULT_FPIR, Calibration,
+                              CalibrationError, GalleryRule, calibrate, far_key, fpir_text)
+from reid.evaluation.open_set import fit_size_rule, size_grid
+from reid.index import versioned_folder as vf
+from reid.index.footage import FootageEntry, TrackRecord
+from reid.index.gallery import SITE_CALIBRATION_KEY, GalleryIndex, is_gallery_index
+
+#: Two tracks co-occur when both are visible for at least this long at once (seconds). Any
+#: overlap means frames with a box of each; half a second keeps out intervals that merely touch
+#: (one track ending as the next begins: a person re-found after a miss is such a pair) and
+#: rounding at the frame level, while a pair of busy tracks still overlaps by seconds.
+MIN_OVERLAP_SECONDS = 0.5
+#: The guard compares boxes at (nearly) the same time: a track's box between two of its
+#: stored samples is interpolated, and beyond its first or last sample it is held for this
+#: long (seconds); a walker moves well under a body's width in it when seen along the path.
+SAME_TIME_SECONDS = 0.5
+#: Two simultaneous boxes are taken for one person when their intersection covers at least
+#: this share of the smaller box. Not IoU: the detector's merge already joins boxes at IoU above
+#: ``video.nms_iou`` (0.5), so the duplicates that survive it are nested (a part box inside the
+#: whole person, a half cut by a tile seam inside the whole frame's box: IoU about 0.5 or less,
+#: but nearly all of the smaller box inside) or the two halves of a seam, which share the
+#: tiles' overlap strip (most of the shorter half). Two people side by side overlap by less
+#: than half a box unless one hides the other.
+MIN_BOX_OVERLAP = 0.5
+#: Crops of one track at least this far apart (seconds) are a genuine pair. Closer ones are
+#: near-copies (same pose, place and scale; a track's crops are spread over its span, so short
+#: tracks give none): two seconds are two to three strides, in which a walker turns, moves
+#: across the background and changes size.
+MIN_GENUINE_GAP_SECONDS = 2.0
+#: The largest simulated gallery the rule is fitted on (tracks).
+LARGEST_GALLERY = 2000
+#: The smallest "largest gallery" a rate is fitted up to: the line needs a doubling of N.
+SMALLEST_FITTED_GALLERY = 20
+#: Simulated probes per gallery size; the pool, not these, limits what a rate can resolve.
+SIMULATED_PROBES = 20000
+
+
+# --- which pairs ------------------------------------------------------------------------------
+
+def co_occurring_pairs(tracks: Iterable[TrackRecord], min_overlap: float = MIN_OVERLAP_SECONDS
+                       ) -> list[tuple[TrackRecord, TrackRecord]]:
+    """The pairs of tracks of one camera and one video whose time spans overlap by at least
+    ``min_overlap`` seconds: two people, seen at once. Each pair once, ordered by (camera,
+    track). Times are seconds from the video's frame 0, so tracks of two videos are never
+    compared (two videos of one camera may share a clock or not; nothing says)."""
+    if not min_overlap >= 0:
+        raise ValueError(f"min_overlap: expected seconds >= 0, got {min_overlap}")
+    groups: dict[tuple[str, str], list[TrackRecord]] = {}
+    for t in tracks:
+        groups.setdefault((t.camera, t.video), []).append(t)
+    pairs = []
+    for group in groups.values():
+        group.sort(key=lambda t: (t.start, t.track))
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                if b.start > a.end - min_overlap:
+                    break  # sorted by start: every later one starts later still
+                if min(a.end, b.end) - b.start >= min_overlap and (a.end > b.start):
+                    pairs.append((a, b) if a.track < b.track else (b, a))
+    return sorted(pairs, key=lambda p: (p[0].camera, p[0].track, p[1].track))
+
+
+Sample = tuple[float, tuple[float, float, float, float]]
+
+
+def box_overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    """The share of the smaller of two boxes (x1, y1, x2, y2) that the other covers."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(w * h / smaller) if smaller > 0 else 0.0
+
+
+def box_at(samples: Sequence[Sample], time: float, reach: float = SAME_TIME_SECONDS
+           ) -> np.ndarray | None:
+    """A track's box at ``time`` from its samples (time, box): interpolated between two,
+    held within ``reach`` seconds beyond the first or last; None further out."""
+    times = np.array([t for t, _ in samples], np.float64)
+    order = np.argsort(times, kind="stable")
+    times = times[order]
+    if not len(times) or time < times[0] - reach or time > times[-1] + reach:
+        return None
+    boxes = np.array([samples[i][1] for i in order], np.float64)
+    return np.array([np.interp(time, times, boxes[:, k]) for k in range(4)])
+
+
+def boxes_meet(a: Sequence[Sample], b: Sequence[Sample], min_overlap: float = MIN_BOX_OVERLAP,
+               reach: float = SAME_TIME_SECONDS) -> bool:
+    """Whether two tracks' boxes overlap (:func:`box_overlap` at least ``min_overlap``) at any
+    time one of them has a sample and the other a box (:func:`box_at`): the sign of one person
+    tracked twice (see :data:`MIN_BOX_OVERLAP`)."""
+    for time in sorted({t for t, _ in a} | {t for t, _ in b}):
+        box_a, box_b = box_at(a, time, reach), box_at(b, time, reach)
+        if box_a is not None and box_b is not None and box_overlap(box_a, box_b) >= min_overlap:
+            return True
+    return False
+
+
+def genuine_pairs(crops: Sequence[FootageEntry], min_gap: float = MIN_GENUINE_GAP_SECONDS
+                  ) -> list[tuple[int, int]]:
+    """(id, id) of the crops of one track at least ``min_gap`` seconds apart."""
+    return [(a.id, b.id) for i, a in enumerate(crops) for b in crops[i + 1:]
+            if abs(a.time - b.time) >= min_gap]
+
+
+# --- the scores -------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FootagePairs:
+    """What an index's footage gives to calibrate on (scores are cosine, from stored vectors)."""
+
+    tracks: int
+    cameras: int
+    #: Pairs of tracks seen at once, and those of them the guard took for one person.
+    co_occurring: int
+    dropped: int
+    #: Crop-vs-crop scores of the kept pairs of tracks (per-pair thresholds).
+    impostor: np.ndarray
+    #: Crop-vs-the-other-track's-mean scores of the kept pairs (the gallery rule's pool), and
+    #: how many crops they came from.
+    track_impostor: np.ndarray
+    probes: int
+    #: Crop-vs-crop scores of one track far apart in time, and how many tracks gave some.
+    genuine: np.ndarray
+    genuine_tracks: int
+
+    @property
+    def kept(self) -> int:
+        return self.co_occurring - self.dropped
+
+
+def footage_pairs(gallery: GalleryIndex, min_overlap: float = MIN_OVERLAP_SECONDS,
+                  min_gap: float = MIN_GENUINE_GAP_SECONDS,
+                  min_box_overlap: float = MIN_BOX_OVERLAP) -> FootagePairs:
+    """The genuine and impostor scores of ``gallery``'s footage (see the module docstring)."""
+    tracks = gallery.footage_tracks()
+    entries = gallery.footage_entries(gallery.ids.tolist())
+    crops: dict[tuple[str, int], list[FootageEntry]] = {}
+    means: dict[tuple[str, int], FootageEntry] = {}
+    for e in sorted(entries.values(), key=lambda e: (e.time, e.id)):
+        if e.kind == "crop":
+            crops.setdefault((e.camera, e.track), []).append(e)
+        else:
+            means[(e.camera, e.track)] = e
+    usable = {key: t for key, t in tracks.items() if crops.get(key) and key in means}
+    ids = sorted(entries)
+    vectors = np.asarray(gallery.vectors_of(ids), np.float64) if ids else np.zeros((0, 0))
+    row = {i: r for r, i in enumerate(ids)}
+
+    def rows(items: Iterable[FootageEntry]) -> np.ndarray:
+        return vectors[[row[e.id] for e in items]]
+
+    def samples(key: tuple[str, int]) -> list[Sample]:
+        return [(e.time, e.box) for e in (*crops[key], means[key])]
+
+    pairs = co_occurring_pairs(usable.values(), min_overlap)
+    impostor, track_impostor, probes, dropped = [], [], set(), 0
+    for a, b in pairs:
+        ka, kb = (a.camera, a.track), (b.camera, b.track)
+        if boxes_meet(samples(ka), samples(kb), min_box_overlap):
+            dropped += 1
+            continue
+        va, vb = rows(crops[ka]), rows(crops[kb])
+        impostor.append((va @ vb.T).ravel())
+        track_impostor += [va @ rows([means[kb]])[0], vb @ rows([means[ka]])[0]]
+        probes |= {e.id for e in crops[ka] + crops[kb]}
+    genuine, genuine_tracks = [], 0
+    for key in usable:
+        found = genuine_pairs(crops[key], min_gap)
+        if found:
+            genuine_tracks += 1
+            left = vectors[[row[i] for i, _ in found]]
+            right = vectors[[row[j] for _, j in found]]
+            genuine.append(np.sum(left * right, axis=1))
+
+    def joined(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    return FootagePairs(len(usable), len({c for c, _ in usable}), len(pairs), dropped,
+                        joined(impostor), joined(track_impostor), len(probes), joined(genuine),
+                        genuine_tracks)
+
+
+# --- the gallery rule from a pool ----------------------------------------------------------
+
+def largest_resolved_gallery(pool: int, fpir: float) -> int:
+    """The largest N at which the best of N independent draws from ``pool`` scores can be cut
+    at ``fpir``: the cut is the pool's quantile ``(1 - fpir) ** (1 / N)``, which at least one
+    pooled score must lie above (``pool * (1 - (1 - fpir) ** (1 / N)) >= 1``)."""
+    if pool < 2:
+        return 0
+    return math.floor(math.log1p(-fpir) / math.log1p(-1.0 / pool) + 1e-9)
+
+
+def simulated_maxima(pool: np.ndarray, sizes: np.ndarray, probes: int = SIMULATED_PROBES,
+                     seed: int = 0) -> np.ndarray:
+    """The best of N independent draws from ``pool``, ``probes`` times for each N of
+    ``sizes``: (len(sizes), probes), as :func:`reid.evaluation.open_set.best_impostor_scores`
+    returns them. Drawn exactly and cheaply: the largest of N uniform numbers is ``U ** (1/N)``,
+    and it picks the pool's order statistic (one U per probe for every N, as one shuffled
+    gallery serves every size there)."""
+    ordered = np.sort(np.asarray(pool, np.float64))
+    uniform = np.random.default_rng(seed).random(probes)
+    out = np.empty((len(sizes), probes))
+    for k, n in enumerate(np.asarray(sizes, np.int64)):
+        picks = np.floor(len(ordered) * uniform ** (1.0 / n)).astype(np.int64)
+        out[k] = ordered[np.minimum(picks, len(ordered) - 1)]
+    return out
+
+
+def fit_pooled_rule(pool: np.ndarray, probes: int, kind: str = "tracks",
+                    largest: int = LARGEST_GALLERY, seed: int = 0) -> GalleryRule | None:
+    """A gallery rule from pooled impostor scores: per calibrated rate, galleries of N
+    independent draws from the pool, for N on :func:`reid.evaluation.open_set.size_grid` up
+    to ``largest`` or the largest N the pool resolves at that rate
+    (:func:`largest_resolved_gallery`), fitted by
+    :func:`reid.evaluation.open_set.fit_size_rule`. A rate enters when the pool resolves it up
+    to :data:`SMALLEST_FITTED_GALLERY`; None when none does. ``sizes`` records the galleries
+    every line was measured on (higher rates were measured further). Independent draws
+    ignore that some queries score high with everyone: see the module docstring."""
+    pool = np.asarray(pool, np.float64).ravel()
+    fpirs, intercepts, slopes, tops = [], [], [], []
+    for fpir in CALIBRATED_FPIRS:
+        top = min(largest, largest_resolved_gallery(len(pool), fpir))
+        if top < SMALLEST_FITTED_GALLERY:
+            continue
+        sizes = size_grid(top)
+        intercept, slope = fit_size_rule(simulated_maxima(pool, sizes, seed=seed), sizes, fpir)
+        fpirs.append(fpir)
+        intercepts.append(intercept)
+        slopes.append(slope)
+        tops.append(int(sizes[-1]))
+    if not fpirs:
+        return None
+    return GalleryRule(kind, tuple(fpirs), tuple(intercepts), tuple(slopes),
+                       (int(size_grid(min(tops))[0]), min(tops)), probes)
+
+
+def pool_needed(fpir: float, largest: int = SMALLEST_FITTED_GALLERY) -> int:
+    """The fewest pooled scores that resolve ``fpir`` in galleries of up to ``largest``
+    (:func:`largest_resolved_gallery`): about ``largest / fpir``."""
+    return math.ceil(1.0 / -math.expm1(math.log1p(-fpir) / largest) - 1e-9)
+
+
+# --- the calibration --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FootageCalibration:
+    """A calibration made on an index's footage, with the pairs it came from."""
+
+    pairs: FootagePairs
+    calibration: Calibration
+
+    def missing(self) -> str | None:
+        """What a query of the index with the default decision needs and these pairs cannot
+        resolve, or None: the per-pair threshold (false-match rate
+        :data:`reid.calibration.AUTO_FAR`, threshold ``pair``) and the tracks rule at
+        :data:`reid.calibration.DEFAULT_FPIR` (threshold ``auto``)."""
+        needs = []
+        if far_key(AUTO_FAR) not in self.calibration.thresholds:
+            needs.append(f"a false-match rate of {AUTO_FAR:g} per pair needs "
+                         f"{math.ceil(1 / AUTO_FAR - 1e-9)} impostor crop pairs, found "
+                         f"{len(self.pairs.impostor)}")
+        rule = self.calibration.gallery.get("tracks")
+        if rule is None or min(rule.fpirs) > DEFAULT_FPIR * (1 + 1e-9):
+            needs.append(f"{fpir_text(DEFAULT_FPIR)} of absent people reported present needs "
+                         f"{pool_needed(DEFAULT_FPIR):,} crop-to-track impostor scores, found "
+                         f"{len(self.pairs.track_impostor):,}")
+        return "; ".join(needs) or None
+
+
+def calibrate_footage(gallery: GalleryIndex, where: str,
+                      min_overlap: float = MIN_OVERLAP_SECONDS,
+                      min_gap: float = MIN_GENUINE_GAP_SECONDS) -> FootageCalibration:
+    """Thresholds from ``gallery``'s footage alone (``where``: the index, for messages and the
+    calibration's source): per pair at the calibrated false-match rates the crop pairs
+    resolve, and a ``tracks`` gallery rule at the rates its pool resolves (either may lack the
+    lower rates: :meth:`FootageCalibration.missing`). A CalibrationError when the index has no
+    footage, no two tracks seen at once, or no track long enough for a genuine pair."""
+    if gallery.footage_count == 0:
+        raise CalibrationError(f"{where}: no footage in the index (videos indexed with "
+                               f"tools/index_video.py): nothing to calibrate on")
+    pairs = footage_pairs(gallery, min_overlap, min_gap)
+    if not len(pairs.impostor):
+        raise CalibrationError(
+            f"{where}: no impostor pairs: of {pairs.tracks} tracks in {pairs.cameras} "
+            f"camera(s), {pairs.co_occurring} pairs are seen at once (for {min_overlap:g} s or "
+            f"more) in one camera and {pairs.dropped} of them were taken for one person twice")
+    if not len(pairs.genuine):
+        raise CalibrationError(f"{where}: no genuine pairs: no track of {pairs.tracks} has two "
+                               f"crops {min_gap:g} s or more apart")
+    rule = fit_pooled_rule(pairs.track_impostor, pairs.probes)
+    source = (f"the footage of {where} ({pairs.tracks} tracks, {pairs.cameras} camera(s); "
+              f"{pairs.kept} pairs of tracks seen at once)")
+    made = calibrate(pairs.genuine, pairs.impostor, source,
+                     gallery={} if rule is None else {"tracks": rule})
+    # The equal-error threshold rests on the genuine pairs, which are easier than a search's:
+    # no threshold may (the module docstring); the rate itself stays, as a figure.
+    made = dataclasses.replace(
+        made, thresholds={k: v for k, v in made.thresholds.items() if k != "eer"},
+        tar={k: v for k, v in made.tar.items() if k != "eer"})
+    return FootageCalibration(pairs, made)
+
+
+def read_site_calibration(index: GalleryIndex | str | os.PathLike) -> Calibration | None:
+    """The calibration stored for an index (a loaded one, or its folder) by
+    :func:`calibrate_index`; None when it has none, or no footage any more (its tracks rule
+    would not fit the crops left). A damaged entry is a CalibrationError naming the manifest."""
+    if isinstance(index, GalleryIndex):
+        gallery, where = index, "the index's manifest"
+    else:
+        gallery, where = GalleryIndex.load(index, verify=False), f"{index}: the manifest"
+    value = gallery.site_calibration
+    if value is None or gallery.footage_count == 0:
+        return None
+    return Calibration.from_json(value, f"{where}'s {SITE_CALIBRATION_KEY}")
+
+
+def write_site_calibration(index_dir: str | os.PathLike, calibration: Calibration | None,
+                           lock_timeout: float = vf.DEFAULT_LOCK_TIMEOUT,
+                           log: Callable[[str], None] | None = None) -> pathlib.Path:
+    """Store ``calibration`` for the index at ``index_dir`` (None: forget it), as a new
+    version of the index published atomically (:func:`reid.index.versioned_folder.publish`):
+    a write killed at any point leaves the previous version, and its calibration, live.
+    Returns the new version's folder."""
+    folder = pathlib.Path(index_dir)
+    _check_index(folder)
+    with vf.writer_lock(folder, lock_timeout, log):
+        gallery = GalleryIndex.load(folder)
+        gallery.set_site_calibration(None if calibration is None else calibration.to_json())
+        return gallery.save(folder, locked=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredCalibration:
+    """What :func:`calibrate_index` measured and where it stored it."""
+
+    footage: FootageCalibration
+    version: pathlib.Path  # the index's version that holds it
+    gallery_size: int  # the entries a query of the index is decided against (its tracks)
+
+    def format(self) -> str:
+        return (f"{format_footage_calibration(self.footage, self.gallery_size)}\n"
+                f"stored in {self.version.parent} (version {self.version.name}): queries of "
+                f"this index use these thresholds in place of the model's")
+
+
+def calibrate_index(index_dir: str | os.PathLike,
+                    lock_timeout: float = vf.DEFAULT_LOCK_TIMEOUT,
+                    log: Callable[[str], None] | None = None) -> StoredCalibration:
+    """Calibrate the index at ``index_dir`` on its own footage and store the calibration in
+    it (as :func:`write_site_calibration`), all under the index's writer lock so that what is
+    stored was measured on the version it is stored with. A calibration that cannot answer a
+    default query (:meth:`FootageCalibration.missing`) is refused, and nothing is written."""
+    from reid.index.decision import decision_gallery  # it reads what this module stores
+
+    folder = pathlib.Path(index_dir)
+    _check_index(folder)
+    with vf.writer_lock(folder, lock_timeout, log):
+        gallery = GalleryIndex.load(folder)
+        made = calibrate_footage(gallery, str(folder))
+        missing = made.missing()
+        if missing is not None:
+            raise CalibrationError(f"{folder}: too few pairs to calibrate on: {missing} "
+                                   f"(index more footage of busy scenes)")
+        gallery.set_site_calibration(made.calibration.to_json())
+        version = gallery.save(folder, locked=True)
+    return StoredCalibration(made, version, decision_gallery(gallery)[1])
+
+
+def _check_index(folder: pathlib.Path) -> None:
+    """Refuse what is not a saved index before the writer lock would create a folder there."""
+    if not is_gallery_index(folder):
+        GalleryIndex.load(folder)  # raises the error that says what the folder is instead
+
+
+def format_footage_calibration(made: FootageCalibration, gallery_size: int,
+                               fpirs: Sequence[float] = (0.1, 0.01)) -> str:
+    """What a footage calibration used and gives, for a report: its pairs, the rates they
+    resolve, the per-pair thresholds, and the gallery-level ones for ``gallery_size`` tracks."""
+    p, c = made.pairs, made.calibration
+    lines = [
+        f"footage: {p.tracks} tracks in {p.cameras} camera(s)",
+        (f"pairs of tracks seen at once: {p.co_occurring} ({p.kept} kept, {p.dropped} "
+         f"dropped: their boxes overlap, one person tracked twice?)"),
+        (f"impostor pairs: {len(p.impostor):,} crop pairs; {len(p.track_impostor):,} "
+         f"crop-to-track scores from {p.probes} crops"),
+        (f"genuine pairs: {len(p.genuine):,} crop pairs of {p.genuine_tracks} tracks, "
+         f"{MIN_GENUINE_GAP_SECONDS:g} s or more apart"),
+    ]
+    fars = [key.split("=")[1] for key in c.thresholds if key.startswith("far=")]
+    rule = c.gallery.get("tracks")
+    lines.append("resolves: false-match rates per pair "
+                 + (", ".join(fars) if fars else "none")
+                 + "; absent people reported present "
+                 + ("none" if rule is None else
+                    f"{fpir_text(max(rule.fpirs))} to {fpir_text(min(rule.fpirs))} "
+                    f"(galleries of {rule.sizes[0]}-{rule.sizes[1]} tracks measured)"))
+    for key, t in c.thresholds.items():
+        lines.append(f"  per pair: threshold {t:.4f} at false-match rate {key.split('=')[1]}: "
+                     f"true-match rate {c.tar[key]:.4f} (within tracks: optimistic)")
+    for fpir in fpirs:
+        if rule is not None and min(rule.fpirs) <= fpir * (1 + 1e-9) <= max(rule.fpirs) * (
+                1 + 1e-9):
+            lines.append(f"  gallery of {gallery_size:,} tracks: threshold "
+                         f"{rule.threshold(gallery_size, fpir):.4f} at {fpir_text(fpir)} of "
+                         f"absent people reported present")
+        else:
+            lines.append(f"  gallery of {gallery_size:,} tracks: no threshold at "
+                         f"{fpir_text(fpir)} (too few pairs)")
+    return "\n".join(lines)
