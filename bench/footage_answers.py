@@ -141,8 +141,8 @@ def _share(value: float) -> str:
 
 def table(rows: Sequence[tuple[str, str, int, AnswerCounts]]) -> str:
     """The figures as a Markdown table, each beside the counts it rests on."""
-    lines = ["| draw | threshold | tracks | precision (right/reported) | recall (right/true; "
-             "people) | absent reported present | rank-1 (people) |",
+    lines = [("| draw | threshold | tracks | precision (right/reported) | recall (right/true; "
+              "people) | absent reported present | rank-1 (people) |"),
              "|---|---|---|---|---|---|---|"]
     for name, threshold, tracks, c in rows:
         lines.append(
