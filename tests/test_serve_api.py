@@ -33,6 +33,41 @@ def model(tmp_path_factory) -> pathlib.Path:
     return export_tiny_model(tmp_path_factory.mktemp("model") / "model")
 
 
+#: Hand-made gallery rules (issue 31): threshold(N) = intercept + slope ln N at FPIR 0.1 and
+#: 0.01, interpolated in log rate between. The tracks rule at 0.01 lies above every cosine.
+RULE_LINES = {"crops": {0.1: (0.95, 0.002), 0.01: (0.98, 0.003)},
+              "tracks": {0.1: (0.90, 0.0), 0.01: (1.05, 0.0)}}
+
+
+def rule_threshold(kind: str, size: int, fpir: float) -> float:
+    """The threshold of :data:`RULE_LINES` worked by hand: each line at ln N, then the line
+    between the two rates at log(fpir)."""
+    (a1, b1), (a2, b2) = RULE_LINES[kind][0.1], RULE_LINES[kind][0.01]
+    at_01, at_001 = a1 + b1 * np.log(size), a2 + b2 * np.log(size)
+    share = np.log(fpir / 0.01) / np.log(0.1 / 0.01)  # 0 at 0.01, 1 at 0.1
+    return float(at_001 + share * (at_01 - at_001))
+
+
+@pytest.fixture(scope="module")
+def calibrated_model(tmp_path_factory, model) -> pathlib.Path:
+    """The tiny model with a calibration: per-pair thresholds and the gallery rules of
+    :data:`RULE_LINES`."""
+    import shutil
+
+    from reid.calibration import GalleryRule, calibrate
+    from reid.engine.commands import store_calibration
+
+    folder = tmp_path_factory.mktemp("calibrated") / "model"
+    shutil.copytree(model, folder)
+    rules = {kind: GalleryRule(kind, (0.1, 0.01), tuple(lines[f][0] for f in (0.1, 0.01)),
+                               tuple(lines[f][1] for f in (0.1, 0.01)), (2, 100), 200)
+             for kind, lines in RULE_LINES.items()}
+    rng = np.random.default_rng(0)
+    store_calibration(folder, calibrate(rng.uniform(0.6, 1.0, 50), rng.uniform(-0.2, 0.5, 500),
+                                        "hand-made rules (tests)", rules))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> pathlib.Path:
     root = tmp_path_factory.mktemp("synthetic")
@@ -130,7 +165,14 @@ def test_search_by_item_and_its_thumbnail(client, index):
     (None, {"item_id": 2 ** 63}, 422, None),
     (None, {"item_id": -1}, 422, None),
     (None, {"item_id": 0, "k": 0}, 422, None),
-    (None, {"item_id": 0, "threshold": "high"}, 422, "expected auto, none or a cosine"),
+    (None, {"item_id": 0, "threshold": "high"}, 422, "expected auto, pair, none or a cosine"),
+    (None, {"item_id": 0, "threshold": "x" * 65}, 422, None),
+    # The rate: within what a calibration holds, named in the answer (issue 31).
+    (None, {"item_id": 0, "fpir": 0.5}, 422, "fpir 0.5: expected a false-positive"),
+    (None, {"item_id": 0, "fpir": "nan"}, 422, "fpir nan"),
+    (None, {"item_id": 0, "fpir": "often"}, 422, None),
+    # Without a calibration there is no per-pair threshold to ask for.
+    (None, {"item_id": 0, "threshold": "pair"}, 422, "no calibrated match threshold"),
 ])
 def test_errors_are_json_with_their_status(client, make, fields, status, message):
     answer = _post(client, None if make is None else make(), **fields)
@@ -179,22 +221,59 @@ def test_the_token_rule(index, capsys):
     assert "does not exist" in err and err.count("\n") == 1
 
 
-def test_a_new_version_is_served_on_the_next_request(tmp_path, model, data):
+def test_a_new_version_is_served_and_decided_at_its_size(tmp_path, calibrated_model, data):
     folder = tmp_path / "gallery"
     files = sorted((data / "bounding_box_test").glob("*.jpg")) + sorted(
         (data / "query").glob("*.jpg"))
     assert len(files) >= 9
-    build_gallery(files[:5], folder, model, progress=False, log=lambda _: None)
+    build_gallery(files[:5], folder, calibrated_model, progress=False, log=lambda _: None)
     served = local_client(create_app(folder))
     before = served.get("/api/stats").json()
     assert before["count"] == 5
+    # By default, the gallery-level threshold at FPIR 0.01 for the 5 crops (issue 31).
+    assert before["fpir"] == before["default_fpir"] == 0.01
+    assert before["threshold"]["value"] == pytest.approx(rule_threshold("crops", 5, 0.01))
+    assert (before["threshold"]["fpir"], before["threshold"]["gallery_size"]) == (0.01, 5)
+    assert before["pair_threshold"]["fpir"] is None
+    at = served.get("/api/stats", params={"fpir": 0.05}).json()["threshold"]
+    assert at["value"] == pytest.approx(rule_threshold("crops", 5, 0.05))
+    assert served.get("/api/stats", params={"fpir": 0.3}).status_code == 422
+    # An entry asked for: its own score is 1, present.
+    body = _post(served, item_id=0, k=3).json()
+    assert body["threshold"] == pytest.approx(rule_threshold("crops", 5, 0.01))
+    assert (body["fpir"], body["gallery_size"]) == (0.01, 5)
+    assert body["in_gallery"] is True and body["answer"] == "present in the gallery"
+    assert [h["match"] for h in body["hits"]] == [h["score"] >= body["threshold"]
+                                                   for h in body["hits"]]
+    # A writer appends 4 crops while it serves: the next search is decided for 9 crops.
     build_gallery(files[5:9], folder, append=True, progress=False, log=lambda _: None)
     after = served.get("/api/stats").json()
     assert after["count"] == 9 and after["version"] != before["version"]
-    assert _post(served, item_id=8, k=1).json()["hits"][0]["id"] == 8
+    assert after["threshold"]["gallery_size"] == 9
+    body = _post(served, item_id=8, k=1, fpir=0.1).json()
+    assert body["hits"][0]["id"] == 8
+    assert body["threshold"] == pytest.approx(rule_threshold("crops", 9, 0.1))
+    assert (body["fpir"], body["gallery_size"]) == (0.1, 9)
+    # Someone from the training split, who is in no crop of the gallery: the best score is
+    # below the threshold, "not in the gallery".
+    stranger = min((data / "bounding_box_train").glob("*.jpg"))
+    answer = _post(served, stranger.read_bytes(), stranger.name, k=3)
+    body = answer.json()
+    assert body["threshold"] == pytest.approx(rule_threshold("crops", 9, 0.01))
+    assert body["hits"][0]["score"] < body["threshold"]  # the case this asks for
+    assert body["in_gallery"] is False and body["answer"] == "not in the gallery"
+    assert not any(h["match"] for h in body["hits"])
+    assert_no_server_paths(answer.text)
+    # The per-pair threshold and a number stay available, read for no gallery size.
+    pair = _post(served, item_id=8, k=1, threshold="pair").json()
+    assert pair["threshold"] == pytest.approx(after["pair_threshold"]["value"])
+    assert pair["fpir"] is None and pair["gallery_size"] is None
+    given = _post(served, item_id=8, k=1, threshold="0.5").json()
+    assert (given["threshold"], given["threshold_origin"], given["fpir"]) == (0.5, "given", None)
 
 
-def test_a_footage_index_answers_with_appearances_and_frames(tmp_path, model):
+def test_a_footage_index_answers_with_appearances_and_frames(tmp_path, calibrated_model):
+    model = calibrated_model
     footage = tmp_path / "video"
     make_synthetic_footage(footage, cameras=2, people=4, seconds=4, fps=10, width=320,
                            height=240, seed=6)
@@ -221,6 +300,20 @@ def test_a_footage_index_answers_with_appearances_and_frames(tmp_path, model):
     first = body["appearances"][0]
     assert (first["camera"], first["track"], first["id"]) == (camera, track, mean.id)
     assert "thumb" not in first and first["has_frame"] is True
+    # Decided against the index's tracks, at the default rate: the tracks rule at 0.01 lies
+    # above every cosine, so not seen; at 0.1 its own track (score 1) is seen (issue 31).
+    tracks = len(gallery.footage_tracks())
+    assert tracks < gallery.count
+    assert (body["fpir"], body["gallery_size"]) == (0.01, tracks)
+    assert body["threshold"] == pytest.approx(rule_threshold("tracks", tracks, 0.01))
+    assert body["in_gallery"] is False and body["answer"] == "not seen in these cameras"
+    body = _post(served, item_id=mean.id, k=3, fpir=0.1).json()
+    assert body["threshold"] == pytest.approx(rule_threshold("tracks", tracks, 0.1))
+    seen = [a for a in body["appearances"] if a["match"]]
+    assert seen and seen == [a for a in body["appearances"] if a["score"] >= 0.9]
+    assert body["answer"].startswith(f"seen in camera {camera} at ")
+    assert {f"camera {a['camera']}" for a in seen} == {
+        part.split(" at ")[0] for part in body["answer"][len("seen in "):].split("; in ")}
     frame = served.get(f"/api/items/{mean.id}/frame")
     decoded = cv2.imdecode(np.frombuffer(frame.content, np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape[:2] == (240, 320)

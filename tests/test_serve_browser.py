@@ -8,6 +8,7 @@ the environment variable ``CI`` is set (``.ci/run`` sets it and installs both), 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import socket
@@ -73,14 +74,11 @@ def gallery(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
     return root / "index", images
 
 
-@pytest.fixture(scope="module")
-def server(gallery):
-    """The app on 127.0.0.1 and a free port, with a token: the base URL."""
+@contextlib.contextmanager
+def _serving(app):
+    """``app`` on 127.0.0.1 and a free port, in a thread: the base URL."""
     import uvicorn
 
-    from reid.serve.app import create_app
-
-    app = create_app(gallery[0], token=TOKEN)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -98,6 +96,52 @@ def server(gallery):
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(gallery):
+    """The app with a token: the base URL."""
+    from reid.serve.app import create_app
+
+    with _serving(create_app(gallery[0], token=TOKEN)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def calibrated(gallery, tmp_path_factory):
+    """A second server (no token) over every person of ``gallery`` but one, its model given
+    a hand-made gallery rule (issue 31): at FPIR 0.01 the threshold is halfway between the
+    left-out person's best score against the others and 1, at 0.1 just below that best score.
+    (the base URL, a gallery image, the left-out image, the gallery's size)."""
+    import shutil
+
+    import numpy as np
+
+    from reid.calibration import GalleryRule, calibrate
+    from reid.engine.commands import store_calibration
+    from reid.index import GalleryIndex
+    from reid.index.build import build_gallery
+    from reid.serve.app import create_app
+
+    index_dir, _ = gallery
+    entries = GalleryIndex.load(index_dir).entries()
+    vectors = GalleryIndex.load(index_dir).vectors_of([e.id for e in entries])
+    left_out = entries[0].pid
+    kept = [i for i, e in enumerate(entries) if e.pid != left_out]
+    best = float(np.max(vectors[kept] @ vectors[0]))  # the left-out image's best score
+    assert best < 0.98
+    root = tmp_path_factory.mktemp("serve_page_calibrated")
+    shutil.copytree(index_dir.parent / "run" / "model", root / "model")
+    rule = GalleryRule("crops", (0.1, 0.01), (best - 0.01, (best + 1) / 2), (0.0, 0.0),
+                       (2, 100), 200)
+    rng = np.random.default_rng(0)
+    store_calibration(root / "model", calibrate(rng.uniform(0.6, 1.0, 50),
+                                                rng.uniform(-0.2, 0.5, 500),
+                                                "hand-made rule (tests)", {"crops": rule}))
+    build_gallery([entries[i].path for i in kept], root / "index", root / "model",
+                  progress=False, log=lambda _: None)
+    with _serving(create_app(root / "index")) as url:
+        yield url, pathlib.Path(entries[kept[0]].path), pathlib.Path(entries[0].path), len(kept)
 
 
 def _wait(browser, condition, what: str):
@@ -226,3 +270,50 @@ def test_search_page_in_a_browser(driver, gallery, server, tmp_path):
     assert "not a JPEG, PNG, GIF or BMP file" in _status(driver)[1]
     assert "415" in _status(driver)[1]
     assert not driver.find_elements("css selector", "#results .result")
+
+
+def test_the_banner_answers_present_or_not_at_a_rate(driver, calibrated):
+    """The same browser, the calibrated server: the banner says the answer and the rate
+    (issue 31), and the rate control changes both."""
+    from selenium.webdriver.support.ui import Select
+
+    url, present, absent, size = calibrated
+    driver.get(url + "/")
+    _wait(driver, lambda b: "reported present" in b.find_element("id", "stats").text,
+          "the index stats")
+    assert "answers at 1 in 100 absent people reported present" in \
+        driver.find_element("id", "stats").text
+    rate = Select(driver.find_element("id", "fpir"))
+    assert rate.first_selected_option.get_attribute("value") == "0.01"
+    assert driver.find_element("id", "calibrated").is_selected()
+
+    def search(picture=None, fpir=None) -> str:
+        before = _answered(driver)
+        if picture is not None:
+            driver.find_element("id", "file-input").send_keys(str(picture))
+        else:
+            rate.select_by_value(fpir)
+        _wait(driver, lambda b: _search_done(b, before), f"the results of {picture or fpir}")
+        return driver.find_element("id", "verdict").text
+
+    # A picture in the gallery: present. Results below the threshold are shown as not matching.
+    verdict = search(present)
+    assert verdict.startswith("Present in the gallery, at 1 in 100 absent people reported "
+                              "present: "), verdict
+    assert "at or above the threshold 0.9" in verdict and f"set for {size} crops." in verdict
+    cards = driver.find_elements("css selector", "#results .result")
+    assert "match" in cards[0].get_attribute("class").split()
+    judged = [c.get_attribute("class").split()[1] for c in cards]
+    assert judged == sorted(judged, key=lambda j: j != "match")  # matches first, then not
+    assert "no-match" in judged and "taken for the same person" not in verdict
+    # The one left out: not in the gallery, every result below the threshold.
+    verdict = search(absent)
+    assert verdict.startswith("Not in the gallery, at 1 in 100 absent people reported present: "
+                              "the best score, 0.9"), verdict
+    assert "is below the threshold" in verdict
+    assert all("no-match" in c.get_attribute("class").split()
+               for c in driver.find_elements("css selector", "#results .result"))
+    # At 1 in 10 the threshold drops below that best score: reported present.
+    verdict = search(fpir="0.1")
+    assert verdict.startswith("Present in the gallery, at 1 in 10 absent people reported "
+                              "present: "), verdict

@@ -22,6 +22,8 @@ page (``static/``) at ``/``. What it guards, and why:
 * Requests embed and search one at a time: an embedder runner and the index's in-memory
   metadata are not for concurrent use, and one search takes milliseconds.
 * Searches can be logged (:class:`reid.serve.audit.AuditLog`): the tool requires it beyond the loopback.
+* A search is decided at the gallery's size when it is answered, not at start-up: the index
+  may have grown (a writer's ``--append``) since (:func:`reid.index.decision.match_threshold`).
 """
 
 from __future__ import annotations
@@ -41,17 +43,18 @@ from typing import Annotated, Any
 
 import cv2
 import numpy as np
-from fastapi import FastAPI, File, Form, HTTPException, Path, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from reid.calibration import MatchThreshold, resolve_threshold
+from reid.calibration import DEFAULT_FPIR, CalibrationError, MatchThreshold, check_fpir
 from reid.data.decode import BadImageError, decode_rgb_bytes
 from reid.data.image_size import read_image_size
 from reid.index import media
 from reid.index import versioned_folder as vf
 from reid.index.appearances import (AppearanceQuery, AppearanceResult, appearances_json,
                                     search_appearances)
+from reid.index.decision import match_threshold
 from reid.index.errors import GalleryError
 from reid.index.footage import FootageEntry
 from reid.index.gallery import GalleryIndex
@@ -216,13 +219,25 @@ def _error(status: int, detail: str) -> HTTPException:
     return HTTPException(status_code=status, detail=detail)
 
 
-def _threshold(text: str, live: LiveIndex) -> MatchThreshold | None:
-    """auto: the calibrated threshold when the model has one, else none (a page need not know
-    whether the model was calibrated); none; or a cosine score."""
+def _fpir(value: float | None) -> float:
+    """The false-positive identification rate asked for (default :data:`DEFAULT_FPIR`), or
+    the 422 that refuses it."""
+    try:
+        return DEFAULT_FPIR if value is None else check_fpir(value)
+    except CalibrationError as exc:
+        raise _error(422, str(exc)) from None
+
+
+def _threshold(text: str, fpir: float, live: LiveIndex, gallery: GalleryIndex
+               ) -> MatchThreshold | None:
+    """The threshold a query of ``gallery`` (at its size now) is decided with. auto (or
+    nothing): the gallery-level threshold at ``fpir`` when the model has a rule, else the
+    per-pair one when it has that, else none (a page need not know whether or how the
+    model was calibrated); pair; none; or a cosine score."""
     requested = None if text.strip().lower() in ("", "auto") else text
     try:
-        return resolve_threshold(requested, live.embedder.spec, live.model_name)
-    except ValueError as exc:
+        return match_threshold(gallery, live.embedder.spec, live.model_name, requested, fpir)
+    except ValueError as exc:  # CalibrationError is one
         raise _error(422, str(exc)) from None
 
 
@@ -341,7 +356,8 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
 
     def threshold_json(threshold: MatchThreshold | None) -> dict[str, Any] | None:
         return None if threshold is None else {
-            "value": threshold.value, "origin": public_text(threshold.origin, live.roots)}
+            "value": threshold.value, "origin": public_text(threshold.origin, live.roots),
+            "fpir": threshold.fpir, "gallery_size": threshold.gallery_size}
 
     @app.get("/api/health")
     def health() -> dict[str, Any]:
@@ -351,10 +367,22 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
             return {"status": "ok", "version": live.version, "count": gallery.count}
 
     @app.get("/api/stats")
-    def stats() -> dict[str, Any]:
+    def stats(threshold: Annotated[str, Query(max_length=64)] = "auto",
+              fpir: Annotated[float | None, Query()] = None) -> dict[str, Any]:
+        """The index's figures, and the threshold a search with ``threshold`` and ``fpir``
+        would be decided with now (null, and ``threshold_error`` saying why, when the
+        model's calibration cannot give it)."""
+        rate = _fpir(fpir)
         with live.lock:
             gallery = live.current()
-            threshold = resolve_threshold(None, live.embedder.spec, live.model_name)
+            try:
+                chosen, problem = _threshold(threshold, rate, live, gallery), None
+            except HTTPException as exc:
+                chosen, problem = None, public_text(str(exc.detail), live.roots)
+            try:  # what the page's "per pair" choice would give
+                pair = _threshold("pair", rate, live, gallery)
+            except HTTPException:
+                pair = None
             videos = gallery.footage_videos()
             return {
                 "count": gallery.count, "kind": "footage" if gallery.footage_count else "crops",
@@ -363,7 +391,9 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
                                              model_dir=live.model_name).describe(),
                 "runtime": live.embedder.runtime,
                 "version": live.version, "reloads": live.reloads,
-                "threshold": threshold_json(threshold),
+                "threshold": threshold_json(chosen), "threshold_error": problem,
+                "fpir": rate, "default_fpir": DEFAULT_FPIR,
+                "pair_threshold": threshold_json(pair),
                 "videos": [{"video": live.video_names.get(v.video, _tail(v.video)),
                             "camera": v.camera, "start": 0.0,
                             "end": v.frames / v.fps if v.fps else 0.0,
@@ -376,13 +406,17 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
                         image: Annotated[UploadFile | None, File()] = None,
                         item_id: Annotated[int | None, Form(ge=0, le=MAX_ITEM_ID)] = None,
                         k: Annotated[int, Form(ge=1, le=MAX_RESULTS)] = 10,
-                        threshold: Annotated[str, Form()] = "auto") -> dict[str, Any]:
-        """Search with an uploaded image or an indexed entry. ``threshold``: auto (the model's
-        calibrated threshold when it has one, else ranks only), none, or a cosine score."""
+                        threshold: Annotated[str, Form(max_length=64)] = "auto",
+                        fpir: Annotated[float | None, Form()] = None) -> dict[str, Any]:
+        """Search with an uploaded image or an indexed entry. ``threshold``: auto (the
+        gallery-level threshold at ``fpir``, the share of absent people reported present,
+        for the gallery's size now, when the model has a rule; else its per-pair threshold
+        when it has one; else ranks only), pair (the per-pair threshold), none, or a cosine
+        score. ``fpir``: from 0.01 to 0.2, default 0.01."""
         record: dict[str, Any] = {"client": request.client.host if request.client else None,
                                   "image_sha256": None, "item_id": item_id, "k": k}
         try:
-            answer = _search(image, item_id, k, threshold, record)
+            answer = _search(image, item_id, k, threshold, fpir, record)
         except HTTPException as exc:
             _audit({**record, "status": exc.status_code, "results": 0, "match": None})
             raise
@@ -392,10 +426,12 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
         return answer
 
     def _search(image: UploadFile | None, item_id: int | None, k: int, threshold: str,
-                record: dict[str, Any]) -> dict[str, Any]:
+                fpir: float | None, record: dict[str, Any]) -> dict[str, Any]:
         if (image is None) == (item_id is None):
             raise _error(422, "give either an image or an item_id")
-        chosen = _threshold(threshold, live)
+        rate = _fpir(fpir)
+        with live.lock:  # a threshold the model cannot give is refused before the upload
+            _threshold(threshold, rate, live, live.current())
         # Decoding needs no lock: requests decode side by side, within the budget, and queue
         # only to embed and search, a few milliseconds each.
         pixels = None
@@ -412,7 +448,9 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
             else:
                 vector = _entry_vector(gallery, item_id)
                 label = f"item {item_id}"
-            return search(live, gallery, vector, label, k, chosen)
+            # Decided at the gallery's size now: it may have grown since the server started.
+            return search(live, gallery, vector, label, k,
+                          _threshold(threshold, rate, live, gallery))
 
     def _audit(record: dict[str, Any]) -> None:
         if audit is None:

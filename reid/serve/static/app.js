@@ -9,6 +9,7 @@
     queryImage: $("query-image"), dropHint: $("drop-hint"), queryLabel: $("query-label"),
     calibrated: $("calibrated"), calibratedValue: $("calibrated-value"), manual: $("manual"),
     noThreshold: $("no-threshold"), slider: $("threshold"), sliderValue: $("threshold-value"),
+    fpir: $("fpir"), pair: $("pair"), pairValue: $("pair-value"),
     k: $("k"), status: $("status"), verdict: $("verdict"), timeline: $("timeline"),
     results: $("results"), resultsHint: $("results-hint"), frameHint: $("frame-hint"),
     framePanel: $("frame-panel"), frameImage: $("frame-image"),
@@ -212,15 +213,20 @@
     }
     if (s.model) parts.push("model " + shortModel(s.model) + (s.runtime ? " on " + s.runtime : ""));
     else if (s.runtime) parts.push("runtime " + s.runtime);
-    if (s.threshold) {
+    if (s.threshold && typeof s.threshold.fpir === "number") {
+      parts.push("answers at " + rateText(s.threshold.fpir) + " absent people reported present");
+    } else if (s.threshold) {
       parts.push("match threshold " + s.threshold.value.toFixed(2) + shortOrigin(s.threshold.origin));
+    } else if (s.threshold_error) {
+      parts.push("no match threshold at this rate");
     } else {
       parts.push("no calibrated match threshold");
     }
     if (s.version) parts.push("index " + s.version);
     el.stats.textContent = parts.join(" · ");
     el.stats.title = (s.model ? "model " + s.model : "") +
-      (s.threshold && s.threshold.origin ? "\nmatch threshold: " + s.threshold.origin : "");
+      (s.threshold && s.threshold.origin ? "\nmatch threshold " + s.threshold.value.toFixed(4) + ": " +
+       s.threshold.origin : "") + (s.threshold_error ? "\n" + s.threshold_error : "");
     el.frameHint.hidden = !footage;
   }
 
@@ -238,19 +244,63 @@
     return origin ? " (" + String(origin).split(",")[0] + ")" : "";
   }
 
+  // "1 in 100" for 0.01: how the page names a false-positive identification rate.
+  function rateText(fpir) {
+    const n = 1 / fpir;
+    return Math.abs(n - Math.round(n)) < 1e-6 ? "1 in " + Math.round(n).toLocaleString("en")
+                                              : +(fpir * 100).toPrecision(3) + "%";
+  }
+
+  // The rate control holds the service's default on the first load, and the user's choice after.
+  function setupRate(s) {
+    if (el.fpir.dataset.chosen || typeof s.fpir !== "number") return;
+    const value = String(s.fpir);
+    if (![...el.fpir.options].some((o) => Number(o.value) === s.fpir)) {
+      el.fpir.append(node("option", { value: value, text: rateText(s.fpir) }));
+    }
+    for (const o of el.fpir.options) o.selected = Number(o.value) === s.fpir;
+  }
+
+  // What the "whole gallery" choice reads: "0.93 for 1,700 crops" (the gallery's size now).
+  function calibratedText(t, kind) {
+    if (typeof t.fpir !== "number") return t.value.toFixed(2) + shortOrigin(t.origin);
+    const size = typeof t.gallery_size === "number"
+      ? " for " + plural(t.gallery_size, kind === "footage" ? "track" : "crop") : "";
+    return "(" + t.value.toFixed(3) + size + ")";
+  }
+
   function setupThreshold(s) {
+    setupRate(s);
+    const wasSet = el.calibrated.dataset.ready;
     if (s.threshold && typeof s.threshold.value === "number") {
       el.calibrated.disabled = false;
-      el.calibrated.checked = true;
-      el.calibratedValue.textContent = s.threshold.value.toFixed(2) + shortOrigin(s.threshold.origin);
+      if (!wasSet) el.calibrated.checked = true;
+      el.calibratedValue.textContent = calibratedText(s.threshold, s.kind);
       el.calibrated.parentElement.title = s.threshold.origin || "";
-      setSlider(s.threshold.value);
+      if (mode() === "auto") setSlider(s.threshold.value);
+    } else if (s.threshold_error) {  // calibrated, but not for this rate: say why
+      el.calibrated.disabled = false;
+      el.calibratedValue.textContent = "(not at this rate)";
+      el.calibrated.parentElement.title = s.threshold_error;
     } else {
       el.calibrated.disabled = true;
       el.calibrated.parentElement.title = "The index's model has no calibrated threshold.";
       el.calibratedValue.textContent = "(none for this model)";
-      el.noThreshold.checked = true;
+      if (!wasSet || el.calibrated.checked) el.noThreshold.checked = true;
     }
+    const gallery = (s.threshold && typeof s.threshold.fpir === "number") || !!s.threshold_error;
+    el.fpir.disabled = !gallery;
+    el.fpir.parentElement.title = gallery ? "" : "The index's model has no gallery-level calibration.";
+    if (s.pair_threshold) {
+      el.pair.disabled = false;
+      el.pairValue.textContent = s.pair_threshold.value.toFixed(2) + shortOrigin(s.pair_threshold.origin);
+      el.pair.parentElement.title = s.pair_threshold.origin || "";
+    } else {
+      el.pair.disabled = true;
+      el.pairValue.textContent = "";
+      el.pair.parentElement.title = "The index's model has no calibrated per-pair threshold.";
+    }
+    el.calibrated.dataset.ready = "1";
     syncSliderLook();
   }
 
@@ -261,6 +311,7 @@
 
   function mode() {
     if (el.calibrated.checked) return "auto";
+    if (el.pair.checked) return "pair";
     if (el.noThreshold.checked) return "none";
     return "manual";
   }
@@ -272,6 +323,7 @@
 
   function syncSliderLook() {
     el.slider.parentElement.classList.toggle("inactive", mode() === "none");
+    el.fpir.parentElement.classList.toggle("inactive", mode() !== "auto");
   }
 
   function kValue() {
@@ -331,6 +383,7 @@
     else form.append("item_id", String(state.query.itemId));
     form.append("k", String(kValue()));
     form.append("threshold", thresholdParam());
+    form.append("fpir", el.fpir.value);
 
     setStatus("busy", "Searching…");
     el.results.classList.add("stale");
@@ -389,19 +442,18 @@
       shown = digits <= 17 ? (x) => x.toFixed(digits) : (x) => String(x);
     }
     const t = typeof data.threshold === "number" ? shown(data.threshold) : null;
-    const origin = shortOrigin(data.threshold_origin);
     el.verdict.title = data.threshold_origin || "";
-    if (data.in_gallery === false) {
-      const best = items.length ? "the best score, " + shown(items[0].score) + ", is" : "nothing scored";
-      el.verdict.textContent = "No match in the gallery: " + best + " below the match threshold " + t + origin + ".";
-      el.verdict.className = "verdict no-match";
+    const text = verdictText(data, footage, items, t, shown);
+    if (text !== null) {
+      el.verdict.textContent = text;
+      el.verdict.className = "verdict " + (data.in_gallery ? "match" : "no-match");
       el.verdict.hidden = false;
-    } else if (data.in_gallery === true) {
-      const n = items.filter((a) => a.match).length;
-      el.verdict.textContent = plural(n, footage ? "appearance" : "result") + " at or above the match threshold " +
-        t + origin + ": taken for the same person.";
-      el.verdict.className = "verdict match";
-      el.verdict.hidden = false;
+    }
+    // The gallery-level threshold is read for the gallery's size at each search: show it.
+    if (mode() === "auto" && t !== null && typeof data.fpir === "number") {
+      el.calibratedValue.textContent = calibratedText(
+        { value: data.threshold, fpir: data.fpir, gallery_size: data.gallery_size },
+        footage ? "footage" : "crops");
     }
 
     if (footage) renderTimeline();
@@ -410,6 +462,48 @@
     const query = data.query ? " for " + data.query : "";
     setStatus("done", items.length ? what + query + " (" + Math.round(ms) + " ms)"
                                    : "No results" + query + ": the index is empty.");
+  }
+
+  // The banner: the answer, and at what rate when the threshold is set for the whole gallery
+  // ("Present in the gallery, at 1 in 100 absent people reported present: ..."). A per-pair or
+  // custom threshold says which results reach it, and no more. null: ranks only.
+  function verdictText(data, footage, items, t, shown) {
+    if (typeof data.in_gallery !== "boolean" || t === null) return null;
+    const matched = items.filter((a) => a.match === true).length;
+    const best = items.length ? "the best score, " + shown(items[0].score) + ", is" : "nothing scored";
+    if (typeof data.fpir !== "number") {
+      const origin = shortOrigin(data.threshold_origin);
+      return data.in_gallery
+        ? plural(matched, footage ? "appearance" : "result") + " at or above the match threshold " + t +
+          origin + ": check each against the picture."
+        : "No match: " + best + " below the match threshold " + t + origin + ".";
+    }
+    const words = typeof data.answer === "string" && data.answer ? data.answer
+      : answerWords(data, footage, items);
+    const rate = ", at " + rateText(data.fpir) + " absent people reported present";
+    const size = typeof data.gallery_size === "number"
+      ? " set for " + plural(data.gallery_size, footage ? "track" : "crop") : "";
+    const detail = data.in_gallery
+      ? plural(matched, footage ? "appearance" : "result") + " at or above the threshold " + t + size
+      : best + " below the threshold " + t + size;
+    return words.charAt(0).toUpperCase() + words.slice(1) + rate + ": " + detail + ".";
+  }
+
+  // The answer in words when the service gives none: "present in the gallery" or "not in the
+  // gallery"; on footage "seen in camera A at ... and ...; in camera B at ..." (cameras in the
+  // order first reached, passages in time order) or "not seen in these cameras".
+  function answerWords(data, footage, items) {
+    if (!footage) return data.in_gallery ? "present in the gallery" : "not in the gallery";
+    const seen = items.filter((a) => a.match === true);
+    if (!seen.length) return "not seen in these cameras";
+    const key = (a) => (parseIso(a.started_at) ? parseIso(a.started_at).abs / 1000 : a.start || 0);
+    const cameras = new Map();
+    for (const a of seen.slice().sort((p, q) => key(p) - key(q))) {
+      if (!cameras.has(a.camera)) cameras.set(a.camera, []);
+      cameras.get(a.camera).push(whenText(a, false) || "an indexed photo");
+    }
+    return "seen " + [...cameras].map(([camera, when]) => "in camera " + camera + " at " +
+                                       when.join(" and ")).join("; ");
   }
 
   function card(it, footage, withDate) {
@@ -687,13 +781,22 @@
     syncSliderLook();
     searchSoon();
   });
-  for (const radio of [el.calibrated, el.manual, el.noThreshold]) {
+  for (const radio of [el.calibrated, el.pair, el.manual, el.noThreshold]) {
     radio.addEventListener("change", () => {
       if (el.calibrated.checked && state.stats && state.stats.threshold) setSlider(state.stats.threshold.value);
+      if (el.pair.checked && state.stats && state.stats.pair_threshold) setSlider(state.stats.pair_threshold.value);
       syncSliderLook();
       search();
     });
   }
+  // Another rate: the whole-gallery answer at it (the threshold re-read for the header too).
+  el.fpir.addEventListener("change", () => {
+    el.fpir.dataset.chosen = "1";
+    if (!el.calibrated.disabled) el.calibrated.checked = true;
+    syncSliderLook();
+    loadStats();
+    search();
+  });
   el.k.addEventListener("change", () => { el.k.value = String(kValue()); search(); });
 
   el.frameClose.addEventListener("click", closeFrame);
@@ -726,7 +829,8 @@
 
   async function loadStats() {
     try {
-      const stats = await (await api("/api/stats")).json();
+      const rate = el.fpir.dataset.chosen ? "?fpir=" + encodeURIComponent(el.fpir.value) : "";
+      const stats = await (await api("/api/stats" + rate)).json();
       state.stats = stats;
       renderStats(stats);
       setupThreshold(stats);
