@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from reid.errors import ReidError
-from reid.evaluation.open_set import best_impostor_scores, fit_size_rule, size_grid
+from reid.evaluation.open_set import (best_impostor_scores, fit_size_rule, fpir_and_dir,
+                                      size_grid)
 from reid.evaluation.verification import accept_rate, equal_error_rate, threshold_at_far
 
 #: The false-match rates a calibration holds per-pair thresholds for; the first is threshold
@@ -270,20 +271,18 @@ def open_set_rates(calibration: Calibration, mated_scores: np.ndarray,
                    mated_correct: np.ndarray, unmated_scores: np.ndarray
                    ) -> dict[str, dict[str, float | None]]:
     """What each calibrated (per-pair) threshold does to whole-gallery answers, by threshold
-    key: the share of people absent from the gallery whose best result still reaches it (they
-    get a "match" instead of "no match in the gallery"), and the detection and identification
-    rate of those present (best result their own and at or above it). A stranger meets many
-    gallery images, so the first is well above the per-pair rate the threshold was set for.
+    key: ``fpir``, the false-positive identification rate (the share of people absent from
+    the gallery whose best result still reaches it: they get a "match" instead of "not in the
+    gallery"), and ``dir``, the detection and identification rate of those present (best
+    result their own and at or above it); None for a side without queries. A stranger meets
+    many gallery images, so the FPIR is well above the per-pair rate the threshold was set for.
     """
-    mated_scores = np.asarray(mated_scores, np.float64)
-    mated_correct = np.asarray(mated_correct, bool)
-    unmated_scores = np.asarray(unmated_scores, np.float64)
-    return {key: {"threshold": t,
-                  "stranger_match_rate": (float(np.mean(unmated_scores >= t))
-                                          if len(unmated_scores) else None),
-                  "dir": (float(np.mean(mated_correct & (mated_scores >= t)))
-                          if len(mated_scores) else None)}
-            for key, t in calibration.thresholds.items()}
+    def rates(t: float) -> dict[str, float | None]:
+        fpir, dir_ = fpir_and_dir(mated_scores, mated_correct, unmated_scores, t)
+        return {"threshold": t, "fpir": None if math.isnan(fpir) else fpir,
+                "dir": None if math.isnan(dir_) else dir_}
+
+    return {key: rates(t) for key, t in calibration.thresholds.items()}
 
 
 def spec_calibration(spec: Mapping[str, Any], where: str) -> Calibration | None:
@@ -427,30 +426,81 @@ def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str
 
 
 def format_calibration(calibration: Calibration) -> str:
-    """The thresholds, a line each, with the true-match rate each gave."""
+    """The per-pair thresholds, a line each, with the true-match rate each gave; then each
+    gallery rule's thresholds at a few gallery sizes (it is read for the N at hand)."""
     lines = [f"calibrated on {calibration.describe()}"]
     for key, t in calibration.thresholds.items():
         what = (f"equal-error rate {calibration.eer:.4f}" if key == "eer"
                 else f"false-match rate {key.split('=')[1]}")
         lines.append(f"  threshold {t:.4f} at {what}: true-match rate "
                      f"{calibration.tar[key]:.4f}")
+    sizes = (100, 1_000, 10_000)
+    for kind, rule in calibration.gallery.items():
+        lines.append(f"  gallery-level, {rule.describe()}; threshold at N = "
+                     f"{' / '.join(f'{n:,}' for n in sizes)} {kind}:")
+        for fpir in rule.fpirs:
+            lines.append(f"    FPIR {fpir_text(fpir)}: "
+                         f"{' / '.join(f'{rule.threshold(n, fpir):.4f}' for n in sizes)}")
+    if not calibration.gallery:
+        lines.append("  no gallery-level rule (too few images to draw galleries of two sizes "
+                     "from): threshold auto is unavailable, pair remains")
     return "\n".join(lines)
 
 
 def format_observed_rates(calibrated: Mapping[str, Any]) -> str:
-    """What the model's calibrated thresholds did on the evaluated split (``observed_rates``)."""
+    """What the model's calibrated decisions did on the evaluated split (what
+    ``reid.engine.evaluator.calibrated_figures`` counted): each per-pair threshold's rates on
+    the pairs, and, with a third of the people left out of the gallery, its FPIR and DIR; then
+    the gallery-level decision at each requested FPIR, or a line saying the calibration has
+    none."""
     def cell(value: float | None, digits: int) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    lines = [f"calibrated thresholds ({calibrated['source']}) on these pairs, as queries score:"]
+    def spread(values: list[float | None], form: str) -> str:
+        given = [v for v in values if v is not None]
+        if not given:
+            return "-"
+        low, high = format(min(given), form), format(max(given), form)
+        return low if low == high else f"{low}-{high}"
+
     open_set = calibrated.get("open_set", {})
+    draws = len(next(iter(open_set.values()))["per_draw"]["fpir"]) if open_set else 0
+    over = f"; open-set figures: means of {draws} draws" if draws > 1 else ""
+    lines = [f"calibrated thresholds ({calibrated['source']}) on these pairs, as queries "
+             f"score{over}:"]
     for key, rates in calibrated["rates"].items():
         asked = "equal error" if key == "eer" else f"false-match rate {key.split('=')[1]}"
         line = (f"  {rates['threshold']:.4f} ({asked}): observed false-match rate "
                 f"{cell(rates['far'], 5)}, true-match rate {cell(rates['tar'], 4)}")
         if key in open_set:
-            absent = cell(open_set[key]["stranger_match_rate"], 4)
-            line += (f"; with a third of the people out of the gallery, {absent} of them "
-                     f"matched anyway, DIR {cell(open_set[key]['dir'], 4)}")
+            line += (f"; a third of the people out of the gallery: FPIR "
+                     f"{cell(open_set[key]['fpir'], 4)} (share of them reported present), "
+                     f"DIR {cell(open_set[key]['dir'], 4)}")
         lines.append(line)
+    gallery = calibrated.get("gallery")
+    if gallery is None:
+        if open_set:
+            lines.append("gallery-level decision: none calibrated (this calibration holds no "
+                         "gallery rule for crops: made before they existed, or from too few "
+                         "images); recalibrate with tools/calibrate.py")
+        return "\n".join(lines)
+    runs = gallery["draws"]
+    lines.append(f"gallery-level decision ({gallery['rule']}), a third of the identities out "
+                 f"of the gallery" + (f", means of {len(runs)} seeded draws:" if len(runs) > 1
+                                      else ":"))
+    sizes = spread([r["gallery_size"] for r in runs], ",")
+    absent = sum(r["absent"] for r in runs)
+    for fpir, rates in gallery["rates"].items():
+        if rates["threshold"] is None:
+            lines.append(f"  requested FPIR {fpir} -> not calibrated: the rule holds rates "
+                         f"{min(gallery['rule_fpirs']):g} to {max(gallery['rule_fpirs']):g}")
+            continue
+        each = rates["per_draw"]
+        present = sum(each["reported_present"])
+        line = (f"  requested FPIR {fpir} -> observed {cell(rates['fpir'], 3)}, DIR "
+                f"{cell(rates['dir'], 3)} (threshold {spread(each['threshold'], '.4f')} for "
+                f"N = {sizes}; {present} of {absent:,} left-out queries reported present")
+        if len(runs) > 1:
+            line += f", per draw {spread(each['fpir'], '.3f')}"
+        lines.append(line + ")")
     return "\n".join(lines)

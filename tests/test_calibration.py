@@ -81,8 +81,9 @@ def test_open_set_rates_by_hand():
     correct = np.array([True, False, True, True])
     unmated = np.array([0.991, 0.2, 0.3, 0.4])
     rates = open_set_rates(c, mated, correct, unmated)[far_key(1e-2)]
-    # One stranger of four passes; two of four present people are found at rank 1 above it.
-    assert rates["stranger_match_rate"] == 0.25 and rates["dir"] == 0.5
+    # One stranger of four passes (FPIR, a rate per query); two of four present people are found
+    # at rank 1 above it.
+    assert rates == {"threshold": c.threshold(1e-2), "fpir": 0.25, "dir": 0.5}
     assert open_set_rates(c, [], [], unmated)[far_key(1e-2)]["dir"] is None
 
 
@@ -98,28 +99,19 @@ def test_spec_round_trip_keeps_the_replaced_calibration():
         spec_calibration(damaged, "m/spec.json")
 
 
-def test_resolve_threshold():
+def test_resolve_threshold_of_a_per_pair_calibration():
+    """The per-pair side of the threshold words (the gallery-level side, and calibrations with
+    gallery rules: tests/test_open_set.py)."""
     c = calibrate(GENUINE, IMPOSTOR, "site A")
     calibrated = with_calibration({}, c)
-    assert resolve_threshold(None, {}, "m") is None  # nothing asked, nothing calibrated
-    for asked in (None, "auto", "AUTO"):
-        t = resolve_threshold(asked, calibrated, "m")
+    for asked in (None, "pair", "PAIR"):
+        t = resolve_threshold(asked, calibrated, "m", gallery_size=100)
         assert t.value == c.threshold(1e-2) and "site A" in t.origin
-    assert resolve_threshold("none", calibrated, "m") is None
-    assert resolve_threshold("0.25", calibrated, "m").value == 0.25
-    # A number needs no calibration, even a damaged one.
-    assert resolve_threshold("0.25", {"calibration": "garbage"}, "m").value == 0.25
-    # Too few impostor pairs for FAR 1e-2: a plain query ranks only; auto says why.
+    # Too few impostor pairs for FAR 1e-2: a plain query ranks only; pair says why.
     small = with_calibration({}, calibrate(GENUINE, IMPOSTOR[:50], "50 impostors"))
     assert resolve_threshold(None, small, "m") is None
     with pytest.raises(CalibrationError, match="50 impostor pairs cannot resolve it"):
-        resolve_threshold("auto", small, "m")
-    with pytest.raises(CalibrationError, match="m has no calibrated match threshold.*"
-                                               "tools/calibrate.py"):
-        resolve_threshold("auto", {}, "m")
-    for bad in ("1.5", "high"):
-        with pytest.raises(CalibrationError, match=f"^threshold '?{bad}'?"):
-            resolve_threshold(bad, {}, "m")
+        resolve_threshold("pair", small, "m")
 
 
 def test_printed_scores_read_as_the_threshold_decided():

@@ -2,6 +2,11 @@
 
   tools/evaluate.py --model runs/NAME --data-root DIR [--rerank] [--json metrics.json]
   tools/evaluate.py --features feats.npz [--rerank]
+
+Beside ranking (mAP, CMC) and verification (TAR at FAR, EER), a calibrated model's decisions are
+checked with a seeded third of the test identities left out of the gallery: its per-pair
+thresholds, and its gallery-level rule at requested FPIR 0.1 and 0.01 (the threshold it gives
+for the gallery's N, the FPIR observed and the DIR), over --draws seeded draws.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
     from reid.choices import DATASET_LAYOUTS
 
-    parser = argparse.ArgumentParser(description="Evaluate mAP, CMC rank-1/5/10 and mINP.")
+    parser = argparse.ArgumentParser(
+        description="Evaluate mAP, CMC rank-1/5/10 and mINP, verification and a calibrated "
+                    "model's match decisions.")
     parser.add_argument("--model", type=pathlib.Path, help="run folder or exported model folder")
     parser.add_argument("--data-root", type=pathlib.Path,
                         help="dataset folder holding the query and gallery splits")
@@ -35,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=pathlib.Path, help="write the metrics to this JSON file")
     parser.add_argument("--save-roc", type=pathlib.Path, metavar="ROC.png",
                         help="draw the verification ROC (log false-accept rate) into this picture")
+    parser.add_argument("--draws", type=int, default=1, metavar="K",
+                        help="check a calibrated model's decisions over K seeded draws of the "
+                             "third of the identities left out of the gallery (means; the JSON "
+                             "keeps each draw's)")
     add_overrides_option(parser, "override eval settings, e.g. eval.flip=true "
                                  "eval.distance=euclidean")
     add_runtime_option(parser)
@@ -56,7 +67,7 @@ def evaluate(args: argparse.Namespace) -> None:
     metrics = run_evaluation(args.model, args.data_root, args.dataset, args.features,
                              args.rerank, args.set, args.save_features,
                              progress=not args.no_progress, runtime=args.runtime,
-                             save_roc=args.save_roc)
+                             save_roc=args.save_roc, draws=args.draws)
     rows = {"original": metrics}
     if "rerank" in metrics:
         rows["re-ranked"] = metrics["rerank"]
@@ -66,6 +77,9 @@ def evaluate(args: argparse.Namespace) -> None:
     print(format_verification(metrics["verification"]))
     if "calibrated" in metrics:
         print(format_observed_rates(metrics["calibrated"]))
+    elif args.model is not None:
+        print("gallery-level decision: none calibrated (the model holds no calibration; "
+              "tools/calibrate.py makes one)")
     collapsed = collapse_warning(metrics["embedding_spread"], "the query and gallery images")
     if collapsed:
         print(collapsed, file=sys.stderr)

@@ -76,11 +76,14 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
                    rerank: bool = False, overrides: Sequence[str] = (),
                    save_features: pathlib.Path | None = None,
                    progress: bool = True, runtime: str = "auto",
-                   save_roc: pathlib.Path | None = None) -> dict:
+                   save_roc: pathlib.Path | None = None, draws: int = 1) -> dict:
     """Score an exported model on a dataset's query/gallery split, or saved features.
 
     The evaluation settings come from the model's run folder (``config.yaml``) when there is
-    one, so a run is scored as it was validated; ``overrides`` and ``rerank`` adjust them.
+    one, so a run is scored as it was validated; ``overrides`` and ``rerank`` adjust them. A
+    calibrated model's decisions are checked too (``calibrated``:
+    :func:`reid.engine.evaluator.calibrated_figures`), the open-set figures over ``draws``
+    seeded draws of the identities left out of the gallery.
     """
     from reid.config import check_override_sections, config_from_dict
     from reid.calibration import spec_calibration
@@ -95,6 +98,9 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
     if save_roc is not None and not save_roc.parent.is_dir():
         raise ConfigError(f"ROC picture {save_roc}: folder {save_roc.parent} not found",
                           field="save_roc")
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ConfigError(f"draws {draws}: expected a positive number of draws of the "
+                          f"identities left out of the gallery", field="draws")
     if rerank:
         overrides = [*overrides, "eval.rerank=true"]
     cfg = Config()
@@ -131,7 +137,7 @@ def run_evaluation(model: pathlib.Path | None, data_root: pathlib.Path | None,
     labels = (features.q_pids, features.g_pids, features.q_camids, features.g_camids)
     metrics["verification"] = verification_summary(features.query, features.gallery, *labels)
     if calibration is not None:
-        metrics["calibrated"] = calibrated_figures(calibration, plain)
+        metrics["calibrated"] = calibrated_figures(calibration, plain, draws=draws)
     if save_roc is not None:
         from reid.engine.roc_picture import save_roc as draw
         from reid.evaluation.verification import REPORTED_FARS, pair_scores, roc_curve

@@ -12,14 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from reid.calibration import (Calibration, calibrate, labelled_gallery_rules, observed_rates,
-                              open_set_rates)
+from reid.calibration import (Calibration, CalibrationError, GalleryRule, calibrate, fpir_text,
+                              labelled_gallery_rules, observed_rates, open_set_rates)
 from reid.config import EvalConfig
 from reid.data.records import ImageRecord, ReidDataset
 from reid.evaluation import (alpha_query_expansion, embedding_spread, evaluate_rank,
                              flip_average, pairwise_distance, re_ranking)
 from reid.evaluation.errors import EvaluationError
-from reid.evaluation.verification import (OPEN_SET_LEFT_OUT, open_set_split, open_set_top1,
+from reid.evaluation.open_set import fpir_and_dir
+from reid.evaluation.verification import (OPEN_SET_LEFT_OUT, REPORTED_FPIRS, dir_at_far,
+                                          open_set_gallery_size, open_set_split, open_set_top1,
                                           pair_scores)
 from reid.utils.io import atomic_path
 
@@ -128,22 +130,99 @@ def calibrate_features(features: Features, source: str) -> Calibration:
     return calibrate(genuine, impostor, source, rules)
 
 
-def calibrated_figures(calibration: Calibration, features: Features, seed: int = 0
+def calibrated_figures(calibration: Calibration, features: Features, seed: int = 0,
+                       draws: int = 1, fpirs: Sequence[float] = REPORTED_FPIRS
                        ) -> dict[str, Any]:
-    """What a model's calibrated thresholds do on ``features`` (unflipped, as queries are
-    embedded): per pair (:func:`reid.calibration.observed_rates`) and, with a seeded third of
-    the identities left out of the gallery, per query (:func:`reid.calibration.open_set_rates`;
-    left out when the split has too few identities)."""
+    """What a model's calibrated decisions do on ``features`` (unflipped, as queries are
+    embedded), a query's best result against a gallery from which a seeded third of the
+    identities is left out (``draws`` draws, seeds ``seed``, ``seed + 1``, ...):
+
+    * ``rates``: each per-pair threshold's false-match and true-match rate on the pairs
+      (:func:`reid.calibration.observed_rates`);
+    * ``open_set``: each per-pair threshold's FPIR (the share of left-out people whose best
+      result reaches it) and DIR (:func:`reid.calibration.open_set_rates`), means over the draws;
+    * ``gallery``: when the calibration holds a gallery rule for crops, its threshold for the
+      gallery's N at each requested rate in ``fpirs``, and the FPIR and DIR observed there
+      (:func:`gallery_figures`).
+
+    The per-draw values are kept beside the means: one draw at FPIR 1e-2 rests on a handful of
+    left-out queries. ``open_set`` and ``gallery`` are absent when the split has too few
+    identities to leave some out.
+    """
+    if draws < 1:
+        raise ValueError(f"draws {draws}: expected at least one draw of the left-out identities")
     labels = (features.q_pids, features.g_pids, features.q_camids, features.g_camids)
     figures: dict[str, Any] = {"source": calibration.source, "rates": observed_rates(
         calibration, *pair_scores(features.query, features.gallery, *labels))}
     try:
-        left_out = open_set_split(features.g_pids, OPEN_SET_LEFT_OUT, seed)
+        splits = [open_set_split(features.g_pids, OPEN_SET_LEFT_OUT, seed + d)
+                  for d in range(draws)]
     except ValueError:  # too few identities to leave some out
         return figures
-    figures["open_set"] = open_set_rates(
-        calibration, *open_set_top1(features.query, features.gallery, *labels, left_out))
+    tops = [open_set_top1(features.query, features.gallery, *labels, left_out)
+            for left_out in splits]
+    per_draw = [open_set_rates(calibration, *top) for top in tops]
+    figures["open_set"] = {
+        key: {"threshold": t,
+              **{name: _mean([d[key][name] for d in per_draw]) for name in ("fpir", "dir")},
+              "per_draw": {name: [d[key][name] for d in per_draw] for name in ("fpir", "dir")}}
+        for key, t in calibration.thresholds.items()}
+    rule = calibration.gallery.get("crops")
+    if rule is not None:
+        figures["gallery"] = gallery_figures(
+            rule, [(seed + d, open_set_gallery_size(features.g_pids, left_out), *top)
+                   for d, (left_out, top) in enumerate(zip(splits, tops))], fpirs)
     return figures
+
+
+def gallery_figures(rule: GalleryRule,
+                    draws: Sequence[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]],
+                    fpirs: Sequence[float] = REPORTED_FPIRS) -> dict[str, Any]:
+    """A gallery rule checked on open-set draws: for each draw (seed, N, mated best scores,
+    whether each is right, unmated best scores) and requested rate, the rule's threshold for
+    that N, the FPIR observed (the share of unmated queries whose best score reaches it) and
+    the DIR (:func:`reid.evaluation.open_set.fpir_and_dir`); beside them ``oracle_dir``, the
+    DIR at the threshold set on that draw's unmated queries themselves (the best a threshold
+    could do; None when they are fewer than ``1 / fpir``). A rate outside the rule's is None
+    throughout. Means over the draws, and the per-draw values."""
+    rates: dict[str, Any] = {}
+    for fpir in fpirs:
+        rows: dict[str, list] = {name: [] for name in
+                                 ("threshold", "fpir", "dir", "oracle_dir", "reported_present")}
+        for _, size, mated, correct, unmated in draws:
+            try:
+                threshold: float | None = rule.threshold(size, fpir)
+            except CalibrationError:  # a rate the calibration data could not resolve
+                threshold = None
+            observed, found = (None, None) if threshold is None else (
+                fpir_and_dir(mated, correct, unmated, threshold))
+            enough = len(mated) and len(unmated) * fpir >= 1
+            rows["threshold"].append(threshold)
+            rows["fpir"].append(_finite(observed))
+            rows["dir"].append(_finite(found))
+            rows["oracle_dir"].append(dir_at_far(mated, correct, unmated, fpir)[0]
+                                      if enough else None)
+            rows["reported_present"].append(
+                None if threshold is None else int(np.count_nonzero(unmated >= threshold)))
+        rates[fpir_text(fpir)] = {
+            **{name: _mean(rows[name]) for name in ("threshold", "fpir", "dir", "oracle_dir")},
+            "per_draw": rows}
+    return {"kind": rule.kind, "rule": rule.describe(), "rule_fpirs": list(rule.fpirs),
+            "left_out": OPEN_SET_LEFT_OUT,
+            "draws": [{"seed": s, "gallery_size": size, "present": len(mated),
+                       "absent": len(unmated)} for s, size, mated, _, unmated in draws],
+            "rates": rates}
+
+
+def _finite(value: float | None) -> float | None:
+    """None for a figure a side without queries cannot give (NaN), so that JSON holds null."""
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    """The mean of the values a draw could give, None when none could."""
+    given = [v for v in values if v is not None]
+    return float(np.mean(given)) if given else None
 
 
 def _summary(result: dict[str, Any]) -> dict[str, float]:
@@ -186,17 +265,18 @@ def format_metrics(rows: dict[str, dict[str, Any]]) -> str:
 
 
 def format_verification(summary: dict[str, Any]) -> str:
-    """One line: TAR at each reported FAR, EER and open-set DIR (``-`` where the split is too
-    small for the figure)."""
+    """Two lines: TAR at each reported FAR and the EER; open-set DIR at the threshold set on
+    the left-out queries themselves, labelled as the oracle's figure it is (``-`` where the
+    split is too small for the figure)."""
     def cell(key: str) -> str:
         value = summary.get(key)
         return "-" if value is None else f"{value:.4f}"
 
     tars = "  ".join(f"TAR@FAR {k.split('far')[1]} {cell(k)}" for k in summary
                      if k.startswith("tar@far"))
-    dirs = "  ".join(f"DIR@FAR {k.split('far')[1]} {cell(k)}" for k in summary
-                     if k.startswith("dir@far"))
+    dirs = ", ".join(f"DIR {cell(k)} at FPIR {k.split('fpir')[1]}" for k in summary
+                     if k.startswith("dir@fpir"))
     return (f"verification ({summary['genuine_pairs']} genuine, {summary['impostor_pairs']} "
-            f"impostor pairs): {tars}  EER {cell('eer')}\nopen set (a third of the identities "
-            f"out of the gallery): {dirs}")
-
+            f"impostor pairs): {tars}  EER {cell('eer')}\nopen set, a third of the identities "
+            f"out of the gallery: {dirs} with the threshold set on the left-out queries "
+            f"themselves (an oracle's figure, not a calibrated one)")
