@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
     start_tensorflow_quietly()
-    from reid.calibration import resolve_threshold
+    from reid.index.decision import match_threshold
     from reid.index.open import open_gallery
     from reid.index.query import query_footage
     from reid.utils.provenance import source_commit
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                                       read_mot(tracks_dir / f"{camera}.txt").rows)
             person_of.update({(camera, t - 1): p for t, p in people.items()})
         total = len(gallery.footage_tracks())
-        threshold = resolve_threshold(None, embedder.spec, str(model_dir))
+        threshold = match_threshold(gallery, embedder.spec, str(model_dir))
         people = manifest["identities"]
         results = query_footage(gallery, embedder, [footage / p["query"] for p in people],
                                 top_k=total, threshold=threshold)

@@ -141,7 +141,8 @@ def run_demo(config_path: pathlib.Path = DEMO_CONFIG, paths: DemoPaths | None = 
 
     search = _index_and_query(result.model_dir, dataset, paths, log, progress)
     step_done("index_and_query")
-    footage_lines, footage_scores = _footage(result.model_dir, paths, log)
+    footage_lines, footage_scores = _footage(result.model_dir, paths, log,
+                                             dataset.train[0].path)
     step_done("footage")
     seconds["total"] = time.perf_counter() - started
 
@@ -188,7 +189,7 @@ def _index_and_query(model_dir, dataset, paths: DemoPaths, log, progress: bool =
                      num_queries: int = 3) -> list[str]:
     """Index the gallery, query it with the first few query images, save the ranked pictures."""
     from reid.index.build import build_gallery
-    from reid.calibration import resolve_threshold
+    from reid.index.decision import match_threshold
     from reid.index.open import open_gallery
     from reid.index.query import format_results, query_gallery, save_results_grid
 
@@ -203,16 +204,16 @@ def _index_and_query(model_dir, dataset, paths: DemoPaths, log, progress: bool =
     first_of_each = {r.pid: r.path for r in reversed(dataset.query)}
     images = [first_of_each[pid] for pid in sorted(first_of_each)[:num_queries]]
     images.append(dataset.train[0].path)
-    threshold = resolve_threshold(None, embedder.spec, str(model_dir))
+    threshold = match_threshold(gallery, embedder.spec, str(model_dir))
     log(f"== 6. querying with {len(images)} images (other cameras only), the last of a person "
         f"who is not in the gallery")
     results = query_gallery(gallery, embedder, images, k=10, exclude_same_camera=True,
                             threshold=threshold)
     log(format_results([results[0], results[-1]], gallery.count))
-    if threshold is not None:
-        log(f"(the threshold lets 1 stranger pair in 100 through; a person who is not in the "
-            f"gallery meets {gallery.count} strangers, so their best often passes: the summary "
-            f"says how often, and README explains)")
+    if threshold is not None and threshold.fpir is not None:
+        log(f"(the threshold is read for this gallery's {gallery.count:,} images: at most "
+            f"{threshold.fpir:g} of the people who are not in it are reported present; the "
+            f"summary measures how many are)")
     paths.pictures.mkdir(parents=True, exist_ok=True)
     pictures = paths.pictures / "ranked_lists.png"
     save_results_grid(results, pictures)
@@ -225,18 +226,19 @@ def _index_and_query(model_dir, dataset, paths: DemoPaths, log, progress: bool =
 FOOTAGE_QUERIES = 2
 
 
-def _footage(model_dir, paths: DemoPaths, log) -> tuple[list[str], Any]:
+def _footage(model_dir, paths: DemoPaths, log, absent_photo: str) -> tuple[list[str], Any]:
     """Synthetic footage of three cameras, indexed with its oracle detections (a COCO detector
-    hardly fires on drawn people), queried by photo; scored against its ground truth."""
+    hardly fires on drawn people), queried by photo, and by ``absent_photo``, a person who is
+    not in it; tracks and answers scored against its ground truth."""
     import shutil
 
-    from reid.calibration import resolve_threshold
-    from reid.index.appearances import format_appearances
+    from reid.index.appearances import answer_text, format_appearances
+    from reid.index.decision import match_threshold
     from reid.index.footage_pictures import render_sheet, render_timeline, save_picture
     from reid.index.open import open_gallery
     from reid.index.query import query_footage
     from reid.video.ingest import index_footage, video_inputs
-    from reid.video.scoring import score_footage
+    from reid.video.scoring import check_answer, score_footage, track_people
     from reid.synthetic.footage import make_synthetic_footage, read_footage_manifest
 
     log(f"== 7. camera footage -> {paths.footage}, indexed in {paths.footage_index}")
@@ -257,10 +259,16 @@ def _footage(model_dir, paths: DemoPaths, log) -> tuple[list[str], Any]:
     log(scores.format())
     gallery, embedder, model_dir = open_gallery(paths.footage_index)
     seen_twice = [person for person in manifest["identities"] if len(person["cameras"]) > 1]
-    images = [paths.footage / person["query"] for person in seen_twice[:FOOTAGE_QUERIES]]
-    threshold = resolve_threshold(None, embedder.spec, str(model_dir))
-    results = query_footage(gallery, embedder, images, top_k=5, threshold=threshold)
+    asked = seen_twice[:FOOTAGE_QUERIES]
+    # And a person who never walked past these cameras: one of the crop gallery's people.
+    images = [paths.footage / person["query"] for person in asked] + [absent_photo]
+    threshold = match_threshold(gallery, embedder.spec, str(model_dir))
+    results = query_footage(gallery, embedder, images, top_k=8, threshold=threshold)
     log(format_appearances(results, gallery))
+    people = track_people(tracks_dir, {c: paths.footage / c / "gt" / "gt.txt" for c in cameras})
+    checks = [check_answer([(a.camera, a.track) for a in r.appearances if a.match], pid, people)
+              for r, pid in zip(results, [person["id"] for person in asked] + [None])]
+    log("against the footage's ground truth:\n" + "\n".join(f"  {c.text()}" for c in checks))
     paths.pictures.mkdir(parents=True, exist_ok=True)
     sheet, timeline = paths.pictures / "footage_sheet.png", paths.pictures / "footage_timeline.png"
     videos = gallery.footage_videos()
@@ -269,4 +277,7 @@ def _footage(model_dir, paths: DemoPaths, log) -> tuple[list[str], Any]:
     save_picture(render_timeline(results, videos), timeline)
     return [f"footage:  {paths.footage_index} ({len(cameras)} cameras, "
             f"{len(gallery.footage_tracks())} tracks); {scores.format().splitlines()[1]}",
+            *(f"  {name}: {answer_text(r)}; truth: {check.text()}"
+              for name, r, check in zip([*(f"photo {i + 1}" for i in range(len(asked))),
+                                         "absent"], results, checks)),
             f"pictures: {sheet} and {timeline} (who was seen when and where)"], scores

@@ -7,6 +7,7 @@ deterministic, which is all these tests need.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import re
@@ -362,7 +363,7 @@ def test_collapsed_embeddings_are_flagged_by_build_and_query(tmp_path, data, cap
     threshold = re.search(r"^match threshold (\S+) \(given\)$", out, re.M).group(1)
     assert all((float(p) >= float(threshold)) == (v == "yes") for p, v in rows), out
     if not any(v == "yes" for _, v in rows):
-        best = re.search(r"^no match in the gallery: the best score, (\S+), is below the match "
+        best = re.search(r"^not in the gallery: the best score, (\S+), is below the match "
                          rf"threshold {re.escape(threshold)}$", out, re.M)
         assert best and float(best.group(1)) < float(threshold), out
 
@@ -733,7 +734,7 @@ def _query_json(main, capsys, *args) -> dict:
 
 
 def test_query_threshold_marks_matches_and_no_match(built, data, run_dir, tmp_path, capsys):
-    from reid.calibration import calibrate, with_calibration
+    from reid.calibration import GalleryRule, calibrate, with_calibration
 
     main = tool_main("query")
     query = sorted((data / "query").glob("*.jpg"))[0]
@@ -753,7 +754,7 @@ def test_query_threshold_marks_matches_and_no_match(built, data, run_dir, tmp_pa
     assert main(["--index", str(built), "--image", str(query), "--top-k", "4",
                  "--threshold", str(above)]) == 0
     out = capsys.readouterr().out
-    assert f"no match in the gallery: the best score, {scores[0]:.4f}, is below the match " \
+    assert f"not in the gallery: the best score, {scores[0]:.4f}, is below the match " \
            f"threshold {above:.4f}" in out
     assert out.count("     no  ") == 4 and f"match threshold {above:.4f} (given)" in out
     result = _query_json(main, capsys, "--index", built, "--image", query, "--threshold", above)
@@ -768,11 +769,43 @@ def test_query_threshold_marks_matches_and_no_match(built, data, run_dir, tmp_pa
     spec = json.loads((calibrated / "spec.json").read_text())
     calibration = calibrate([scores[0]], impostor, "hand-made pairs")
     (calibrated / "spec.json").write_text(json.dumps(with_calibration(spec, calibration)))
-    for asked in ((), ("--threshold", "auto")):
+    # Calibrated before gallery rules existed: the default is the per-pair threshold, as
+    # before; auto asks for a gallery rule it does not have.
+    for asked in ((), ("--threshold", "pair")):
         result = _query_json(main, capsys, "--index", built, "--image", query, "--top-k", "4",
                              "--model", calibrated, *asked)
-        assert result["threshold"] == calibration.threshold(1e-2)
+        assert result["threshold"] == calibration.threshold(1e-2) and result["fpir"] is None
         assert [h["match"] for h in result["hits"]] == [True, True, False, False]
+    assert main(["--index", str(built), "--image", str(query), "--model", str(calibrated),
+                 "--threshold", "auto"]) == 1
+    assert "has no gallery-level rule for crops" in capsys.readouterr().err
+
+    # With a gallery rule (a hand-made line per rate), auto is the default: the threshold is
+    # the line's value at this gallery's size, for the rate asked.
+    count = len(json.loads(_query_raw(main, capsys, built, query))[0]["hits"])
+    rule = GalleryRule("crops", (0.1, 0.01), (between - 0.1, between),
+                       (0.0, 0.01), (10, 100), 500)
+    (calibrated / "spec.json").write_text(json.dumps(with_calibration(spec, dataclasses.replace(
+        calibration, gallery={"crops": rule}))))
+    result = _query_json(main, capsys, "--index", built, "--image", query, "--top-k", "4",
+                         "--model", calibrated)
+    size = result["gallery_size"]
+    assert size >= count and result["fpir"] == 0.01
+    assert result["threshold"] == pytest.approx(between + 0.01 * np.log(size))
+    assert result["answer"] == ("present in the gallery" if scores[0] >= result["threshold"]
+                                else "not in the gallery")
+    result = _query_json(main, capsys, "--index", built, "--image", query, "--top-k", "4",
+                         "--model", calibrated, "--fpir", "0.1")
+    assert result["threshold"] == pytest.approx(between - 0.1) and result["fpir"] == 0.1
+    assert result["answer"] == "present in the gallery"
+    assert main(["--index", str(built), "--image", str(query), "--fpir", "0.5"]) == 1
+    assert capsys.readouterr().err.startswith("error: --fpir 0.5")
+
+
+def _query_raw(main, capsys, index, query) -> str:
+    assert main(["--json", "--index", str(index), "--image", str(query), "--top-k", "1000",
+                 "--threshold", "none"]) == 0
+    return capsys.readouterr().out
 
 
 def test_query_threshold_errors(built, data, capsys):
@@ -839,7 +872,7 @@ def test_printed_scores_and_threshold_read_as_decided():
         "rank     score  match    pid  cam  path",
         "   1  0.999999     no      3    1  /g/a.jpg",
         "   2  0.250000     no      4    2  /g/b.jpg",
-        "no match in the gallery: the best score, 0.999999, is below the match threshold "
+        "not in the gallery: the best score, 0.999999, is below the match threshold "
         "1.000000"]
     text = format_results([QueryResult("q.jpg", 1, 1, hits, 0.1, MatchThreshold(0.5, "given"))],
                           2)
@@ -856,7 +889,8 @@ def test_printed_scores_and_threshold_read_as_decided():
     # At 2 decimals 0.5986 would read "0.60 no match" beside a threshold of "0.60".
     assert lines[1:] == ["match threshold 0.5989 (t)",
                          "  1. camera B  00:00:01.0-00:00:02.0  score 0.9600  track 1  match",
-                         "  2. camera B  00:00:01.0-00:00:02.0  score 0.5986  track 2  no match"]
+                         "  2. camera B  00:00:01.0-00:00:02.0  score 0.5986  track 2  no match",
+                         "seen in camera B at 00:00:01.0-00:00:02.0"]
     found = [appearance(1, 0.96, True), appearance(2, 0.31, False)]
     result = AppearanceResult(AppearanceQuery("q.jpg"), found, 0.1, MatchThreshold(0.5989, "t"))
     lines = format_appearances([result], gallery).splitlines()

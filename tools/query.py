@@ -13,7 +13,10 @@ tracked person, in the other cameras.
 The model is the one recorded in the index's manifest; --model may point at a copy of it (its
 fingerprint must match). Scores are cosine similarities (1 = identical embedding); a result
 at or above the match threshold is taken for the query's person, and a query none of whose
-results reach it is answered "no match in the gallery". Served by a
+results reach it is answered "not in the gallery" ("not seen in these cameras" on footage).
+The default threshold is read for the gallery's size, so that at most 1 in 100 people who are
+not in it are reported present (--fpir); a stranger meets every entry, so a per-pair threshold
+would pass absent people far more often. Served by a
 LiteRT or ONNX export (--runtime auto, when one is present), a query never imports TensorFlow.
 """
 
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this tool; docs/CLI.md is generated from it."""
+    from reid.calibration import CALIBRATED_FPIRS, DEFAULT_FPIR
+
     parser = argparse.ArgumentParser(description="Search a gallery index with query images.")
     parser.add_argument("--index", type=pathlib.Path, required=True, help="gallery index folder")
     parser.add_argument("--image", action="extend", nargs="+", default=[], metavar="Q.jpg",
@@ -47,16 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--exclude-same-camera", action="store_true",
                         help="leave out results from the query's camera (read from its "
                              "Market-style file name)")
-    parser.add_argument("--threshold", metavar="auto/none/SCORE",
-                        help="match threshold on the cosine score: auto is the model's "
-                             "calibrated false-match-rate 1e-2 threshold, none ranks only "
-                             "(default: auto when the model is calibrated, else none)")
+    parser.add_argument("--threshold", metavar="auto/pair/none/SCORE",
+                        help="match decision: auto answers 'is this person in the gallery?' "
+                             "at the false-positive identification rate --fpir for the "
+                             "gallery's size; pair is the per-pair threshold (false-match rate "
+                             "0.01 per query-gallery pair); none ranks only; a number is a "
+                             "cosine score (default: auto when the model is calibrated)")
+    parser.add_argument("--fpir", type=float, metavar="RATE",
+                        help=f"with --threshold auto: the share of people absent from the "
+                             f"gallery who may be reported present, {min(CALIBRATED_FPIRS):g} "
+                             f"to {max(CALIBRATED_FPIRS):g} (default {DEFAULT_FPIR:g})")
     parser.add_argument("--json", action="store_true",
                         help="print JSON: a list per query of {query, pid, camid, threshold, "
-                             "threshold_origin, in_gallery, hits: [{id, rank, score, match, "
-                             "path, pid, camid}]}; on a footage index {query, image, camera, "
-                             "track, thumb, threshold, threshold_origin, in_gallery, "
-                             "appearances: [{id, rank, "
+                             "threshold_origin, fpir, gallery_size, in_gallery, answer, hits: "
+                             "[{id, rank, score, match, path, pid, camid}]}; on a footage index "
+                             "{query, image, camera, track, thumb, threshold, threshold_origin, "
+                             "fpir, gallery_size, in_gallery, answer, appearances: [{id, rank, "
                              "score, match, camera, track, start, end, started_at, ended_at, "
                              "video, frame, box, hits, path, thumb, frame_image}]}")
     parser.add_argument("--save-grid", type=pathlib.Path, metavar="OUT.png",
@@ -83,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def query(args: argparse.Namespace) -> None:
-    from reid.calibration import resolve_threshold
+    from reid.calibration import THRESHOLD_WORDS, check_fpir, resolve_threshold
     from reid.index.appearances import parse_track
+    from reid.index.decision import match_threshold
     from reid.modeling.spec import FLOAT32
     from reid.evaluation import collapse_warning, embedding_spread
     from reid.index.faiss_index import set_threads
@@ -95,8 +107,10 @@ def query(args: argparse.Namespace) -> None:
 
     if args.top_k < 1:
         raise UsageError(f"--top-k: expected a positive number, got {args.top_k}")
-    if args.threshold is not None and args.threshold.strip().lower() not in ("auto", "none"):
+    if args.threshold is not None and args.threshold.strip().lower() not in THRESHOLD_WORDS:
         resolve_threshold(args.threshold, {}, "--threshold")  # a bad number fails before any work
+    if args.fpir is not None:
+        check_fpir(args.fpir)
     if not args.image and not args.track:
         raise UsageError("give a query: --image Q.jpg or, on a footage index, --track CAMERA:ID")
     tracks = [parse_track(t) for t in args.track]
@@ -118,7 +132,8 @@ def query(args: argparse.Namespace) -> None:
         raise UsageError(f"{args.index}: an index of camera footage answers with appearances; "
                          f"{given} is for crop galleries (use --save-sheet, and --track to "
                          f"search the other cameras)")
-    threshold = resolve_threshold(args.threshold, embedder.spec, str(model_dir))
+    threshold = match_threshold(gallery, embedder.spec, str(model_dir), args.threshold,
+                                args.fpir)
     if threshold is not None and threshold.calibrated and embedder.precision != FLOAT32:
         print(f"warning: the match threshold was calibrated on float32 embeddings; "
               f"{embedder.runtime} ({embedder.precision}) scores differ slightly, so its "

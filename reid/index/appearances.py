@@ -4,10 +4,18 @@ A footage index holds a few crops of each track and the track's mean embedding
 (:mod:`reid.index.footage`). The person in a query may match several of them, and a list of
 near-identical crops of one passage would hide the other passages; what a user asks is which
 passages, so hits are grouped by (camera, track) into appearances, best first, each shown by
-its track's best crop. An appearance's score is its best crop's cosine with the query: one
-image against one image, the pairs the match threshold was calibrated on (the best of a
-track's few crops still lets a stranger's track through somewhat more often than one pair).
-Entries indexed from image files (not footage) stand alone, one appearance each.
+its track's best crop.
+
+An appearance's score is the cosine of the query with its **track's mean embedding**: one
+number per passage whatever its length. The best of a track's crops would let a stranger's
+long track through more often than a short one (the best of c stranger scores grows with c),
+so a decision could not be calibrated per track; the mean of a passage's crops also smooths
+their poses and occlusions (temporal average pooling, the usual aggregate of video re-id).
+The gallery a footage query is decided against is therefore its tracks
+(:mod:`reid.index.decision`), calibrated on per-camera mean embeddings of labelled people
+(:func:`reid.calibration.labelled_gallery_rules`) or on the footage itself
+(``tools/calibrate.py --footage``). Entries indexed from image files (not footage) stand
+alone, one appearance each, scored as images.
 """
 
 from __future__ import annotations
@@ -150,19 +158,18 @@ def search_appearances(gallery: GalleryIndex, vector: np.ndarray, top_k: int = 1
         row = rows.get(i)
         key = ("track", row.camera, row.track) if row is not None else ("image", i)
         groups.setdefault(key, []).append((score, i))
-    # A track is scored by its best crop against the query, computed for all its crops: a
-    # single-image pair, as the match threshold was calibrated. Its mean embedding helps find
-    # the track (it may rank where no single crop does) but scores nothing.
+    # A track is scored by its mean embedding (see the module docstring), found by any of its
+    # entries among the hits; its crops help find it but score nothing.
     unit = np.asarray(vector, np.float32) / max(float(np.linalg.norm(vector)), 1e-12)
     members = {key: gallery.track_entries(key[1], key[2]) for key in groups
                if key[0] == "track"}
-    crop_ids = [e.id for entries in members.values() for e in entries if e.kind == "crop"]
-    crop_scores = dict(zip(crop_ids, (gallery.vectors_of(crop_ids) @ unit).tolist()))
+    mean_ids = [e.id for entries in members.values() for e in entries if e.kind == "track"]
+    mean_scores = dict(zip(mean_ids, (gallery.vectors_of(mean_ids) @ unit).tolist()))
     scored: list[tuple[float, tuple, list]] = []
     for key, hits in groups.items():
-        crops = [crop_scores[e.id] for e in members.get(key, []) if e.kind == "crop"]
-        # (An image, or a track whose crops were all removed through the API: its best hit.)
-        score = max(crops) if crops else max(s for s, _ in hits)
+        means = [mean_scores[e.id] for e in members.get(key, []) if e.kind == "track"]
+        # (An image, or a track whose mean was removed through the API: its best hit.)
+        score = means[0] if means else max(s for s, _ in hits)
         scored.append((float(np.clip(score, -1.0, 1.0)), key, hits))
     best = sorted(scored, key=lambda item: -item[0])[:top_k]
     tracks = gallery.footage_tracks([k[1:] for _, k, _ in best if k[0] == "track"])
@@ -214,20 +221,43 @@ def _when(a: Appearance) -> str:
     return f"{clock(a.start)}-{clock(a.end)}"
 
 
+def answer_text(result: AppearanceResult) -> str | None:
+    """The answer in words: ``seen in camera A at 09:00:00.0-09:00:04.2 and 09:01:10.0-...;
+    in camera B at ...`` (cameras in the order the person first reached them, passages in time
+    order), or ``not seen in these cameras``; None without a match decision."""
+    if result.threshold is None:
+        return None
+    seen = [a for a in result.appearances if a.match]
+    if not seen:
+        return "not seen in these cameras"
+    by_camera: dict[str, list[Appearance]] = {}
+    for a in sorted(seen, key=lambda a: (a.started_at or "", a.start)):
+        by_camera.setdefault(a.camera, []).append(a)
+    return "seen " + "; ".join(
+        f"in camera {camera} at " + " and ".join(_when(a) for a in passages)
+        for camera, passages in by_camera.items())
+
+
+def threshold_text(threshold: MatchThreshold, shown: Any) -> str:
+    """``match threshold 0.83 (0.01 of absent people ...)``: the threshold and why."""
+    return f"match threshold {shown(threshold.value)} ({threshold.origin})"
+
+
 def format_appearances(results: Sequence[AppearanceResult], gallery: GalleryIndex) -> str:
     """Per query: its appearances, best first, one line each, e.g.
     ``camera B  00:01:12.4-00:01:19.8  score 0.83  track 14``; with a threshold, each says
-    match or not, and a query with none ends with "no match in the gallery". Scores and the
+    match or not, and the query ends with the answer (:func:`answer_text`). Scores and the
     threshold are printed to 2 decimals, more where a rejected score would read as the
     threshold (:func:`reid.calibration.score_format`)."""
     blocks = []
     cameras = len({v.camera for v in gallery.footage_videos()})
+    tracks = len(gallery.footage_tracks())
     for r in results:
         shown = score_format(r.threshold, [a.score for a in r.appearances], least=2)
         lines = [f"query {r.query.label}: top {len(r.appearances)} appearances among "
-                 f"{gallery.count} entries from {cameras} cameras ({r.search_ms:.1f} ms)"]
+                 f"{tracks} tracks from {cameras} cameras ({r.search_ms:.1f} ms)"]
         if r.threshold is not None:
-            lines.append(f"match threshold {shown(r.threshold.value)} ({r.threshold.origin})")
+            lines.append(threshold_text(r.threshold, shown))
         width = max([len(a.camera) for a in r.appearances] + [1])
         for a in r.appearances:
             match = "" if a.match is None else ("  match" if a.match else "  no match")
@@ -236,11 +266,13 @@ def format_appearances(results: Sequence[AppearanceResult], gallery: GalleryInde
                          f"{shown(a.score)}  {what}{match}")
         if not r.appearances:
             lines.append("  (no results)")
-        if r.in_gallery is False:
+        answer = answer_text(r)
+        if answer is not None and r.in_gallery is False:
             best = f"the best score, {shown(r.appearances[0].score)}, is" if r.appearances \
                 else "nothing scored"
-            lines.append(f"no match in the gallery: {best} below the match threshold "
-                         f"{shown(r.threshold.value)}")
+            answer += f": {best} below the match threshold {shown(r.threshold.value)}"
+        if answer is not None:
+            lines.append(answer)
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -248,7 +280,9 @@ def format_appearances(results: Sequence[AppearanceResult], gallery: GalleryInde
 def appearances_json(results: Sequence[AppearanceResult], index_dir: str | os.PathLike
                      ) -> list[dict[str, Any]]:
     """One object per query: ``query``, ``image``, ``camera``, ``track`` and ``thumb`` (a
-    --track query), ``threshold``, ``threshold_origin``, ``in_gallery``, and ``appearances``,
+    --track query), ``threshold``, ``threshold_origin``, ``fpir`` and ``gallery_size`` (the
+    rate and the number of tracks a gallery-level threshold was read for; null otherwise),
+    ``in_gallery``, ``answer`` (:func:`answer_text`), and ``appearances``,
     each ``{id, rank, score, match, camera, track, start, end, started_at, ended_at, video,
     frame, box, hits, path, thumb, frame_image}`` (``id``: the entry whose picture shows it) (times in seconds from the video's start, wall-clock
     ISO 8601 when known; ``thumb`` and ``frame_image`` the pictures' files in the index)."""
@@ -259,5 +293,7 @@ def appearances_json(results: Sequence[AppearanceResult], index_dir: str | os.Pa
              "track": r.query.track, "thumb": picture(r.thumb),
              "threshold": None if r.threshold is None else r.threshold.value,
              "threshold_origin": None if r.threshold is None else r.threshold.origin,
-             "in_gallery": r.in_gallery,
+             "fpir": None if r.threshold is None else r.threshold.fpir,
+             "gallery_size": None if r.threshold is None else r.threshold.gallery_size,
+             "in_gallery": r.in_gallery, "answer": answer_text(r),
              "appearances": [a.to_json(index_dir) for a in r.appearances]} for r in results]

@@ -24,6 +24,11 @@ from reid.index.gallery import GalleryIndex, Hit
 from reid.index.grid import GridItem, GridRow, save_grid
 
 
+#: The two answers of a crop gallery to "is this person in it?".
+PRESENT = "present in the gallery"
+NOT_IN_GALLERY = "not in the gallery"
+
+
 @dataclasses.dataclass(frozen=True)
 class QueryResult:
     query: str
@@ -39,10 +44,16 @@ class QueryResult:
 
     @property
     def in_gallery(self) -> bool | None:
-        """Whether any result matches: False is "no match in the gallery"."""
+        """Whether any result matches: False is "not in the gallery"."""
         if self.threshold is None:
             return None
         return any(self.threshold.matches(h.score) for h in self.hits)
+
+    @property
+    def answer(self) -> str | None:
+        """:data:`PRESENT` or :data:`NOT_IN_GALLERY`; None without a match decision."""
+        return None if self.in_gallery is None else (PRESENT if self.in_gallery
+                                                     else NOT_IN_GALLERY)
 
 
 def load_query_image(path: str, height: int, width: int) -> np.ndarray:
@@ -137,7 +148,7 @@ def _cell(value: int | None) -> str:
 
 def format_results(results: Sequence[QueryResult], gallery_size: int) -> str:
     """A ranked table per query: rank, score, [match,] pid, camera, path; with a threshold, a
-    query none of whose results match ends with "no match in the gallery". Scores and threshold
+    query ends with its answer, present or "not in the gallery". Scores and threshold
     are printed to 4 decimals, more where a rejected score would read as the threshold
     (:func:`score_format`)."""
     blocks = []
@@ -159,8 +170,12 @@ def format_results(results: Sequence[QueryResult], gallery_size: int) -> str:
             lines.append("  (no results)")
         if r.in_gallery is False:
             best = f"the best score, {shown(r.hits[0].score)}, is" if r.hits else "nothing scored"
-            lines.append(f"no match in the gallery: {best} below the match threshold "
+            lines.append(f"{NOT_IN_GALLERY}: {best} below the match threshold "
                          f"{shown(r.threshold.value)}")
+        elif r.in_gallery:
+            matched = sum(bool(r.is_match(h)) for h in r.hits)
+            lines.append(f"{PRESENT}: {matched} of the top {len(r.hits)} reach the match "
+                         f"threshold")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -174,13 +189,17 @@ def missing_files(results: Sequence[QueryResult]) -> list[str]:
 
 def results_json(results: Sequence[QueryResult]) -> list[dict[str, Any]]:
     """One object per query, in query order: ``query``, ``pid``, ``camid``, ``threshold`` and
-    ``threshold_origin`` (null without one), ``in_gallery`` (false: no match in the gallery;
-    null without a threshold) and ``hits``, each ``{id, rank, score, match, path, pid, camid}``
-    (``id``: the entry's id in the index)."""
+    ``threshold_origin`` (null without one), ``fpir`` and ``gallery_size`` (the rate and the
+    gallery size a gallery-level threshold was read for; null otherwise), ``in_gallery``
+    (false: not in the gallery; null without a threshold), ``answer`` (its words) and
+    ``hits``, each ``{id, rank, score, match, path, pid, camid}`` (``id``: the entry's id in
+    the index)."""
     return [{"query": r.query, "pid": r.pid, "camid": r.camid,
              "threshold": None if r.threshold is None else r.threshold.value,
              "threshold_origin": None if r.threshold is None else r.threshold.origin,
-             "in_gallery": r.in_gallery,
+             "fpir": None if r.threshold is None else r.threshold.fpir,
+             "gallery_size": None if r.threshold is None else r.threshold.gallery_size,
+             "in_gallery": r.in_gallery, "answer": r.answer,
              "hits": [{**h.to_json(), "match": r.is_match(h)} for h in r.hits]}
             for r in results]
 

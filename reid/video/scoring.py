@@ -15,7 +15,7 @@ import dataclasses
 import math
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -80,3 +80,52 @@ def score_footage(index_dir: str | os.PathLike, tracks_dir: str | os.PathLike,
     else:
         track_map, rank1, queries = math.nan, math.nan, 0
     return FootageScores(tracking, float(track_map), float(rank1), int(queries), len(vectors))
+
+
+def track_people(tracks_dir: str | os.PathLike, ground_truth: Mapping[str, str | os.PathLike]
+                 ) -> dict[tuple[str, int], int | None]:
+    """(camera, track) -> the ground-truth person of each indexed track (None: nobody's),
+    from the tracks files ``tools/index_video.py --save-tracks`` wrote (MOT ids are the
+    index's track numbers plus one)."""
+    people: dict[tuple[str, int], int | None] = {}
+    for camera, gt_path in sorted(ground_truth.items()):
+        found = track_identities(read_mot(gt_path, "ground-truth file").rows,
+                                 read_mot(pathlib.Path(tracks_dir) / f"{camera}.txt").rows)
+        people.update({(camera, track - 1): person for track, person in found.items()})
+    return people
+
+
+@dataclasses.dataclass(frozen=True)
+class AnswerCheck:
+    """A footage answer against the ground truth: the passages reported, how many of them are
+    the person's, and how many tracks the person has (0: absent from the footage)."""
+
+    person: int | None
+    reported: int
+    right: int
+    true_tracks: int
+
+    @property
+    def precision(self) -> float:
+        return self.right / self.reported if self.reported else math.nan
+
+    @property
+    def recall(self) -> float:
+        return self.right / self.true_tracks if self.true_tracks else math.nan
+
+    def text(self) -> str:
+        if not self.true_tracks:
+            verdict = "right" if not self.reported else "wrong"
+            return (f"a person who is not in the footage: {self.reported} passages reported "
+                    f"({verdict})")
+        return (f"person {self.person} ({self.true_tracks} tracks): {self.reported} passages "
+                f"reported, {self.right} of them theirs")
+
+
+def check_answer(reported: Sequence[tuple[str, int | None]], person: int | None,
+                 people: Mapping[tuple[str, int], int | None]) -> AnswerCheck:
+    """Judge the passages ``reported`` ((camera, track) of each appearance answered as the
+    person) for ``person`` (None: someone absent), ``people`` as :func:`track_people` gives."""
+    right = sum(person is not None and people.get(key) == person for key in reported)
+    true_tracks = 0 if person is None else sum(p == person for p in people.values())
+    return AnswerCheck(person, len(reported), right, true_tracks)
