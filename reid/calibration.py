@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from reid.errors import ReidError
-from reid.evaluation.open_set import (best_impostor_scores, fit_size_rule, fpir_and_dir,
+from reid.evaluation.open_set import (best_impostor_scores, best_per_group, fit_size_rule, fpir_and_dir,
                                       size_grid)
 from reid.evaluation.verification import accept_rate, equal_error_rate, threshold_at_far
 
@@ -121,23 +121,39 @@ class GalleryRule:
 
 
 def fit_gallery_rule(scores: np.ndarray, impostor: np.ndarray, kind: str,
-                     draws: int = GALLERY_DRAWS, seed: int = 0) -> GalleryRule | None:
+                     groups: np.ndarray | None = None, draws: int = GALLERY_DRAWS,
+                     seed: int = 0) -> GalleryRule | None:
     """A gallery rule from probe x candidate scores (``impostor``: which candidates may stand in
-    a gallery without the probe's person), or None when the probes have too few impostors for
-    two gallery sizes. A rate enters when the probes give at least one absent person's
-    false "present" at it in every gallery drawn."""
-    available = int(np.asarray(impostor, bool).sum(axis=1).min()) if len(scores) else 0
-    if available < 20:
+    a gallery without the probe's person; ``groups``: each candidate's person, drawn into a
+    gallery with all of that person's entries, see :func:`reid.evaluation.open_set.
+    best_per_group`), or None when the probes have too few impostors for two gallery sizes.
+    Sizes are counted in entries (a gallery of M people counts as M times the mean entries per
+    person). A rate enters when the probes give at least one absent person's false "present"
+    at it in every gallery drawn."""
+    scores = np.asarray(scores, np.float64)
+    impostor = np.asarray(impostor, bool)
+    per_person = 1.0
+    smallest = 10
+    if groups is not None:
+        per_person = len(groups) / len(np.unique(groups))
+        scores, impostor = best_per_group(scores, impostor, groups)
+        smallest = 2
+    available = int(impostor.sum(axis=1).min()) if len(scores) else 0
+    if available < 2 * smallest:
         return None
-    sizes = size_grid(available)
+    sizes = size_grid(available, smallest)
     maxima = best_impostor_scores(scores, impostor, sizes, draws, seed)
     fpirs = [f for f in CALIBRATED_FPIRS if len(scores) * f >= 1]
     if not fpirs:
         return None
-    lines = [fit_size_rule(maxima, sizes, f) for f in fpirs]
+    # The line is the large-gallery (extreme-value) form: fitted on the upper half of the
+    # sizes in ln N, where it holds, not on galleries of a handful of people.
+    upper = np.log(sizes) >= (np.log(sizes[0]) + np.log(sizes[-1])) / 2
+    entries = sizes * per_person
+    lines = [fit_size_rule(maxima[upper], entries[upper], f) for f in fpirs]
     return GalleryRule(kind, tuple(fpirs), tuple(a for a, _ in lines),
-                       tuple(b for _, b in lines), (int(sizes[0]), int(sizes[-1])),
-                       len(scores))
+                       tuple(b for _, b in lines),
+                       (int(round(entries[0])), int(round(entries[-1]))), len(scores))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +227,8 @@ def labelled_gallery_rules(vectors: np.ndarray, pids: np.ndarray, camids: np.nda
     vectors = _unit(vectors[keep])
     pids, camids = np.asarray(pids)[keep], np.asarray(camids)[keep]
     rules: dict[str, GalleryRule] = {}
-    crops = fit_gallery_rule(vectors @ vectors.T, _strangers(pids, pids), "crops", seed=seed)
+    crops = fit_gallery_rule(vectors @ vectors.T, _strangers(pids, pids), "crops",
+                             _people(pids), seed=seed)
     if crops is not None:
         rules["crops"] = crops
     groups = sorted({(int(p), int(c)) for p, c in zip(pids, camids)})
@@ -219,7 +236,7 @@ def labelled_gallery_rules(vectors: np.ndarray, pids: np.ndarray, camids: np.nda
                             for p, c in groups]))
     track_pids = np.array([p for p, _ in groups])
     tracks = fit_gallery_rule(vectors @ means.T, _strangers(pids, track_pids), "tracks",
-                              seed=seed)
+                              _people(track_pids), seed=seed)
     if tracks is not None:
         rules["tracks"] = tracks
     return rules
@@ -227,6 +244,13 @@ def labelled_gallery_rules(vectors: np.ndarray, pids: np.ndarray, camids: np.nda
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _people(pids: np.ndarray) -> np.ndarray:
+    """Each entry's person for drawing galleries; every distractor (pid 0) a person of its
+    own, since nothing says which of them are one person."""
+    pids = np.asarray(pids, np.int64)
+    return np.where(pids == 0, -1 - np.arange(len(pids)), pids)
 
 
 def _strangers(probe_pids: np.ndarray, entry_pids: np.ndarray) -> np.ndarray:
@@ -466,8 +490,8 @@ def format_observed_rates(calibrated: Mapping[str, Any]) -> str:
     open_set = calibrated.get("open_set", {})
     draws = len(next(iter(open_set.values()))["per_draw"]["fpir"]) if open_set else 0
     over = f"; open-set figures: means of {draws} draws" if draws > 1 else ""
-    lines = [f"calibrated thresholds ({calibrated['source']}) on these pairs, as queries "
-             f"score{over}:"]
+    lines = [(f"calibrated thresholds ({calibrated['source']}) on these pairs, as queries "
+              f"score{over}:")]
     for key, rates in calibrated["rates"].items():
         asked = "equal error" if key == "eer" else f"false-match rate {key.split('=')[1]}"
         line = (f"  {rates['threshold']:.4f} ({asked}): observed false-match rate "

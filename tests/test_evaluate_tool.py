@@ -58,7 +58,7 @@ def end_to_end(model_and_data, tmp_path_factory):
 
 @pytest.mark.slow
 def test_evaluate_tool_end_to_end(model_and_data, end_to_end):
-    model, data = model_and_data
+    _, data = model_and_data
     result, metrics, feats, tmp_path = end_to_end
     assert "re-ranked" in result.stdout and "mAP" in result.stdout
     assert set(metrics) == {"mAP", "rank1", "rank5", "rank10", "mINP", "num_query",
