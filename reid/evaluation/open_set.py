@@ -73,6 +73,26 @@ def best_impostor_scores(scores: np.ndarray, impostor: np.ndarray, sizes: np.nda
     return out.reshape(len(sizes), -1)
 
 
+def best_per_group(scores: np.ndarray, impostor: np.ndarray, groups: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(probe x group best impostor scores, whether each group may stand in a probe's
+    gallery): the entries of one person are drawn into a gallery together, as a real gallery
+    holds several crops or tracks of each person it holds at all. Drawing entries one by one
+    from a calibration set of few people would mix more people into a small gallery than a
+    real one of that size holds, and make the best stranger score grow too slowly with N."""
+    scores = np.asarray(scores, np.float64)
+    impostor = np.asarray(impostor, bool)
+    labels, index = np.unique(np.asarray(groups), return_inverse=True)
+    best = np.full((len(scores), len(labels)), -np.inf)
+    allowed = np.zeros((len(scores), len(labels)), bool)
+    masked = np.where(impostor, scores, -np.inf)
+    for g in range(len(labels)):
+        members = index == g
+        best[:, g] = masked[:, members].max(axis=1)
+        allowed[:, g] = impostor[:, members].all(axis=1)
+    return best, allowed
+
+
 def size_grid(largest: int, smallest: int = 10, per_doubling: int = 2) -> np.ndarray:
     """Gallery sizes from ``smallest`` to ``largest``, evenly spaced in ln N."""
     if largest < smallest:
