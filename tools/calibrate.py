@@ -16,8 +16,8 @@ calibration_history). Queries (tools/query.py --threshold auto) use them at once
 ``--footage INDEX``: no labels. Two tracks seen at once in one camera are two people (impostor
 pairs), crops of one track seconds apart are one person (genuine pairs); the thresholds per pair
 and per gallery size read off them, from the index's stored embeddings (no model runs), are
-stored in that index, whose queries use them in place of the model's
-(:mod:`reid.index.site_calibration` says which biases these pairs carry).
+stored in that index, whose queries use them in place of the model's (docs/GUIDE.md,
+"Calibrating on your own footage", says which biases these pairs carry).
 """
 
 from __future__ import annotations
