@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from reid.errors import ReidError
-from reid.evaluation.open_set import (best_impostor_scores, best_per_group, fit_size_rule, fpir_and_dir,
+from reid.evaluation.open_set import (best_impostor_scores, best_per_group, fit_size_rules, fpir_and_dir,
                                       size_grid)
 from reid.evaluation.verification import accept_rate, equal_error_rate, threshold_at_far
 
@@ -150,9 +150,9 @@ def fit_gallery_rule(scores: np.ndarray, impostor: np.ndarray, kind: str,
     # sizes in ln N, where it holds, not on galleries of a handful of people.
     upper = np.log(sizes) >= (np.log(sizes[0]) + np.log(sizes[-1])) / 2
     entries = sizes * per_person
-    lines = [fit_size_rule(maxima[upper], entries[upper], f) for f in fpirs]
-    return GalleryRule(kind, tuple(fpirs), tuple(a for a, _ in lines),
-                       tuple(b for _, b in lines),
+    intercepts, slope = fit_size_rules(maxima[upper], entries[upper], fpirs)
+    return GalleryRule(kind, tuple(fpirs), tuple(float(a) for a in intercepts),
+                       (slope,) * len(fpirs),
                        (int(round(entries[0])), int(round(entries[-1]))), len(scores))
 
 

@@ -188,6 +188,40 @@ def run_calibration(model: pathlib.Path, data_root: pathlib.Path,
     return model_dir, calibration
 
 
+def run_validation_calibration(run: pathlib.Path, data_root: pathlib.Path | None = None,
+                               runtime: str = "auto", progress: bool = True
+                               ) -> tuple[pathlib.Path, Calibration]:
+    """Calibrate a training run's export again on the run's own validation identities (the
+    ``data.val_ids`` its training held out, drawn as training drew them), as its last
+    validation did: for a run calibrated by older code, without training or resuming it.
+    ``data_root`` replaces the config's when the data has moved."""
+    from reid.data import load_dataset
+    from reid.engine.evaluator import calibrate_features, features_of_records
+    from reid.engine.trainer import training_dataset
+    from reid.modeling import Embedder, resolve_model_dir
+
+    model_dir = resolve_model_dir(run)
+    run_config = run_config_beside(model_dir)
+    if run_config is None:
+        raise ConfigError(f"{run}: not a training run (no config.yaml beside its export); "
+                          f"calibrate an exported model on labelled images instead",
+                          field="model")
+    overrides = [] if data_root is None else [f"data.root={data_root}"]
+    cfg = load_config(run_config, overrides)
+    if not cfg.data.val_ids:
+        raise ConfigError(f"{run_config}: data.val_ids is 0, the run held out no validation "
+                          f"identities to calibrate on; calibrate on labelled images instead",
+                          field="model")
+    dataset = training_dataset(load_dataset(cfg.data, splits=("train",)), cfg)
+    embedder = Embedder.load(model_dir, runtime)
+    features = features_of_records(embedder, dataset.query, dataset.gallery,
+                                   dataclasses.replace(cfg.eval, flip=False), progress)
+    calibration = calibrate_features(features, f"validation: {dataset.held_out} training "
+                                               f"identities held out of {cfg.data.root}")
+    store_calibration(model_dir, calibration)
+    return model_dir, calibration
+
+
 def store_calibration(model_dir: pathlib.Path, calibration: Calibration) -> None:
     """Write ``calibration`` into the export's spec, atomically and one writer at a time, so
     a calibration made meanwhile by another process ends in the history, not lost."""

@@ -20,6 +20,8 @@ Pure NumPy, like the rest of :mod:`reid.evaluation`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from reid.evaluation.errors import EvaluationError
@@ -114,6 +116,23 @@ def fit_size_rule(maxima: np.ndarray, sizes: np.ndarray, fpir: float
     thresholds = np.array([threshold_at_far(row, fpir) for row in maxima])
     slope, intercept = np.polyfit(np.log(sizes), thresholds, 1)
     return float(intercept), float(slope)
+
+
+def fit_size_rules(maxima: np.ndarray, sizes: np.ndarray, fpirs: Sequence[float]
+                   ) -> tuple[np.ndarray, float]:
+    """(a per rate, b) of ``threshold(N) = a_f + b ln N`` at each of ``fpirs``, one slope for
+    all: least squares through the thresholds of :func:`fit_size_rule`. For the best of N
+    scores from a Gumbel-domain tail every quantile moves by the same ``b ln N`` (``b`` is the
+    tail's scale), so one slope is the model; fitted per rate from a few calibration people the
+    lines could cross, and a lower rate would get a lower threshold."""
+    sizes = np.log(np.asarray(sizes, np.float64))
+    if len(sizes) < 2:
+        raise EvaluationError("a gallery-size rule needs at least two gallery sizes")
+    thresholds = np.array([[threshold_at_far(row, f) for row in maxima] for f in fpirs])
+    centred = sizes - sizes.mean()
+    slope = float(np.sum((thresholds - thresholds.mean(axis=1, keepdims=True)) * centred)
+                  / (len(fpirs) * np.sum(centred ** 2)))
+    return thresholds.mean(axis=1) - slope * sizes.mean(), slope
 
 
 def open_set_best(scores: np.ndarray, g_pids: np.ndarray, q_pids: np.ndarray,
