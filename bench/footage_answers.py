@@ -15,7 +15,7 @@ Per draw:
    track rankable (top_k = the number of tracks);
 3. each track's person is the ground-truth identity most of its boxes overlap
    (:func:`reid.video.measure.track_identities`, as :mod:`reid.video.scoring` reads it), and the
-   answers are scored by :func:`score_answers`.
+   answers are scored by :func:`reid.video.scoring.score_answers`.
 
 Figures, per draw and pooled over the draws (counts summed, then divided): precision, the
 share of reported appearances (score at or above the threshold) that are the queried person's,
@@ -29,10 +29,7 @@ is printed with the counts behind it. Nothing is tuned on these draws.
 calibration that has gallery rules (the demo's recipe: configs/synthetic.yaml).
 """
 
-# No "from __future__ import annotations": tests load this script without registering it as a
-# module, and dataclasses read string annotations through the module's registered name.
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -41,99 +38,18 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reid.cli import run_tool  # noqa: E402
 from reid.errors import ReidError  # noqa: E402
+from reid.video.scoring import AnswerCounts, pooled, score_answers  # noqa: E402
 
 #: The issue's settings: what the recorded figures mean.
 CAMERAS, SECONDS, PEOPLE, ABSENT = 4, 60.0, 20, 5
 DEFAULT_SEEDS = (11, 12, 13)
-
-Track = tuple[str, int]  # (camera, track number in the index)
-
-
-@dataclasses.dataclass(frozen=True)
-class AnswerCounts:
-    """What a set of answers got right, as counts that add up over draws."""
-
-    present_queries: int = 0  # queries of people some camera saw
-    absent_queries: int = 0  # queries of people no camera saw
-    reported: int = 0  # appearances reported (at or above the threshold), every query
-    right: int = 0  # of those, the queried person's
-    true_tracks: int = 0  # tracks of the present people queried
-    recall_queries: int = 0  # present people with a track in the index
-    absent_reported: int = 0  # absent people with any appearance reported
-    rank1_hits: int = 0  # present people (with a track) whose best appearance is theirs
-    answering_queries: int = 0  # queries with any appearance reported
-
-    def __add__(self, other: "AnswerCounts") -> "AnswerCounts":
-        return AnswerCounts(*(a + b for a, b in zip(dataclasses.astuple(self),
-                                                    dataclasses.astuple(other))))
-
-    @property
-    def precision(self) -> float:
-        return self.right / self.reported if self.reported else math.nan
-
-    @property
-    def recall(self) -> float:
-        return self.right / self.true_tracks if self.true_tracks else math.nan
-
-    @property
-    def absent_present(self) -> float:
-        return self.absent_reported / self.absent_queries if self.absent_queries else math.nan
-
-    @property
-    def rank1(self) -> float:
-        return self.rank1_hits / self.recall_queries if self.recall_queries else math.nan
-
-    def to_json(self) -> dict[str, float | int | None]:
-        figures = {"precision": self.precision, "recall": self.recall,
-                   "absent_reported_present": self.absent_present, "rank1": self.rank1}
-        return {**{k: None if math.isnan(v) else v for k, v in figures.items()},
-                **dataclasses.asdict(self)}
-
-
-def score_answers(answers: Mapping[int, Sequence[tuple[Track, bool]]],
-                  person_of: Mapping[Track, int | None],
-                  absent: Collection[int]) -> AnswerCounts:
-    """Score each queried person's answer against the ground truth.
-
-    ``answers``: person -> their query's appearances, best score first, each (track, reported);
-    ``person_of``: every track of the index -> its person (None: nobody's, e.g. a track of
-    false detections); ``absent``: the people no camera saw. A present person's true tracks
-    are every track of theirs in the index, ranked or not; an appearance of nobody's track is
-    wrong for every query.
-    """
-    tracks_of: dict[int, int] = {}
-    for person in person_of.values():
-        if person is not None:
-            tracks_of[person] = tracks_of.get(person, 0) + 1
-    total = AnswerCounts()
-    for person, ranked in answers.items():
-        reported = [track for track, shown in ranked if shown]
-        right = sum(person_of.get(track) == person for track in reported)
-        is_absent = person in absent
-        true = 0 if is_absent else tracks_of.get(person, 0)
-        first_right = bool(ranked) and person_of.get(ranked[0][0]) == person
-        total += AnswerCounts(
-            present_queries=int(not is_absent), absent_queries=int(is_absent),
-            reported=len(reported), right=right, true_tracks=true,
-            recall_queries=int(true > 0), absent_reported=int(is_absent and bool(reported)),
-            rank1_hits=int(true > 0 and first_right), answering_queries=int(bool(reported)))
-    return total
-
-
-def pooled(counts: Iterable[AnswerCounts]) -> AnswerCounts:
-    """The counts of several draws together (figures are then ratios of the sums)."""
-    total = AnswerCounts()
-    for c in counts:
-        total += c
-    return total
-
 
 def _share(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.3f}"
@@ -163,8 +79,7 @@ def measure_draw(seed: int, model: pathlib.Path, work: pathlib.Path, fpir: float
     from reid.synthetic.footage import (absent_people, make_synthetic_footage,
                                         read_footage_manifest)
     from reid.video.ingest import index_footage, video_inputs
-    from reid.video.measure import track_identities
-    from reid.video.mot import read_mot
+    from reid.video.scoring import track_people
 
     started = time.perf_counter()
     footage = work / "footage"
@@ -184,12 +99,7 @@ def measure_draw(seed: int, model: pathlib.Path, work: pathlib.Path, fpir: float
     indexed = time.perf_counter()
 
     gallery, embedder, model_dir = open_gallery(index)
-    person_of: dict[Track, int | None] = {}
-    for camera in cameras:
-        people = track_identities(read_mot(footage / camera / "gt" / "gt.txt").rows,
-                                  read_mot(tracks_dir / f"{camera}.txt").rows)
-        # The tracks file numbers a track as the index does, plus one (MOTChallenge ids).
-        person_of.update({(camera, t - 1): p for t, p in people.items()})
+    person_of = track_people(tracks_dir, {c: footage / c / "gt" / "gt.txt" for c in cameras})
     tracks = sorted(gallery.footage_tracks())
     missing = [t for t in tracks if t not in person_of]
     if missing:

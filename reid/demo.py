@@ -238,7 +238,8 @@ def _footage(model_dir, paths: DemoPaths, log, absent_photo: str) -> tuple[list[
     from reid.index.open import open_gallery
     from reid.index.query import query_footage
     from reid.video.ingest import index_footage, video_inputs
-    from reid.video.scoring import check_answer, score_footage, track_people
+    from reid.video.scoring import (answer_check_text, score_answers, score_footage,
+                                    track_people)
     from reid.synthetic.footage import make_synthetic_footage, read_footage_manifest
 
     log(f"== 7. camera footage -> {paths.footage}, indexed in {paths.footage_index}")
@@ -266,9 +267,12 @@ def _footage(model_dir, paths: DemoPaths, log, absent_photo: str) -> tuple[list[
     results = query_footage(gallery, embedder, images, top_k=8, threshold=threshold)
     log(format_appearances(results, gallery))
     people = track_people(tracks_dir, {c: paths.footage / c / "gt" / "gt.txt" for c in cameras})
-    checks = [check_answer([(a.camera, a.track) for a in r.appearances if a.match], pid, people)
-              for r, pid in zip(results, [person["id"] for person in asked] + [None])]
-    log("against the footage's ground truth:\n" + "\n".join(f"  {c.text()}" for c in checks))
+    # The absent photo's person is none of the footage's: any id it does not use.
+    pids = [int(person["id"]) for person in asked] + [-1]
+    checks = [answer_check_text(pid, score_answers(
+        {pid: [((a.camera, a.track), bool(a.match)) for a in r.appearances]}, people,
+        {-1})) for pid, r in zip(pids, results)]
+    log("against the footage's ground truth:\n" + "\n".join(f"  {c}" for c in checks))
     paths.pictures.mkdir(parents=True, exist_ok=True)
     sheet, timeline = paths.pictures / "footage_sheet.png", paths.pictures / "footage_timeline.png"
     videos = gallery.footage_videos()
@@ -277,7 +281,7 @@ def _footage(model_dir, paths: DemoPaths, log, absent_photo: str) -> tuple[list[
     save_picture(render_timeline(results, videos), timeline)
     return [f"footage:  {paths.footage_index} ({len(cameras)} cameras, "
             f"{len(gallery.footage_tracks())} tracks); {scores.format().splitlines()[1]}",
-            *(f"  {name}: {answer_text(r)}; truth: {check.text()}"
+            *(f"  {name}: {answer_text(r)}; truth: {check}"
               for name, r, check in zip([*(f"photo {i + 1}" for i in range(len(asked))),
                                          "absent"], results, checks)),
             f"pictures: {sheet} and {timeline} (who was seen when and where)"], scores

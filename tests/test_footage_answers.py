@@ -1,10 +1,13 @@
-"""bench/footage_answers.py's scoring, on a hand-worked case (no TensorFlow, no footage)."""
+"""Footage answers scored against ground truth (reid.video.scoring, which bench/footage_answers.py
+and the demo use), on a hand-worked case (no TensorFlow, no footage)."""
 
 from __future__ import annotations
 
 import math
 
 from tool_runner import load_bench
+
+from reid.video import scoring
 
 # Six tracks of the index and whose they are (C:1 is nobody's: a track of false detections).
 PERSON_OF = {("A", 0): 1, ("A", 1): 2, ("B", 0): 1, ("B", 1): None, ("C", 0): 3, ("C", 1): 1}
@@ -20,8 +23,7 @@ ANSWERS = {
 
 
 def test_the_answers_are_scored_as_worked_by_hand():
-    bench = load_bench("footage_answers")
-    c = bench.score_answers(ANSWERS, PERSON_OF, ABSENT)
+    c = scoring.score_answers(ANSWERS, PERSON_OF, ABSENT)
     # Reported: person 1 A:0 (right), B:1 (nobody's); person 2 C:0 (wrong), A:1 (right);
     # person 3 A:1 (wrong), C:0 (right); person 9 C:0 (absent: wrong). 3 right of 7.
     assert (c.reported, c.right) == (7, 3) and math.isclose(c.precision, 3 / 7)
@@ -36,15 +38,15 @@ def test_the_answers_are_scored_as_worked_by_hand():
 
 def test_draws_pool_by_their_counts_and_empty_figures_are_undefined():
     bench = load_bench("footage_answers")
-    one = bench.score_answers({1: ANSWERS[1], 9: ANSWERS[9]}, PERSON_OF, ABSENT)
-    other = bench.score_answers({2: ANSWERS[2], 3: ANSWERS[3], 8: ANSWERS[8]}, PERSON_OF,
+    one = scoring.score_answers({1: ANSWERS[1], 9: ANSWERS[9]}, PERSON_OF, ABSENT)
+    other = scoring.score_answers({2: ANSWERS[2], 3: ANSWERS[3], 8: ANSWERS[8]}, PERSON_OF,
                                 ABSENT)
-    assert bench.pooled([one, other]) == bench.score_answers(ANSWERS, PERSON_OF, ABSENT)
+    assert scoring.pooled([one, other]) == scoring.score_answers(ANSWERS, PERSON_OF, ABSENT)
     # Pooled precision is right over reported of both, not the mean of the two precisions.
     assert math.isclose(one.precision, 1 / 3) and math.isclose(other.precision, 2 / 4)
-    assert math.isclose(bench.pooled([one, other]).precision, 3 / 7)
-    silent = bench.score_answers({8: ANSWERS[8]}, PERSON_OF, ABSENT)
+    assert math.isclose(scoring.pooled([one, other]).precision, 3 / 7)
+    silent = scoring.score_answers({8: ANSWERS[8]}, PERSON_OF, ABSENT)
     assert silent.reported == 0 and math.isnan(silent.precision) and math.isnan(silent.recall)
     assert silent.to_json()["precision"] is None and silent.absent_present == 0.0
-    row = bench.table([("seed 1", "0.5000", 6, bench.pooled([one, other]))]).splitlines()[-1]
+    row = bench.table([("seed 1", "0.5000", 6, scoring.pooled([one, other]))]).splitlines()[-1]
     assert "0.429 (3/7;" in row and "0.600 (3/5; 3)" in row and "0.500 (1/2)" in row

@@ -15,7 +15,7 @@ import dataclasses
 import math
 import os
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -95,15 +95,26 @@ def track_people(tracks_dir: str | os.PathLike, ground_truth: Mapping[str, str |
     return people
 
 
-@dataclasses.dataclass(frozen=True)
-class AnswerCheck:
-    """A footage answer against the ground truth: the passages reported, how many of them are
-    the person's, and how many tracks the person has (0: absent from the footage)."""
+Track = tuple[str, int]  # (camera, track number in the index)
 
-    person: int | None
-    reported: int
-    right: int
-    true_tracks: int
+
+@dataclasses.dataclass(frozen=True)
+class AnswerCounts:
+    """What a set of answers got right, as counts that add up over draws."""
+
+    present_queries: int = 0  # queries of people some camera saw
+    absent_queries: int = 0  # queries of people no camera saw
+    reported: int = 0  # appearances reported (at or above the threshold), every query
+    right: int = 0  # of those, the queried person's
+    true_tracks: int = 0  # tracks of the present people queried
+    recall_queries: int = 0  # present people with a track in the index
+    absent_reported: int = 0  # absent people with any appearance reported
+    rank1_hits: int = 0  # present people (with a track) whose best appearance is theirs
+    answering_queries: int = 0  # queries with any appearance reported
+
+    def __add__(self, other: AnswerCounts) -> AnswerCounts:
+        return AnswerCounts(*(a + b for a, b in zip(dataclasses.astuple(self),
+                                                    dataclasses.astuple(other))))
 
     @property
     def precision(self) -> float:
@@ -113,19 +124,64 @@ class AnswerCheck:
     def recall(self) -> float:
         return self.right / self.true_tracks if self.true_tracks else math.nan
 
-    def text(self) -> str:
-        if not self.true_tracks:
-            verdict = "right" if not self.reported else "wrong"
-            return (f"a person who is not in the footage: {self.reported} passages reported "
-                    f"({verdict})")
-        return (f"person {self.person} ({self.true_tracks} tracks): {self.reported} passages "
-                f"reported, {self.right} of them theirs")
+    @property
+    def absent_present(self) -> float:
+        return self.absent_reported / self.absent_queries if self.absent_queries else math.nan
+
+    @property
+    def rank1(self) -> float:
+        return self.rank1_hits / self.recall_queries if self.recall_queries else math.nan
+
+    def to_json(self) -> dict[str, float | int | None]:
+        figures = {"precision": self.precision, "recall": self.recall,
+                   "absent_reported_present": self.absent_present, "rank1": self.rank1}
+        return {**{k: None if math.isnan(v) else v for k, v in figures.items()},
+                **dataclasses.asdict(self)}
 
 
-def check_answer(reported: Sequence[tuple[str, int | None]], person: int | None,
-                 people: Mapping[tuple[str, int], int | None]) -> AnswerCheck:
-    """Judge the passages ``reported`` ((camera, track) of each appearance answered as the
-    person) for ``person`` (None: someone absent), ``people`` as :func:`track_people` gives."""
-    right = sum(person is not None and people.get(key) == person for key in reported)
-    true_tracks = 0 if person is None else sum(p == person for p in people.values())
-    return AnswerCheck(person, len(reported), right, true_tracks)
+def score_answers(answers: Mapping[int, Sequence[tuple[Track, bool]]],
+                  person_of: Mapping[Track, int | None],
+                  absent: Collection[int]) -> AnswerCounts:
+    """Score each queried person's answer against the ground truth.
+
+    ``answers``: person -> their query's appearances, best score first, each (track, reported);
+    ``person_of``: every track of the index -> its person (None: nobody's, e.g. a track of
+    false detections); ``absent``: the people no camera saw. A present person's true tracks
+    are every track of theirs in the index, ranked or not; an appearance of nobody's track is
+    wrong for every query.
+    """
+    tracks_of: dict[int, int] = {}
+    for person in person_of.values():
+        if person is not None:
+            tracks_of[person] = tracks_of.get(person, 0) + 1
+    total = AnswerCounts()
+    for person, ranked in answers.items():
+        reported = [track for track, shown in ranked if shown]
+        right = sum(person_of.get(track) == person for track in reported)
+        is_absent = person in absent
+        true = 0 if is_absent else tracks_of.get(person, 0)
+        first_right = bool(ranked) and person_of.get(ranked[0][0]) == person
+        total += AnswerCounts(
+            present_queries=int(not is_absent), absent_queries=int(is_absent),
+            reported=len(reported), right=right, true_tracks=true,
+            recall_queries=int(true > 0), absent_reported=int(is_absent and bool(reported)),
+            rank1_hits=int(true > 0 and first_right), answering_queries=int(bool(reported)))
+    return total
+
+
+def pooled(counts: Iterable[AnswerCounts]) -> AnswerCounts:
+    """The counts of several draws together (figures are then ratios of the sums)."""
+    total = AnswerCounts()
+    for c in counts:
+        total += c
+    return total
+
+
+def answer_check_text(person: int, counts: AnswerCounts) -> str:
+    """One query's answer against the ground truth, in words (``counts`` of that query)."""
+    if counts.absent_queries:
+        verdict = "right" if not counts.reported else "wrong"
+        who = "a person" if person < 0 else f"person {person}"
+        return f"{who} not in the footage: {counts.reported} passages reported ({verdict})"
+    return (f"person {person} has {counts.true_tracks} tracks: {counts.reported} passages "
+            f"reported, {counts.right} of them theirs")
