@@ -359,7 +359,8 @@ def test_calibrate_footage_tool(footage_index, capsys):
     assert f"per pair: threshold {site.thresholds['far=0.01']:.4f} at false-match rate 0.01" in out
     for fpir in (0.1, 0.01):
         assert (f"gallery of 54 tracks: threshold {rule.threshold(54, fpir):.4f} at "
-                f"{fpir:g} of absent people reported present") in out
+                f"{fpir:g} of absent people reported present (extrapolated: measured up to 37 "
+                f"tracks)") in out
     assert f"stored in {footage_index} (version v000002)" in out
 
 

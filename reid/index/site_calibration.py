@@ -485,9 +485,11 @@ def format_footage_calibration(made: FootageCalibration, gallery_size: int,
     for fpir in fpirs:
         if rule is not None and min(rule.fpirs) <= fpir * (1 + 1e-9) <= max(rule.fpirs) * (
                 1 + 1e-9):
+            beyond = (f" (extrapolated: measured up to {rule.sizes[1]:,} tracks)"
+                      if gallery_size > rule.sizes[1] else "")
             lines.append(f"  gallery of {gallery_size:,} tracks: threshold "
                          f"{rule.threshold(gallery_size, fpir):.4f} at {fpir_text(fpir)} of "
-                         f"absent people reported present")
+                         f"absent people reported present{beyond}")
         else:
             lines.append(f"  gallery of {gallery_size:,} tracks: no threshold at "
                          f"{fpir_text(fpir)} (too few pairs)")
