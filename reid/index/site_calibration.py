@@ -69,7 +69,8 @@ from reid.index.gallery import SITE_CALIBRATION_KEY, GalleryIndex, is_gallery_in
 MIN_OVERLAP_SECONDS = 0.5
 #: The guard compares boxes at (nearly) the same time: a track's box between two of its
 #: stored samples is interpolated, and beyond its first or last sample it is held for this
-#: long (seconds); a walker moves well under a body's width in it when seen along the path.
+#: long (seconds): about a stride, in which a walker crossing the view moves about a body's
+#: width and one walking towards or away from the camera much less.
 SAME_TIME_SECONDS = 0.5
 #: Two simultaneous boxes are taken for one person when their intersection covers at least
 #: this share of the smaller box. Not IoU: the detector's merge already joins boxes at IoU above
@@ -97,7 +98,8 @@ SIMULATED_PROBES = 20000
 def co_occurring_pairs(tracks: Iterable[TrackRecord], min_overlap: float = MIN_OVERLAP_SECONDS
                        ) -> list[tuple[TrackRecord, TrackRecord]]:
     """The pairs of tracks of one camera and one video whose time spans overlap by at least
-    ``min_overlap`` seconds: two people, seen at once. Each pair once, ordered by (camera,
+    ``min_overlap`` seconds (intervals that only touch never count): two people, seen at
+    once. Each pair once, ordered by (camera,
     track). Times are seconds from the video's frame 0, so tracks of two videos are never
     compared (two videos of one camera may share a clock or not; nothing says)."""
     if not min_overlap >= 0:
