@@ -33,5 +33,7 @@ def match_threshold(gallery: GalleryIndex, spec: Mapping[str, Any], where: str,
     calibration made on the index's own footage, used in place of the model's (None: the one
     stored in the index by ``tools/calibrate.py --footage``, if any)."""
     kind, size = decision_gallery(gallery)
-    site = read_site_calibration(gallery) if site is None else site
+    calibrated = requested is None or requested.strip().lower() in ("auto", "pair")
+    if site is None and calibrated:  # a number or none reads no calibration, damaged or not
+        site = read_site_calibration(gallery)
     return resolve_threshold(requested, spec, where, size, kind, fpir, site)
