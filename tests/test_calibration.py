@@ -259,6 +259,37 @@ def test_calibrate_tool_rewrites_the_spec_and_keeps_the_old_calibration(trained_
     assert "nowhere" in capsys.readouterr().err
 
 
+def test_calibrate_tool_recalibrates_a_run_on_its_own_validation_identities(trained_run,
+                                                                            tmp_path, capsys):
+    """A run calibrated before gallery rules existed (its calibration without them) gets,
+    from ``--validation``, what its training's last validation calibrated: the same weights
+    on the same held-out identities, so the same thresholds and rules (the trainer's
+    calibration is the independent reference; the embeddings may come from another runtime,
+    hence the tolerance)."""
+    run = trained_run.copy(tmp_path / "run")
+    spec_path = run / "model" / "spec.json"
+    spec = json.loads(spec_path.read_text())
+    trained = spec_calibration(spec, "spec")
+    assert set(trained.gallery) == {"crops", "tracks"}
+    old = dict(spec["calibration"], gallery={})
+    spec_path.write_text(json.dumps(dict(spec, calibration=old)))
+    assert tool_main("calibrate")(["--model", str(run), "--validation", "--no-progress"]) == 0
+    assert "gallery-level" in capsys.readouterr().out
+    after = json.loads(spec_path.read_text())
+    again = spec_calibration(after, "spec")
+    assert after["calibration_history"][-1] == old
+    assert again.source == trained.source
+    for key, t in trained.thresholds.items():
+        assert again.thresholds[key] == pytest.approx(t, abs=1e-4), key
+    for kind, rule in trained.gallery.items():
+        assert again.gallery[kind].sizes == rule.sizes
+        for rate in rule.fpirs:
+            assert again.gallery[kind].threshold(500, rate) == pytest.approx(
+                rule.threshold(500, rate), abs=1e-3), (kind, rate)
+    assert tool_main("calibrate")(["--model", str(trained_run.data), "--validation"]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
+
+
 def test_concurrent_calibrations_of_one_model_both_reach_the_spec(tmp_path):
     """One writer at a time: while another holds the spec's lock, a calibration waits, then
     adds to what the other wrote instead of overwriting it."""

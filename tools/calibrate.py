@@ -1,6 +1,7 @@
 """Recalibrate match thresholds without retraining: on labelled images, or on your own footage.
 
   tools/calibrate.py --model runs/NAME --data-root DIR [--dataset LAYOUT] [--runtime auto]
+  tools/calibrate.py --model runs/NAME --validation
   tools/calibrate.py --footage INDEX
 
 A new site, new cameras or new lighting move the scores of both true and false matches; the
@@ -12,6 +13,9 @@ query-gallery pair the Market-1501 protocol scores is a genuine or an impostor p
 thresholds at false-match rates 1e-2 and 1e-3, at the equal-error rate and per gallery size are
 written into the model's spec.json (the calibration they replace is kept in its
 calibration_history). Queries (tools/query.py --threshold auto) use them at once.
+
+``--validation``: the training run's own validation identities (``data.val_ids``), as its
+last validation calibrated them: for a run calibrated by an older reid, without retraining.
 
 ``--footage INDEX``: no labels. Two tracks seen at once in one camera are two people (impostor
 pairs), crops of one track seconds apart are one person (genuine pairs); the thresholds per pair
@@ -38,10 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "footage of an index (that index's).")
     parser.add_argument("--model", type=pathlib.Path,
                         help="run folder (its model/ export) or exported model folder; for "
-                             "--data-root")
+                             "--data-root and --validation")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data-root", type=pathlib.Path,
                         help="labelled data: a dataset folder with query and gallery splits")
+    source.add_argument("--validation", action="store_true",
+                        help="calibrate a training run (--model) again on the identities its "
+                             "training held out for validation")
     source.add_argument("--footage", type=pathlib.Path, metavar="INDEX",
                         help="a footage index (tools/index_video.py): calibrate on its own "
                              "tracks, without labels, and store the thresholds in it")
@@ -73,14 +80,22 @@ def calibrate(args: argparse.Namespace) -> None:
 
         print(calibrate_index(args.footage, lock_timeout=args.lock_timeout).format())
         return
+    source = "--validation" if args.validation else "--data-root"
     if args.model is None:
-        raise UsageError("--data-root calibrates a model's thresholds: give the model (--model)")
+        raise UsageError(f"{source} calibrates a model's thresholds: give the model (--model)")
     from reid.calibration import format_calibration
-    from reid.engine.commands import run_calibration
+    from reid.engine.commands import run_calibration, run_validation_calibration
     from reid.modeling.spec import SPEC_FILE
 
-    model_dir, calibration = run_calibration(args.model, args.data_root, args.dataset,
-                                             args.runtime, progress=not args.no_progress)
+    if args.validation:
+        if args.dataset is not None:
+            raise UsageError("--validation calibrates on the run's own data; it takes no "
+                             "--dataset")
+        model_dir, calibration = run_validation_calibration(
+            args.model, runtime=args.runtime, progress=not args.no_progress)
+    else:
+        model_dir, calibration = run_calibration(args.model, args.data_root, args.dataset,
+                                                 args.runtime, progress=not args.no_progress)
     print(format_calibration(calibration))
     print(f"written to {model_dir / SPEC_FILE}")
 

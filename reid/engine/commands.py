@@ -199,6 +199,7 @@ def run_validation_calibration(run: pathlib.Path, data_root: pathlib.Path | None
     from reid.engine.evaluator import calibrate_features, features_of_records
     from reid.engine.trainer import training_dataset
     from reid.modeling import Embedder, resolve_model_dir
+    from reid.modeling.spec import FLOAT32
 
     model_dir = resolve_model_dir(run)
     run_config = run_config_beside(model_dir)
@@ -214,6 +215,10 @@ def run_validation_calibration(run: pathlib.Path, data_root: pathlib.Path | None
                           field="model")
     dataset = training_dataset(load_dataset(cfg.data, splits=("train",)), cfg)
     embedder = Embedder.load(model_dir, runtime)
+    if embedder.precision != FLOAT32:
+        raise ConfigError(f"runtime {runtime}: calibrate with a float32 runtime (auto, keras, "
+                          f"litert or onnx); the thresholds serve every runtime of its "
+                          f"fingerprint", field="runtime")
     features = features_of_records(embedder, dataset.query, dataset.gallery,
                                    dataclasses.replace(cfg.eval, flip=False), progress)
     calibration = calibrate_features(features, f"validation: {dataset.held_out} training "
