@@ -222,9 +222,10 @@ def _when(a: Appearance) -> str:
 
 
 def answer_text(result: AppearanceResult) -> str | None:
-    """The answer in words: ``seen in camera A at 09:00:00.0-09:00:04.2 and 09:01:10.0-...;
-    in camera B at ...`` (cameras in the order the person first reached them, passages in time
-    order), or ``not seen in these cameras``; None without a match decision."""
+    """The answer in words: ``seen on 2026-03-02 in camera A at 09:00:00.1-09:00:04.0 and
+    09:01:10.0-09:01:12.5; in camera B at ...`` (cameras in the order the person first reached
+    them, passages in time order; the date, and the zone when the clock has one, said once), or
+    ``not seen in these cameras``; None without a match decision."""
     if result.threshold is None:
         return None
     seen = [a for a in result.appearances if a.match]
@@ -233,8 +234,20 @@ def answer_text(result: AppearanceResult) -> str | None:
     by_camera: dict[str, list[Appearance]] = {}
     for a in sorted(seen, key=lambda a: (a.started_at or "", a.start)):
         by_camera.setdefault(a.camera, []).append(a)
-    return "seen " + "; ".join(
-        f"in camera {camera} at " + " and ".join(_when(a) for a in passages)
+    first = min(seen, key=lambda a: (a.started_at or "", a.start))
+    day = ""
+    if first.track is not None and first.started_at and first.ended_at:
+        moment = _tenths(first.started_at)
+        zone = moment.strftime("%z")
+        day = f"on {moment.strftime('%Y-%m-%d')}{f' ({zone[:3]}:{zone[3:]})' if zone else ''} "
+
+    def when(a: Appearance) -> str:
+        if a.track is not None and a.started_at and a.ended_at:
+            return f"{wall_time(a.started_at)}-{wall_time(a.ended_at)}"
+        return _when(a)
+
+    return f"seen {day}" + "; ".join(
+        f"in camera {camera} at " + " and ".join(when(a) for a in passages)
         for camera, passages in by_camera.items())
 
 
