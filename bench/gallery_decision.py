@@ -60,6 +60,30 @@ def embed(run: pathlib.Path, data_root: str, cache: pathlib.Path):
     return features, train.gallery, train.g_camids
 
 
+def embed_validation(run: pathlib.Path, data_root: str, cache: pathlib.Path):
+    """The run's validation split (the identities its training held out), as queries embed."""
+    from reid.engine.evaluator import Features
+
+    if cache.is_file():
+        return Features.load(cache)
+    from reid.utils.quiet import start_tensorflow_quietly
+
+    start_tensorflow_quietly()
+    from reid.config import load_config
+    from reid.data import load_dataset
+    from reid.engine.evaluator import features_of_records
+    from reid.engine.trainer import training_dataset
+    from reid.modeling import Embedder, resolve_model_dir
+
+    cfg = load_config(run / "config.yaml", [f"data.root={data_root}"])
+    held = training_dataset(load_dataset(cfg.data, splits=("train",)), cfg)
+    embedder = Embedder.load(resolve_model_dir(run), "auto")
+    features = features_of_records(embedder, held.query, held.gallery,
+                                   dataclasses.replace(cfg.eval, flip=False), True)
+    features.save(cache)
+    return features
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=pathlib.Path, required=True)
@@ -84,11 +108,23 @@ def main() -> None:
         features, gallery=np.concatenate([features.gallery, distractors]),
         g_pids=np.concatenate([features.g_pids, np.zeros(len(distractors), np.int64)]),
         g_camids=np.concatenate([features.g_camids, distractor_camids]))
+    # What each rate costs in present people missed, on validation (where the default rate
+    # is chosen): the DIR at the threshold set on the validation split's own absent people.
+    from reid.calibration import CALIBRATED_FPIRS
+
+    validation = embed_validation(args.run, args.data_root,
+                                  args.run / "gallery_decision_validation.npz")
+    on_validation = calibrated_figures(calibration, validation, seed=0, draws=args.draws,
+                                       fpirs=CALIBRATED_FPIRS)["gallery"]["rates"]
+    print("validation split, a third of its people left out, DIR at each FPIR (threshold set "
+          "on its own absent people): " + ", ".join(
+              f"{key} -> {rate['oracle_dir']:.3f}" if rate["oracle_dir"] is not None
+              else f"{key} -> -" for key, rate in on_validation.items()))
     rule = calibration.gallery["crops"]
     print(f"model: {model_dir}; gallery rule: {rule.describe()}; calibrated on "
           f"{calibration.source}")
     pair = far_key(1e-2)
-    results = {}
+    results = {"validation": on_validation}
     for name, feats in (("test gallery", features),
                         ("test gallery + training crops as distractors", with_distractors)):
         figures = calibrated_figures(calibration, feats, seed=0, draws=args.draws)
