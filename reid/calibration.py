@@ -48,6 +48,8 @@ DEFAULT_FPIR = 1e-2
 GALLERY_KINDS: tuple[str, ...] = ("crops", "tracks")
 #: Random galleries drawn per probe and size when fitting a gallery rule.
 GALLERY_DRAWS = 20
+#: Labelled images that probe when fitting a gallery rule (all of them when fewer).
+MAX_PROBES = 3000
 #: The spec's key.
 SPEC_KEY = "calibration"
 
@@ -130,7 +132,7 @@ def fit_gallery_rule(scores: np.ndarray, impostor: np.ndarray, kind: str,
     Sizes are counted in entries (a gallery of M people counts as M times the mean entries per
     person). A rate enters when the probes give at least one absent person's false "present"
     at it in every gallery drawn."""
-    scores = np.asarray(scores, np.float64)
+    scores = np.asarray(scores)  # float32 from labelled images: half the memory
     impostor = np.asarray(impostor, bool)
     per_person = 1.0
     smallest = 10
@@ -149,6 +151,8 @@ def fit_gallery_rule(scores: np.ndarray, impostor: np.ndarray, kind: str,
     # The line is the large-gallery (extreme-value) form: fitted on the upper half of the
     # sizes in ln N, where it holds, not on galleries of a handful of people.
     upper = np.log(sizes) >= (np.log(sizes[0]) + np.log(sizes[-1])) / 2
+    if upper.sum() < 2:
+        return None
     entries = sizes * per_person
     intercepts, slope = fit_size_rules(maxima[upper], entries[upper], fpirs)
     return GalleryRule(kind, tuple(fpirs), tuple(float(a) for a in intercepts),
@@ -222,21 +226,26 @@ def labelled_gallery_rules(vectors: np.ndarray, pids: np.ndarray, camids: np.nda
     mean embedding of each person's images in each camera, as a footage index keeps a track
     (a person passing one camera). Junk (pid -1) is left out; distractors (pid 0) are
     strangers to everyone, as in ranking."""
-    vectors = np.asarray(vectors, np.float64)
+    vectors = np.asarray(vectors, np.float32)
     keep = np.asarray(pids) != -1
     vectors = _unit(vectors[keep])
     pids, camids = np.asarray(pids)[keep], np.asarray(camids)[keep]
+    # Every image is an entry; at most MAX_PROBES of them (seeded) probe, so that a dataset of
+    # Market-1501's size calibrates in a few hundred MB (rates down to 0.01 need hundreds).
+    probes = np.arange(len(pids))
+    if len(probes) > MAX_PROBES:
+        probes = np.sort(np.random.default_rng(seed).choice(probes, MAX_PROBES, replace=False))
     rules: dict[str, GalleryRule] = {}
-    crops = fit_gallery_rule(vectors @ vectors.T, _strangers(pids, pids), "crops",
-                             _people(pids), seed=seed)
+    crops = fit_gallery_rule(vectors[probes] @ vectors.T, _strangers(pids[probes], pids),
+                             "crops", _people(pids), seed=seed)
     if crops is not None:
         rules["crops"] = crops
     groups = sorted({(int(p), int(c)) for p, c in zip(pids, camids)})
     means = _unit(np.stack([vectors[(pids == p) & (camids == c)].mean(axis=0)
                             for p, c in groups]))
     track_pids = np.array([p for p, _ in groups])
-    tracks = fit_gallery_rule(vectors @ means.T, _strangers(pids, track_pids), "tracks",
-                              _people(track_pids), seed=seed)
+    tracks = fit_gallery_rule(vectors[probes] @ means.T, _strangers(pids[probes], track_pids),
+                              "tracks", _people(track_pids), seed=seed)
     if tracks is not None:
         rules["tracks"] = tracks
     return rules
@@ -418,7 +427,12 @@ def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str
             raise CalibrationError(f"threshold {requested}: a cosine score lies in [-1, 1]",
                                    field="threshold")
         return MatchThreshold(value, GIVEN)
+    asked_fpir = fpir
     fpir = DEFAULT_FPIR if fpir is None else check_fpir(fpir)
+    if asked not in (None, "auto") and asked_fpir is not None:
+        raise CalibrationError(f"fpir {asked_fpir:g}: a rate of absent people reported present "
+                               f"is what threshold auto decides at; threshold {asked} does "
+                               f"not use one", field=("fpir", "threshold"))
     calibration = site if site is not None else spec_calibration(spec, where)
     rule = None if calibration is None else calibration.gallery.get(kind)
     pair = calibration is not None and far_key(AUTO_FAR) in calibration.thresholds
@@ -442,9 +456,14 @@ def resolve_threshold(requested: str | None, spec: Mapping[str, Any], where: str
             f"tools/calibrate.py, or use --threshold pair", field="threshold")
     if gallery_size is None:
         raise ValueError("a gallery-level threshold needs the gallery's size")
+    lowest = ""
+    if asked_fpir is None and fpir < min(rule.fpirs):
+        # Too few calibration probes to resolve the default rate: the lowest they resolve.
+        fpir = min(rule.fpirs)
+        lowest = " (the lowest rate its calibration resolves)"
     return MatchThreshold(
         rule.threshold(gallery_size, fpir),
-        f"{fpir_text(fpir)} of absent people reported present, in a gallery of "
+        f"{fpir_text(fpir)} of absent people reported present{lowest}, in a gallery of "
         f"{gallery_size:,} {kind}; calibrated on {calibration.source}",
         fpir, gallery_size)
 

@@ -152,7 +152,8 @@ def _export_state(model_dir: pathlib.Path) -> tuple[str | None, bool]:
 
     try:
         spec = read_spec(model_dir)
-        calibrated = bool(spec.get(SPEC_KEY, {}).get("gallery"))
+        stored = spec.get(SPEC_KEY)
+        calibrated = isinstance(stored, dict) and bool(stored.get("gallery"))
         return str(spec["fingerprint"]), calibrated
     except (ModelError, KeyError):
         return None, False

@@ -82,7 +82,9 @@ def best_per_group(scores: np.ndarray, impostor: np.ndarray, groups: np.ndarray
     holds several crops or tracks of each person it holds at all. Drawing entries one by one
     from a calibration set of few people would mix more people into a small gallery than a
     real one of that size holds, and make the best stranger score grow too slowly with N."""
-    scores = np.asarray(scores, np.float64)
+    scores = np.asarray(scores)
+    if not np.issubdtype(scores.dtype, np.floating):
+        scores = scores.astype(np.float64)
     impostor = np.asarray(impostor, bool)
     labels, index = np.unique(np.asarray(groups), return_inverse=True)
     best = np.full((len(scores), len(labels)), -np.inf)
@@ -133,22 +135,3 @@ def fit_size_rules(maxima: np.ndarray, sizes: np.ndarray, fpirs: Sequence[float]
     slope = float(np.sum((thresholds - thresholds.mean(axis=1, keepdims=True)) * centred)
                   / (len(fpirs) * np.sum(centred ** 2)))
     return thresholds.mean(axis=1) - slope * sizes.mean(), slope
-
-
-def open_set_best(scores: np.ndarray, g_pids: np.ndarray, q_pids: np.ndarray,
-                  candidate: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(best score, whether the best is the query's own person, whether the query is mated)
-    per query of a query x gallery score matrix; ``candidate`` masks entries a query may not
-    be answered with (the ranking protocol's own camera). Mated: the query's person has a
-    candidate entry in the gallery."""
-    scores = np.asarray(scores, np.float64)
-    g_pids, q_pids = np.asarray(g_pids), np.asarray(q_pids)
-    if candidate is not None:
-        scores = np.where(candidate, scores, -np.inf)
-    same = q_pids[:, None] == g_pids[None, :]
-    if candidate is not None:
-        same &= candidate
-    top = np.argmax(scores, axis=1)
-    best = scores[np.arange(len(scores)), top]
-    return best, g_pids[top] == q_pids, same.any(axis=1)

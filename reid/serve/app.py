@@ -219,24 +219,26 @@ def _error(status: int, detail: str) -> HTTPException:
     return HTTPException(status_code=status, detail=detail)
 
 
-def _fpir(value: float | None) -> float:
-    """The false-positive identification rate asked for (default :data:`DEFAULT_FPIR`), or
-    the 422 that refuses it."""
+def _fpir(value: float | None) -> float | None:
+    """The false-positive identification rate asked for (None: not asked, the library's
+    default), or the 422 that refuses it."""
     try:
-        return DEFAULT_FPIR if value is None else check_fpir(value)
+        return None if value is None else check_fpir(value)
     except CalibrationError as exc:
         raise _error(422, str(exc)) from None
 
 
-def _threshold(text: str, fpir: float, live: LiveIndex, gallery: GalleryIndex
+def _threshold(text: str, fpir: float | None, live: LiveIndex, gallery: GalleryIndex
                ) -> MatchThreshold | None:
     """The threshold a query of ``gallery`` (at its size now) is decided with. auto (or
     nothing): the gallery-level threshold at ``fpir`` when the model has a rule, else the
     per-pair one when it has that, else none (a page need not know whether or how the
-    model was calibrated); pair; none; or a cosine score."""
+    model was calibrated); pair; none; or a cosine score (the page sends its rate with
+    every choice: only auto uses it)."""
     requested = None if text.strip().lower() in ("", "auto") else text
     try:
-        return match_threshold(gallery, live.embedder.spec, live.model_name, requested, fpir)
+        return match_threshold(gallery, live.embedder.spec, live.model_name, requested,
+                               fpir if requested is None else None)
     except ValueError as exc:  # CalibrationError is one
         raise _error(422, str(exc)) from None
 
@@ -392,7 +394,7 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
                 "runtime": live.embedder.runtime,
                 "version": live.version, "reloads": live.reloads,
                 "threshold": threshold_json(chosen), "threshold_error": problem,
-                "fpir": rate, "default_fpir": DEFAULT_FPIR,
+                "fpir": DEFAULT_FPIR if rate is None else rate, "default_fpir": DEFAULT_FPIR,
                 "pair_threshold": threshold_json(pair),
                 "videos": [{"video": live.video_names.get(v.video, _tail(v.video)),
                             "camera": v.camera, "start": 0.0,
