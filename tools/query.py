@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "at the false-positive identification rate --fpir for the "
                              "gallery's size; pair is the per-pair threshold (false-match rate "
                              "0.01 per query-gallery pair); none ranks only; a number is a "
-                             "cosine score (default: auto when the model is calibrated)")
+                             "cosine score (default: auto when the model's calibration has "
+                             "gallery rules, else pair, else none)")
     parser.add_argument("--fpir", type=float, metavar="RATE",
                         help=f"with --threshold auto: the share of people absent from the "
                              f"gallery who may be reported present, {min(CALIBRATED_FPIRS):g} "
