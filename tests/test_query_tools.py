@@ -790,14 +790,17 @@ def test_query_threshold_marks_matches_and_no_match(built, data, run_dir, tmp_pa
     result = _query_json(main, capsys, "--index", built, "--image", query, "--top-k", "4",
                          "--model", calibrated)
     size = result["gallery_size"]
-    assert size >= count and result["fpir"] == 0.01
+    assert size >= count and result["fpir"] == 0.1  # the default rate
+    assert result["threshold"] == pytest.approx(between - 0.1) and result["fpir"] == 0.1
+    assert result["answer"] == "present in the gallery"
+    result = _query_json(main, capsys, "--index", built, "--image", query, "--top-k", "4",
+                         "--model", calibrated, "--fpir", "0.01")
     assert result["threshold"] == pytest.approx(between + 0.01 * np.log(size))
     assert result["answer"] == ("present in the gallery" if scores[0] >= result["threshold"]
                                 else "not in the gallery")
-    result = _query_json(main, capsys, "--index", built, "--image", query, "--top-k", "4",
-                         "--model", calibrated, "--fpir", "0.1")
-    assert result["threshold"] == pytest.approx(between - 0.1) and result["fpir"] == 0.1
-    assert result["answer"] == "present in the gallery"
+    assert main(["--index", str(built), "--image", str(query), "--threshold", "pair",
+                 "--fpir", "0.1"]) == 1
+    assert capsys.readouterr().err.startswith("error: --fpir 0.1: ")
     assert main(["--index", str(built), "--image", str(query), "--fpir", "0.5"]) == 1
     assert capsys.readouterr().err.startswith("error: --fpir 0.5")
 

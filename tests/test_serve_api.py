@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from reid.calibration import DEFAULT_FPIR
 from reid.synthetic.crops import generate_dataset
 from reid.index import GalleryIndex
 from reid.index.build import build_gallery
@@ -231,16 +232,17 @@ def test_a_new_version_is_served_and_decided_at_its_size(tmp_path, calibrated_mo
     served = local_client(create_app(folder))
     before = served.get("/api/stats").json()
     assert before["count"] == 5
-    # By default, the gallery-level threshold at FPIR 0.01 for the 5 crops (issue 31).
-    assert before["fpir"] == before["default_fpir"] == 0.01
-    assert before["threshold"]["value"] == pytest.approx(rule_threshold("crops", 5, 0.01))
-    assert (before["threshold"]["fpir"], before["threshold"]["gallery_size"]) == (0.01, 5)
+    # By default, the gallery-level threshold at the default FPIR for the 5 crops (issue 31).
+    default = DEFAULT_FPIR
+    assert before["fpir"] == before["default_fpir"] == default
+    assert before["threshold"]["value"] == pytest.approx(rule_threshold("crops", 5, default))
+    assert (before["threshold"]["fpir"], before["threshold"]["gallery_size"]) == (default, 5)
     assert before["pair_threshold"]["fpir"] is None
     at = served.get("/api/stats", params={"fpir": 0.05}).json()["threshold"]
     assert at["value"] == pytest.approx(rule_threshold("crops", 5, 0.05))
     assert served.get("/api/stats", params={"fpir": 0.3}).status_code == 422
     # An entry asked for: its own score is 1, present.
-    body = _post(served, item_id=0, k=3).json()
+    body = _post(served, item_id=0, k=3, fpir=0.01).json()
     assert body["threshold"] == pytest.approx(rule_threshold("crops", 5, 0.01))
     assert (body["fpir"], body["gallery_size"]) == (0.01, 5)
     assert body["in_gallery"] is True and body["answer"] == "present in the gallery"
@@ -258,7 +260,7 @@ def test_a_new_version_is_served_and_decided_at_its_size(tmp_path, calibrated_mo
     # Someone from the training split, who is in no crop of the gallery: the best score is
     # below the threshold, "not in the gallery".
     stranger = min((data / "bounding_box_train").glob("*.jpg"))
-    answer = _post(served, stranger.read_bytes(), stranger.name, k=3)
+    answer = _post(served, stranger.read_bytes(), stranger.name, k=3, fpir=0.01)
     body = answer.json()
     assert body["threshold"] == pytest.approx(rule_threshold("crops", 9, 0.01))
     assert body["hits"][0]["score"] < body["threshold"]  # the case this asks for
@@ -293,7 +295,7 @@ def test_a_footage_index_answers_with_appearances_and_frames(tmp_path, calibrate
     gallery = GalleryIndex.load(index)
     (camera, track), _ = next(iter(gallery.footage_tracks().items()))
     mean = next(e for e in gallery.track_entries(camera, track) if e.kind == "track")
-    answer = _post(served, item_id=mean.id, k=3)
+    answer = _post(served, item_id=mean.id, k=3, fpir=0.01)
     body = answer.json()
     assert body["kind"] == "footage"
     assert_no_server_paths(answer.text)
@@ -301,7 +303,7 @@ def test_a_footage_index_answers_with_appearances_and_frames(tmp_path, calibrate
     first = body["appearances"][0]
     assert (first["camera"], first["track"], first["id"]) == (camera, track, mean.id)
     assert "thumb" not in first and first["has_frame"] is True
-    # Decided against the index's tracks, at the default rate: the tracks rule at 0.01 lies
+    # Decided against the index's tracks, at the rate asked: the tracks rule at 0.01 lies
     # above every cosine, so not seen; at 0.1 its own track (score 1) is seen (issue 31).
     tracks = len(gallery.footage_tracks())
     assert tracks < gallery.count
