@@ -14,7 +14,7 @@ The model is the one recorded in the index's manifest; --model may point at a co
 fingerprint must match). Scores are cosine similarities (1 = identical embedding); a result
 at or above the match threshold is taken for the query's person, and a query none of whose
 results reach it is answered "not in the gallery" ("not seen in these cameras" on footage).
-The default threshold is read for the gallery's size, so that at most 1 in 100 people who are
+The default threshold is read for the gallery's size, so that at most 1 in 10 people who are
 not in it are reported present (--fpir); a stranger meets every entry, so a per-pair threshold
 would pass absent people far more often. Served by a
 LiteRT or ONNX export (--runtime auto, when one is present), a query never imports TensorFlow.

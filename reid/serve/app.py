@@ -414,7 +414,7 @@ def create_app(index_dir: str | os.PathLike, runtime: str = "auto", token: str |
         gallery-level threshold at ``fpir``, the share of absent people reported present,
         for the gallery's size now, when the model has a rule; else its per-pair threshold
         when it has one; else ranks only), pair (the per-pair threshold), none, or a cosine
-        score. ``fpir``: from 0.01 to 0.2, default 0.01."""
+        score. ``fpir``: from 0.01 to 0.2, default 0.1."""
         record: dict[str, Any] = {"client": request.client.host if request.client else None,
                                   "image_sha256": None, "item_id": item_id, "k": k}
         try:
