@@ -63,6 +63,13 @@ def test_a_run_calibrates_on_its_validation_split_and_recalibrates_a_re_export(t
                                      if not k.startswith("calibration")}))
     Trainer(cfg, dataset, prepare_run_dir(run, cfg, resume=True), progress=False).fit(resume=True)
     assert stored(first.model).thresholds == pytest.approx(want.thresholds, abs=1e-5)
+    # Its own validation calibration from before gallery rules existed is made again, with them.
+    older = json.loads(spec_path.read_text())
+    assert set(older["calibration"]["gallery"]) == {"crops", "tracks"}
+    older["calibration"]["gallery"] = {}
+    spec_path.write_text(json.dumps(older))
+    Trainer(cfg, dataset, prepare_run_dir(run, cfg, resume=True), progress=False).fit(resume=True)
+    assert set(stored(first.model).gallery) == {"crops", "tracks"}
     # Re-exported as another feature without training: calibrated again, for that feature.
     centered = trained_run.config_with(model__neck_feat="centered")
     trainer = Trainer(centered, dataset, prepare_run_dir(run, centered, resume=True),

@@ -197,7 +197,7 @@ def run_validation_calibration(run: pathlib.Path, data_root: pathlib.Path | None
     ``data_root`` replaces the config's when the data has moved."""
     from reid.data import load_dataset
     from reid.engine.evaluator import calibrate_features, features_of_records
-    from reid.engine.trainer import training_dataset
+    from reid.engine.trainer import VALIDATION_SOURCE, training_dataset
     from reid.modeling import Embedder, resolve_model_dir
     from reid.modeling.spec import FLOAT32
 
@@ -221,8 +221,9 @@ def run_validation_calibration(run: pathlib.Path, data_root: pathlib.Path | None
                           f"fingerprint", field="runtime")
     features = features_of_records(embedder, dataset.query, dataset.gallery,
                                    dataclasses.replace(cfg.eval, flip=False), progress)
-    calibration = calibrate_features(features, f"validation: {dataset.held_out} training "
-                                               f"identities held out of {cfg.data.root}")
+    calibration = calibrate_features(features, f"{VALIDATION_SOURCE} {dataset.held_out} "
+                                               f"training identities held out of "
+                                               f"{cfg.data.root}")
     store_calibration(model_dir, calibration)
     return model_dir, calibration
 

@@ -142,10 +142,15 @@ def _changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             and f"{section}.{key}" not in RESUMABLE_CHANGES]
 
 
+#: How a calibration made on a run's validation identities names its source.
+VALIDATION_SOURCE = "validation:"
+
+
 def _export_state(model_dir: pathlib.Path) -> tuple[str | None, bool]:
-    """(weights fingerprint, whether it holds a calibration with gallery rules) of the export
-    in ``model_dir``; (None, False) when there is none. A calibration from before gallery
-    rules existed counts as none, so resuming the finished run calibrates it again."""
+    """(weights fingerprint, whether it holds a calibration to keep) of the export in
+    ``model_dir``; (None, False) when there is none. Training's own validation calibration
+    from before gallery rules existed counts as none, so resuming the finished run calibrates
+    it again; one a user made since (tools/calibrate.py, another source) is kept."""
     from reid.calibration import SPEC_KEY
     from reid.modeling.spec import read_spec
     from reid.modeling.errors import ModelError
@@ -153,7 +158,9 @@ def _export_state(model_dir: pathlib.Path) -> tuple[str | None, bool]:
     try:
         spec = read_spec(model_dir)
         stored = spec.get(SPEC_KEY)
-        calibrated = isinstance(stored, dict) and bool(stored.get("gallery"))
+        calibrated = isinstance(stored, dict) and (
+            bool(stored.get("gallery"))
+            or not str(stored.get("source", "")).startswith(VALIDATION_SOURCE))
         return str(spec["fingerprint"]), calibrated
     except (ModelError, KeyError):
         return None, False
@@ -379,8 +386,8 @@ class Trainer:
         if self.dataset.held_out:  # never on a test split
             try:
                 self.calibration = calibrate_features(
-                    plain, f"validation: {self.dataset.held_out} training identities held out "
-                           f"of {self.dataset.root}")
+                    plain, f"{VALIDATION_SOURCE} {self.dataset.held_out} training identities "
+                           f"held out of {self.dataset.root}")
             except CalibrationError as exc:  # one identity has no impostor pairs
                 self.log(f"  warning: no match threshold calibrated ({exc}); hold out more "
                          f"identities (data.val_ids) or use tools/calibrate.py")
