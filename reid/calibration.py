@@ -52,6 +52,8 @@ GALLERY_KINDS: tuple[str, ...] = ("crops", "tracks")
 GALLERY_DRAWS = 20
 #: Labelled images that probe when fitting a gallery rule (all of them when fewer).
 MAX_PROBES = 3000
+#: The score a gallery rule's thresholds approach as N grows: a cosine's largest value.
+COSINE_BOUND = 1.0
 #: The spec's key.
 SPEC_KEY = "calibration"
 
@@ -86,6 +88,10 @@ class GalleryRule:
     slopes: tuple[float, ...]
     sizes: tuple[int, int]
     probes: int
+    #: When set, the lines are of ``ln(bound - threshold)``: ``threshold(N) = bound - exp(a_f +
+    #: b ln N)``, the best of N scores bounded by ``bound`` (a cosine: 1) nearing it as a power
+    #: of N (see :func:`fit_gallery_rule`). None: the lines are of the threshold itself.
+    bound: float | None = None
 
     def threshold(self, gallery_size: int, fpir: float) -> float:
         """The cosine score a best result must reach in a gallery of ``gallery_size``."""
@@ -97,21 +103,25 @@ class GalleryRule:
                 f"rates from {lowest:g} to {highest:g}", field="fpir")
         at = np.log(max(int(gallery_size), 1))
         lines = np.asarray(self.intercepts) + np.asarray(self.slopes) * at
+        if self.bound is not None:
+            lines = self.bound - np.exp(lines)
         order = np.argsort(rates)
         return float(np.interp(np.log(fpir), rates[order], lines[order]))
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "fpirs": list(self.fpirs),
                 "intercepts": list(self.intercepts), "slopes": list(self.slopes),
-                "sizes": list(self.sizes), "probes": self.probes}
+                "sizes": list(self.sizes), "probes": self.probes,
+                **({} if self.bound is None else {"bound": self.bound})}
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> GalleryRule:
         rule = cls(str(value["kind"]), tuple(float(f) for f in value["fpirs"]),
                    tuple(float(a) for a in value["intercepts"]),
                    tuple(float(b) for b in value["slopes"]),
-                   (int(value["sizes"][0]), int(value["sizes"][1])), int(value["probes"]))
-        numbers = rule.fpirs + rule.intercepts + rule.slopes
+                   (int(value["sizes"][0]), int(value["sizes"][1])), int(value["probes"]),
+                   None if value.get("bound") is None else float(value["bound"]))
+        numbers = rule.fpirs + rule.intercepts + rule.slopes + (rule.bound or 0.0,)
         if (not rule.fpirs or len({len(rule.fpirs), len(rule.intercepts), len(rule.slopes)}) != 1
                 or not all(math.isfinite(v) for v in numbers)
                 or not all(0 < f < 1 for f in rule.fpirs)):
@@ -156,10 +166,11 @@ def fit_gallery_rule(scores: np.ndarray, impostor: np.ndarray, kind: str,
     if upper.sum() < 2:
         return None
     entries = sizes * per_person
-    intercepts, slope = fit_size_rules(maxima[upper], entries[upper], fpirs)
+    intercepts, slope = fit_size_rules(maxima[upper], entries[upper], fpirs, bound=COSINE_BOUND)
     return GalleryRule(kind, tuple(fpirs), tuple(float(a) for a in intercepts),
                        (slope,) * len(fpirs),
-                       (int(round(entries[0])), int(round(entries[-1]))), len(scores))
+                       (int(round(entries[0])), int(round(entries[-1]))), len(scores),
+                       COSINE_BOUND)
 
 
 @dataclasses.dataclass(frozen=True)

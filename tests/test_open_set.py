@@ -252,3 +252,22 @@ def test_calibration_round_trip_with_gallery_rules_and_an_old_one_without():
         rule = {**stored["gallery"]["crops"], damage: value}
         with pytest.raises(CalibrationError, match="m/spec.json: unreadable calibration"):
             Calibration.from_json({**stored, "gallery": {"crops": rule}}, "m/spec.json")
+
+
+def test_a_bounded_rule_nears_its_bound_as_a_power_of_n():
+    """``bound``: the lines are of ln(bound - threshold), so threshold(N) = 1 - e^a N^b, worked
+    by hand; read back from JSON unchanged, and an old rule (no bound) stays linear."""
+    from reid.calibration import GalleryRule
+
+    rule = GalleryRule("crops", (0.1, 0.01), (np.log(0.2), np.log(0.1)), (-0.5, -0.5),
+                       (10, 100), 500, 1.0)
+    for n in (1, 100, 10_000):
+        assert rule.threshold(n, 0.1) == pytest.approx(1 - 0.2 * n ** -0.5)
+        assert rule.threshold(n, 0.01) == pytest.approx(1 - 0.1 * n ** -0.5)
+    # Between the rates, in log rate, between the two thresholds.
+    middle = rule.threshold(100, np.sqrt(0.1 * 0.01))
+    assert middle == pytest.approx((rule.threshold(100, 0.1) + rule.threshold(100, 0.01)) / 2)
+    assert GalleryRule.from_json(rule.to_json()) == rule
+    linear = GalleryRule.from_json({k: v for k, v in rule.to_json().items() if k != "bound"})
+    assert linear.bound is None and linear.threshold(100, 0.1) == pytest.approx(
+        np.log(0.2) - 0.5 * np.log(100))
