@@ -75,11 +75,14 @@ def fpir_text(fpir: float) -> str:
 @dataclasses.dataclass(frozen=True)
 class GalleryRule:
     """Where to cut a gallery of N entries so that a share ``fpir`` of absent people is
-    reported present: ``threshold(N) = intercept + slope * ln N`` per calibrated rate.
+    reported present: per calibrated rate ``bound - threshold(N) = exp(intercept + slope *
+    ln N)`` (the bounded extreme-value form, :mod:`reid.evaluation.open_set`), or without a
+    ``bound`` (rules stored before it) ``threshold(N) = intercept + slope * ln N``.
 
-    ``sizes``: the smallest and largest gallery measured; beyond the largest the line is
-    extrapolated (see :mod:`reid.evaluation.open_set` for which way it errs). ``probes``:
-    the probe images (each absent from the galleries it was scored against).
+    ``sizes``: the smallest and largest gallery measured; beyond the largest the curve is
+    extrapolated (docs/BENCHMARKS.md, "Gallery-level answers", says how far that held on
+    CUHK03). ``probes``: the probe images (each absent from the galleries it was scored
+    against).
     """
 
     kind: str
@@ -160,8 +163,8 @@ def fit_gallery_rule(scores: np.ndarray, impostor: np.ndarray, kind: str,
     fpirs = [f for f in CALIBRATED_FPIRS if len(scores) * f >= 1]
     if not fpirs:
         return None
-    # The line is the large-gallery (extreme-value) form: fitted on the upper half of the
-    # sizes in ln N, where it holds, not on galleries of a handful of people.
+    # The curve is the large-gallery (extreme-value) form, for scores bounded by 1: fitted on
+    # the upper half of the sizes in ln N, where it holds, not on galleries of a few people.
     upper = np.log(sizes) >= (np.log(sizes[0]) + np.log(sizes[-1])) / 2
     if upper.sum() < 2:
         return None
