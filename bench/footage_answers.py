@@ -71,7 +71,7 @@ def table(rows: Sequence[tuple[str, str, int, AnswerCounts]]) -> str:
 
 
 def measure_draw(seed: int, model: pathlib.Path, work: pathlib.Path, fpir: float | None,
-                 log=print) -> dict:
+                 log=print, self_calibrate: bool = False) -> dict:
     """Draw, index and answer one seed's footage in ``work``; its counts and details."""
     from reid.index.decision import match_threshold
     from reid.index.open import open_gallery
@@ -96,6 +96,16 @@ def measure_draw(seed: int, model: pathlib.Path, work: pathlib.Path, fpir: float
                           [footage / c / "det" / "det.txt" for c in cameras])
     index_footage(inputs, index, model, progress=False, save_tracks=tracks_dir,
                   log=lambda _: None)
+    site = "model's"
+    if self_calibrate:
+        from reid.calibration import CalibrationError
+        from reid.index.site_calibration import calibrate_index
+
+        try:  # the index's own footage, no labels (tools/calibrate.py --footage)
+            calibrate_index(index)
+            site = "self-calibrated"
+        except CalibrationError as exc:
+            log(f"seed {seed}: not self-calibrated ({exc}); the model's thresholds answer")
     indexed = time.perf_counter()
 
     gallery, embedder, model_dir = open_gallery(index)
@@ -118,7 +128,7 @@ def measure_draw(seed: int, model: pathlib.Path, work: pathlib.Path, fpir: float
                for p, r in zip(people, results)}
     absent = set(absent_people(manifest))
     counts = score_answers(answers, {t: person_of[t] for t in tracks}, absent)
-    return {"seed": seed, "counts": counts, "threshold": threshold.value,
+    return {"seed": seed, "counts": counts, "threshold": threshold.value, "thresholds": site,
             "threshold_origin": threshold.origin, "fpir": threshold.fpir,
             "tracks": len(tracks), "tracks_of_nobody": sum(p is None for p in person_of.values()),
             "absent_people": sorted(absent),
@@ -147,7 +157,8 @@ def measure(args: argparse.Namespace) -> None:
             if args.keep and work.exists():
                 raise ReidError(f"{work}: exists; --keep needs a new folder", field="keep")
             work.mkdir(parents=True)
-            draw = measure_draw(seed, args.model, work, args.fpir)
+            draw = measure_draw(seed, args.model, work, args.fpir,
+                                self_calibrate=args.self_calibrate)
             print(f"seed {seed}: {draw['tracks']} tracks ({draw['tracks_of_nobody']} of nobody), "
                   f"threshold {draw['threshold']:.4f} ({draw['threshold_origin']}); "
                   f"{draw['seconds']['draw_and_index']:.0f} s to draw and index, "
@@ -181,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fpir", type=float, default=None, metavar="RATE",
                         help="the decision's false-positive identification rate (default: the "
                              "library's default decision)")
+    parser.add_argument("--self-calibrate", action="store_true",
+                        help="calibrate each index on its own footage first (tools/calibrate.py "
+                             "--footage; the model's thresholds where its pairs are too few)")
     parser.add_argument("--json", type=pathlib.Path, default=None, metavar="OUT",
                         help="also write the figures and counts here")
     parser.add_argument("--keep", type=pathlib.Path, default=None, metavar="DIR",
