@@ -46,8 +46,6 @@ CALIBRATED_FPIRS: tuple[float, ...] = (0.2, 0.1, 0.05, 0.02, 0.01)
 #: on the demo's validation people 0.1 found 64 % of those present where 0.02 found 39 % (and
 #: 0.01 about 4 % of its test people). docs/BENCHMARKS.md, "Gallery-level answers".
 DEFAULT_FPIR = 0.1
-#: The kinds of gallery entry a gallery rule is calibrated for.
-GALLERY_KINDS: tuple[str, ...] = ("crops", "tracks")
 #: Random galleries drawn per probe and size when fitting a gallery rule.
 GALLERY_DRAWS = 20
 #: Labelled images that probe when fitting a gallery rule (all of them when fewer).
@@ -192,7 +190,7 @@ class Calibration:
     impostor_pairs: int
     source: str
     created: str
-    #: Gallery-level rules by kind of entry (:data:`GALLERY_KINDS`); empty in calibrations
+    #: Gallery-level rules by kind of entry (``crops``, ``tracks``); empty in calibrations
     #: made before they existed.
     gallery: dict[str, GalleryRule] = dataclasses.field(default_factory=dict)
 

@@ -18,7 +18,7 @@ from reid.index import versioned_folder as vf
 from reid.index.decision import match_threshold
 from reid.index.footage import FootageEntry, TrackRecord, VideoRecord
 from reid.index.gallery import MANIFEST_FILE, SITE_CALIBRATION_KEY
-from reid.index.site_calibration import (FootageCalibration, box_at, box_overlap, boxes_meet,
+from reid.index.site_calibration import (box_at, box_overlap, boxes_meet,
                                          calibrate_footage, calibrate_index, co_occurring_pairs,
                                          fit_pooled_rule, footage_pairs, genuine_pairs,
                                          largest_resolved_gallery, pool_needed,

@@ -113,13 +113,9 @@ def fit_size_rule(maxima: np.ndarray, sizes: np.ndarray, fpir: float
     """(a, b) of ``threshold(N) = a + b ln N`` at ``fpir``: least squares through the thresholds
     that let a share ``fpir`` of the best impostor scores at each size through
     (:func:`reid.evaluation.verification.threshold_at_far`; ``maxima`` as
-    :func:`best_impostor_scores` returns them)."""
-    sizes = np.asarray(sizes, np.float64)
-    if len(sizes) < 2:
-        raise EvaluationError("a gallery-size rule needs at least two gallery sizes")
-    thresholds = np.array([threshold_at_far(row, fpir) for row in maxima])
-    slope, intercept = np.polyfit(np.log(sizes), thresholds, 1)
-    return float(intercept), float(slope)
+    :func:`best_impostor_scores` returns them): :func:`fit_size_rules` at one rate."""
+    intercepts, slope = fit_size_rules(maxima, sizes, [fpir])
+    return float(intercepts[0]), slope
 
 
 def fit_size_rules(maxima: np.ndarray, sizes: np.ndarray, fpirs: Sequence[float],
