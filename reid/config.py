@@ -87,6 +87,10 @@ class DataConfig:
                                    "its inverse).", min=0.01, max=1.0)
     color_jitter: float = _field(0.0, "Strength of random brightness/contrast/saturation/hue "
                                  "changes (0 = off).", min=0.0, max=1.0)
+    grayscale_prob: float = _field(0.0, "Probability of turning a training image grey (its "
+                                   "luma in every channel), after colour jitter: less reliance "
+                                   "on colours another site's cameras render differently "
+                                   "(0 = off).", min=0.0, max=1.0)
     skip_bad_images: bool = _field(False, "Drop unreadable images (training, query, gallery) "
                                    "with a warning listing them, instead of stopping.")
     seed: int = _field(0, "Seed for sampling and augmentation.", min=0)

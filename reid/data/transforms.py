@@ -4,7 +4,8 @@ Augmentations work on one float32 image of shape (H, W, 3) with values in [0, 25
 normalisation), and take an explicit stateless seed (shape (2,), int) so that a sample's
 augmentation is a function of (seed, epoch, position) alone: a resumed run, or a rerun with the
 same seed, sees exactly the same pixels. Order follows the strong baseline (Luo et al., 2019):
-flip, pad + random crop, (optional) colour jitter, random erasing, then normalisation.
+flip, pad + random crop, (optional) colour jitter, (optional) random grayscale, random
+erasing, then normalisation.
 
 Random erasing fills the box with the ImageNet per-channel mean in pixel space (the strong
 baseline fills with a per-channel mean too), which normalises to nearly zero, i.e. "no signal"
@@ -135,13 +136,31 @@ def color_jitter(image: tf.Tensor, strength: float, seed: tf.Tensor) -> tf.Tenso
     return x * 255.0
 
 
+def random_grayscale(image: tf.Tensor, prob: float, seed: tf.Tensor) -> tf.Tensor:
+    """Replace every channel by the image's luma (ITU-R 601: 0.299 R + 0.587 G + 0.114 B, as
+    torchvision's RandomGrayscale) with probability ``prob``.
+
+    A domain-generalising augmentation: a model that sometimes sees its people without colour
+    leans less on hues that another site's cameras render differently (or not at all, in grey
+    night footage), and more on shape, texture and brightness patterns."""
+    image = tf.convert_to_tensor(image, dtype=tf.float32)
+    if prob <= 0.0:
+        return image
+    grey = tf.image.rgb_to_grayscale(image)
+    apply = tf.random.stateless_uniform([], seed) < prob
+    return tf.cond(apply, lambda: tf.tile(grey, [1, 1, 3]), lambda: image)
+
+
 def augment(image: tf.Tensor, config: DataConfig, seed: tf.Tensor) -> tf.Tensor:
     """The training augmentation of one (H, W, 3) [0, 255] image; output still in [0, 255]."""
     image = tf.convert_to_tensor(image, dtype=tf.float32)
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4)
+    # Five seeds, the first four as they were before random grayscale came (a split's first
+    # rows do not depend on how many are drawn): runs without it see the same pixels as before.
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
     image = random_flip(image, config.flip_prob, seeds[0])
     image = pad_crop(image, config.pad, seeds[1])
     image = color_jitter(image, config.color_jitter, seeds[2])
+    image = random_grayscale(image, config.grayscale_prob, seeds[4])
     image = random_erasing(image, config.erasing_prob, config.erasing_area,
                            config.erasing_aspect, seeds[3])
     return image
