@@ -27,15 +27,25 @@ unstable sort). The values are accumulated in float64 and stored as float32, whe
 reid-strong-baseline variant stores V in float16, so results agree with it to a few 1e-3 and with
 its float32 variants (Houjing Huang's, torchreid's) to about 1e-6. Features are used in float32,
 as the reference does.
+
+`jaccard_within` is the same encoding within ONE set, the distance SpCL and Cluster Contrast
+cluster unlabelled crops on (their ``compute_jaccard_distance``): passing one set as both query
+and gallery of `re_ranking` would make every feature its own duplicate neighbour. It returns a
+sparse matrix, since most pairs share no k-reciprocal neighbour (distance 1).
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from reid.evaluation.distance import _check_pair, _is_positive_int
+from reid.evaluation.distance import _check_pair, _is_positive_int, as_feature_matrix
+from reid.evaluation.errors import EvaluationError
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 _GIB = float(1 << 30)
 # Bytes of temporaries allowed per block of rows (distance block, partition indices, ...).
@@ -371,3 +381,136 @@ def re_ranking(
     del ranks
     _add_jaccard(indptr, indices, values, num_query, 1.0 - lambda_value, out)
     return out
+
+
+def _sparse_jaccard(
+    indptr: np.ndarray, indices: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Jaccard distance 1 - s / (2 - s) between the rows of one CSR encoding, for the pairs
+    i < j that share a column (s = sum of element-wise minima): rows, cols, float32 values.
+
+    Each pair is summed once (upper triangle), so the mirrored matrix is exactly symmetric.
+    Rows are taken in blocks bounded by the gathered (row, row, column) triples, through an
+    inverted index over the columns.
+    """
+    num_all = indptr.shape[0] - 1
+    row_of = np.repeat(np.arange(num_all, dtype=np.int64), np.diff(indptr))
+    order = np.argsort(indices, kind="stable")
+    inv_rows = row_of[order]
+    inv_values = values[order]
+    inv_count = np.bincount(indices, minlength=num_all)
+    inv_start = np.concatenate(([0], np.cumsum(inv_count)[:-1]))
+    del order
+    work = np.bincount(row_of, weights=inv_count[indices], minlength=num_all)
+
+    out_rows: list[np.ndarray] = []
+    out_cols: list[np.ndarray] = []
+    out_values: list[np.ndarray] = []
+    start = 0
+    while start < num_all:
+        cum = np.cumsum(work[start:])
+        stop = start + max(1, int(np.searchsorted(cum, _JACCARD_PAIRS, side="right")))
+        lo, hi = int(indptr[start]), int(indptr[stop])
+        cols = indices[lo:hi]
+        lengths = inv_count[cols]
+        positions = _segment_positions(inv_start[cols], lengths)
+        left = np.repeat(row_of[lo:hi], lengths)
+        right = inv_rows[positions]
+        upper = right > left
+        mins = np.minimum(np.repeat(values[lo:hi], lengths)[upper], inv_values[positions[upper]])
+        keys = left[upper] * num_all + right[upper]
+        del left, right, upper, positions
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        if keys.shape[0]:
+            first = np.ones(keys.shape[0], dtype=bool)
+            first[1:] = keys[1:] != keys[:-1]
+            boundaries = np.flatnonzero(first)
+            shared = np.add.reduceat(mins[order], boundaries)
+            distance = np.maximum(1.0 - shared / (2.0 - shared), 0.0).astype(np.float32)
+            kept = distance < 1.0  # distance 1 (nothing shared, to float32) is not stored
+            pairs = keys[boundaries][kept]
+            out_rows.append((pairs // num_all).astype(np.int32))
+            out_cols.append((pairs % num_all).astype(np.int32))
+            out_values.append(distance[kept])
+        start = stop
+    if not out_rows:
+        return np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.float32)
+    return np.concatenate(out_rows), np.concatenate(out_cols), np.concatenate(out_values)
+
+
+def jaccard_within(features: np.ndarray, k1: int = 20, k2: int = 6) -> scipy.sparse.csr_matrix:
+    """k-reciprocal Jaccard distance among the rows of one set, as a sparse (n, n) float32 matrix.
+
+    What SpCL (Ge et al., NeurIPS 2020) and Cluster Contrast (Dai et al., ACCV 2022) cluster
+    unlabelled crops on, their ``compute_jaccard_distance``, with its conventions (which differ
+    from `re_ranking`'s in two places, so that their clustering settings such as DBSCAN eps 0.6
+    keep their meaning): N(p, k) is the k nearest rows counting p itself (their neighbour search
+    returns k1 columns), and the weights are exp(-d) of the squared Euclidean distance itself,
+    not divided by the row's largest (for unit rows d = 2 - 2 cos). The rest is the same:
+    R(p, k1) = {g in N(p, k1) : p in N(g, k1)}; a member q's R(q, round(k1/2) + 1) joins when
+    more than 2/3 of it lies in R(p, k1); weights normalised to sum 1 over the expanded set;
+    local query expansion averages the encodings of the k2 nearest rows (k2 = 1: none);
+    distance 1 - s / (2 - s), s the sum of element-wise minima, clipped at 0. Ties in distance
+    go to the lower index (theirs to the search library).
+
+    Stored: every pair whose distance is below 1, and the diagonal as explicit zeros (rows that
+    share nothing are at distance 1: not stored). The matrix is exactly symmetric, rows sorted
+    by column; feed it to DBSCAN with ``metric="precomputed"``. Memory is linear in n (each row
+    holds at most a few hundred entries for the default k1, k2); features are used in float32.
+    """
+    import scipy.sparse
+
+    for name, value in (("k1", k1), ("k2", k2)):
+        if not _is_positive_int(value):
+            raise EvaluationError(f"{name} must be a positive integer, got {value!r}")
+    k1, k2 = int(k1), int(k2)
+    features = as_feature_matrix("features", features).astype(np.float32, copy=False)
+    num_all, dim = features.shape
+    if num_all == 0:
+        return scipy.sparse.csr_matrix((0, 0), dtype=np.float32)
+    needed = estimate_rerank_bytes(0, num_all, dim, k1, k2)
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise MemoryError(
+            f"jaccard_within of {num_all} features needs about {needed / _GIB:.2f} GiB but only "
+            f"{available / _GIB:.2f} GiB is available"
+        )
+
+    forward_width = min(k1, num_all)
+    half_width = min(int(np.around(k1 / 2)) + 1, num_all)
+    qe_width = min(k2, num_all)
+    stored_width = max(forward_width, half_width, qe_width)
+    sq_norms = np.einsum("ij,ij->i", features, features).astype(np.float64)
+    # The ranks are taken on row-normalised distances (a per-row monotone scaling: same order).
+    ranks, _ = _initial_ranks(
+        features, sq_norms, stored_width, 0, 0.0, np.empty((0, num_all), np.float32)
+    )
+    unscaled = np.ones(num_all, dtype=np.float64)
+    indptr, indices, values = _encode(
+        features, sq_norms, ranks, unscaled, forward_width, half_width
+    )
+    if k2 != 1:
+        indptr, indices, values = _local_query_expansion(
+            indptr, indices, values, np.ascontiguousarray(ranks[:, :qe_width])
+        )
+    del ranks
+    upper_rows, upper_cols, upper_values = _sparse_jaccard(indptr, indices, values)
+    del indptr, indices, values
+
+    diagonal = np.arange(num_all, dtype=np.int32)
+    rows = np.concatenate([upper_rows, upper_cols, diagonal])
+    cols = np.concatenate([upper_cols, upper_rows, diagonal])
+    data = np.concatenate([upper_values, upper_values, np.zeros(num_all, np.float32)])
+    del upper_rows, upper_cols, upper_values
+    order = np.lexsort((cols, rows))
+    out_indptr = np.zeros(num_all + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=num_all), out=out_indptr[1:])
+    if out_indptr[-1] < np.iinfo(np.int32).max:
+        out_indptr = out_indptr.astype(np.int32)
+    # Built from its arrays, so the explicit zeros (diagonal, duplicate rows) stay stored.
+    matrix = scipy.sparse.csr_matrix(
+        (data[order], cols[order], out_indptr), shape=(num_all, num_all)
+    )
+    matrix.has_sorted_indices = True
+    return matrix
