@@ -224,6 +224,19 @@ def test_must_link_keeps_a_track_together():
     assert (result.clusters, result.outliers, result.identities) == (5, 1, 4)
 
 
+def test_tracks_weigh_their_crops():
+    """Two tracks of one person (two cameras, say) and nothing near them: two items, fewer than
+    min_samples, yet one identity, because each track counts its 5 crops in DBSCAN's density.
+    A one-crop track beside them is a border item of their cluster, and joins it."""
+    rng = np.random.default_rng(6)
+    eye = np.eye(16)
+    features, _ = blobs(rng, [eye[0], eye[0], eye[0], eye[4]], [5, 5, 1, 5], noise=0.03)
+    tracks = np.array([0] * 5 + [1] * 5 + [2] + [3] * 5)
+    result = pseudo_identities(features, tracks, k1=4, k2=1, min_samples=4)
+    assert partition(result.labels) == {frozenset(range(11)), frozenset(range(11, 16))}
+    assert (result.clusters, result.outliers, result.identities) == (2, 0, 2)
+
+
 def test_cannot_link_splits_co_occurring_look_alikes():
     """Tracks 0 and 1 look alike but were seen at once: two people. Track 2 (not seen with
     either) is closest to track 0 and joins it; the loose crops near track 1 join track 1."""
