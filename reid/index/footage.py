@@ -29,6 +29,8 @@ import datetime
 import sqlite3
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cameras (
     camid INTEGER PRIMARY KEY,
@@ -144,6 +146,14 @@ class FootageEntry:
         if self.kind == "track":
             return f"{video}#camera={self.camera}&track={self.track}"
         return f"{video}#camera={self.camera}&track={self.track}&frame={self.frame}"
+
+
+def track_mean(crop_vectors: np.ndarray) -> np.ndarray:
+    """A ``track`` entry's embedding: the mean of its crops' (rows of ``crop_vectors``), scaled
+    to unit length. One definition for footage ingest and for re-embedding an index
+    (:mod:`reid.index.reindex`), so a re-embedded track is what ingest would have stored."""
+    mean = np.asarray(crop_vectors).mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
 
 
 def camera_problem(name: str) -> str | None:

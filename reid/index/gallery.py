@@ -247,6 +247,26 @@ class GalleryIndex:
         self._site_calibration = None if value is None else json.loads(json.dumps(value))
         self._updated_at = _now()
 
+    def replace_embeddings(self, model: ModelInfo, vectors: np.ndarray) -> None:
+        """Give every entry ``model``'s embedding (``vectors``: a row per id, in the order of
+        :attr:`ids`), keeping ids, metadata, footage rows and the index's type and parameters:
+        the index re-embedded by another model (:mod:`reid.index.reindex`). The search
+        structure is built again (IVF-PQ trained again, on these vectors); the site calibration
+        is dropped, since it was read off the old model's scores."""
+        vectors = _unit_rows("vectors", fi.as_vectors("vectors", vectors, model.embedding_dim))
+        if len(vectors) != self.count:
+            raise GalleryError(f"replace_embeddings: {self.count} entries but {len(vectors)} "
+                               f"vectors")
+        config, index = self._config, None
+        fi.check_params(config, model.embedding_dim)
+        if self.count or config.type != "ivfpq":  # an empty IVF-PQ has nothing to train on
+            index = fi.new_index(config, model.embedding_dim, train_vectors=vectors)
+            config = fi.trained_params(index, config)
+            fi.add(index, vectors, self._ids)
+        self._model, self._config, self._faiss, self._vectors = model, config, index, vectors
+        self._site_calibration = None
+        self._updated_at = _now()
+
     # --- model checks ----------------------------------------------------------------------
 
     def check_model(self, other: ModelInfo, where: str | None = None) -> None:

@@ -36,7 +36,8 @@ from reid.index import media
 from reid.index import versioned_folder as vf
 from reid.index.appearances import clock
 from reid.index.errors import GalleryError
-from reid.index.footage import FootageEntry, TrackRecord, VideoRecord, camera_problem
+from reid.index.footage import (FootageEntry, TrackRecord, VideoRecord, camera_problem,
+                                 track_mean)
 from reid.index.gallery import GalleryIndex, ModelInfo, is_gallery_index, prune_media
 from reid.utils.progress import Progress
 from reid.video.detector import Detector, MotDetectionFile, load_detector
@@ -369,8 +370,7 @@ class _TrackWriter:
         for position, vector in self._crop_vectors.items():
             vectors[position] = vector
         for crops, mean_position in self._members:
-            mean = vectors[crops].mean(axis=0)
-            vectors[mean_position] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            vectors[mean_position] = track_mean(vectors[crops])
         return self.tracks, self.entries, vectors
 
 
