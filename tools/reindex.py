@@ -6,9 +6,10 @@ An index answers only queries of the model that built it; this writes a new inde
 holding every entry of INDEX embedded by NEW_RUN's model: image entries from their files,
 footage from the crops the index stored (no video is read again), each track's mean entry
 computed again from its crops. Every other thing INDEX knows is kept (ids, paths, labels,
-digests, cameras, videos, tracks, times, boxes, pictures), and so are its type and
-parameters. INDEX is not changed. A site calibration of INDEX is not carried over (it was
-made with the old model's scores): calibrate NEW_INDEX again with tools/calibrate.py --footage.
+digests, cameras, videos, tracks, times, boxes, pictures), and so are its type, parameters and
+precision (``--runtime auto`` embeds a quantized index with the new model's conversion of that
+precision). INDEX is not changed. A site calibration of INDEX is not carried over (it was made
+with the old model's scores): calibrate NEW_INDEX again with tools/calibrate.py --footage.
 """
 
 from __future__ import annotations
