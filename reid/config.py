@@ -284,6 +284,43 @@ class VideoConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class AdaptConfig:
+    """Unsupervised adaptation of a trained run to a new site (tools/adapt.py,
+    :mod:`reid.engine.adapt`). The defaults are starting points, SpCL's clustering (Ge et al.,
+    2020) and its fine-tuning rate, not yet measured here: the lead chooses them on a validation
+    target (docs/BENCHMARKS.md), never on the target a figure is reported on."""
+
+    adabn: bool = _field(True, "First set every batch norm's statistics to the target images' "
+                         "(AdaBN): seconds, and no labels needed.")
+    rounds: int = _field(10, "Self-training rounds: embed the target crops, cluster them into "
+                         "pseudo-identities, train on those (0 = AdaBN only).", min=0, max=1000)
+    epochs_per_round: int = _field(2, "Training epochs of each round (a new classifier each "
+                                   "round, sized to its pseudo-identities).", min=1, max=1000)
+    steps_per_epoch: int = _field(100, "P x K batches per epoch of a round; 0 = the round's "
+                                  "pseudo-labelled crops / batch size.", min=0)
+    lr: float = _field(3.5e-4, "Learning rate of the rounds, constant (SpCL's; adaptation "
+                       "fine-tunes a trained model, below configs/cuhk03.yaml's peak of 6e-3).",
+                       min=0.0, max=10.0)
+    k1: int = _field(30, "Neighbours of the k-reciprocal Jaccard distance the crops are "
+                     "clustered on.", min=1)
+    k2: int = _field(6, "Neighbours averaged into each crop's encoding (query expansion) in the "
+                     "Jaccard distance.", min=1)
+    eps: float = _field(0.6, "DBSCAN radius in Jaccard distance: larger joins more crops into "
+                        "fewer, less pure pseudo-identities.", min=0.0, max=0.999)
+    min_samples: int = _field(4, "DBSCAN: crops within eps that make a core point (a track "
+                              "counts its crops).", min=1)
+    min_images: int = _field(2, "Pseudo-identities of fewer crops are left out of training.",
+                             min=1)
+    minutes: float = _field(0.0, "Time budget of one adaptation, checked before each round and "
+                            "epoch; what is finished is kept and --resume continues (0 = none).",
+                            min=0.0)
+    source: str | None = _field(None, "The run adapted from: recorded by the adaptation, not "
+                                "read.")
+    target: str | None = _field(None, "What the target crops were read from: recorded by the "
+                                "adaptation, not read.")
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -292,6 +329,7 @@ class Config:
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     index: IndexConfig = dataclasses.field(default_factory=IndexConfig)
     video: VideoConfig = dataclasses.field(default_factory=VideoConfig)
+    adapt: AdaptConfig = dataclasses.field(default_factory=AdaptConfig)
     name: str = dataclasses.field(default="config", metadata={"help": "Run name (file stem).",
                                                               "internal": True})
 

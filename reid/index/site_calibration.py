@@ -374,8 +374,14 @@ def calibrate_footage(gallery: GalleryIndex, where: str,
     if not len(pairs.genuine):
         raise CalibrationError(f"{where}: no genuine pairs: no track of {pairs.tracks} has two "
                                f"crops {min_gap:g} s or more apart")
+    return _calibrated(pairs, f"the footage of {where}")
+
+
+def _calibrated(pairs: FootagePairs, what: str) -> FootageCalibration:
+    """The calibration of ``pairs`` (both kinds present): per-pair thresholds and the pooled
+    ``tracks`` rule, without the equal-error threshold."""
     rule = fit_pooled_rule(pairs.track_impostor, pairs.probes)
-    source = (f"the footage of {where} ({pairs.tracks} tracks, {pairs.cameras} camera(s); "
+    source = (f"{what} ({pairs.tracks} tracks, {pairs.cameras} camera(s); "
               f"{pairs.kept} pairs of tracks seen at once)")
     made = calibrate(pairs.genuine, pairs.impostor, source,
                      gallery={} if rule is None else {"tracks": rule})
@@ -385,6 +391,64 @@ def calibrate_footage(gallery: GalleryIndex, where: str,
         made, thresholds={k: v for k, v in made.thresholds.items() if k != "eer"},
         tar={k: v for k, v in made.tar.items() if k != "eer"})
     return FootageCalibration(pairs, made)
+
+
+def track_vector_pairs(vectors: np.ndarray, tracks: Sequence[int], cameras: Sequence[int],
+                       cannot_link: Iterable[tuple[int, int]], dropped: int = 0
+                       ) -> FootagePairs:
+    """The pairs :func:`footage_pairs` reads from an index, from crops embedded by any model
+    (adaptation's target, :class:`reid.index.target.TargetCrops`, embedded by the adapted
+    model): impostor scores between the crops of two tracks of ``cannot_link`` (pairs seen at
+    once, the duplicate guard already applied: ``dropped`` says how many it took for one
+    person), and of each crop against the other track's mean (the mean of its crops' rows, unit
+    length, as a footage index stores it). Genuine pairs: every two crops of one track (no
+    times here to keep the 2 s gap; they feed only the reported true-match rates). Loose crops
+    (track -1) take no part."""
+    vectors = np.asarray(vectors, np.float64)
+    tracks = np.asarray(tracks, np.int64)
+    members = {int(t): np.flatnonzero(tracks == t) for t in np.unique(tracks[tracks >= 0])}
+    means = {}
+    for t, rows in members.items():
+        mean = vectors[rows].mean(axis=0)
+        means[t] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    kept = sorted({(min(a, b), max(a, b)) for a, b in cannot_link
+                   if a in members and b in members})
+    impostor, track_impostor, probes = [], [], set()
+    for a, b in kept:
+        va, vb = vectors[members[a]], vectors[members[b]]
+        impostor.append((va @ vb.T).ravel())
+        track_impostor += [va @ means[b], vb @ means[a]]
+        probes |= {*members[a].tolist(), *members[b].tolist()}
+    genuine, genuine_tracks = [], 0
+    for rows in members.values():
+        if len(rows) > 1:
+            genuine_tracks += 1
+            block = vectors[rows] @ vectors[rows].T
+            genuine.append(block[np.triu_indices(len(rows), 1)])
+
+    def joined(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    camids = np.asarray(cameras)[tracks >= 0] if len(tracks) else np.zeros(0)
+    return FootagePairs(len(members), len(set(camids.tolist())), len(kept) + dropped, dropped,
+                        joined(impostor), joined(track_impostor), len(probes), joined(genuine),
+                        genuine_tracks)
+
+
+def calibrate_track_vectors(vectors: np.ndarray, tracks: Sequence[int], cameras: Sequence[int],
+                            cannot_link: Iterable[tuple[int, int]], where: str,
+                            dropped: int = 0) -> FootageCalibration:
+    """:func:`calibrate_footage` on crops' vectors and their tracks instead of an index
+    (:func:`track_vector_pairs`); ``where`` names them. A CalibrationError when no two tracks
+    were seen at once or no track has two crops."""
+    pairs = track_vector_pairs(vectors, tracks, cameras, cannot_link, dropped)
+    if not len(pairs.impostor):
+        raise CalibrationError(f"{where}: no impostor pairs: of {pairs.tracks} tracks, none "
+                               f"were seen at once in one camera as two people")
+    if not len(pairs.genuine):
+        raise CalibrationError(f"{where}: no genuine pairs: no track of {pairs.tracks} has two "
+                               f"crops")
+    return _calibrated(pairs, where)
 
 
 def read_site_calibration(index: GalleryIndex | str | os.PathLike) -> Calibration | None:
