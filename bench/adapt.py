@@ -60,7 +60,6 @@ import os
 import pathlib
 import platform
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -77,6 +76,9 @@ CUHK03_PAIRS: dict[int, tuple[int, int]] = {1: (1, 843), 2: (844, 1283), 3: (128
                                             4: (1361, 1418), 5: (1419, 1467)}
 #: The Market-1501 folders a view holds.
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
+#: The library's names of this bench's values whose flags are not their own names.
+FLAGS = {"output": "--work", "run_dir": "--work", "index_dirs": "--footage",
+         "overrides": "--adapt-set"}
 #: The issue's conditions: the gap worth closing, the share of it to close, the time allowed.
 MIN_GAP, HALF, HOUR = 0.10, 0.5, 3600.0
 
@@ -178,7 +180,9 @@ def _share(value: float | None) -> str:
 
 
 def _minutes(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+    if seconds is None:
+        return "-"
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
 # --- steps ------------------------------------------------------------------------------------
@@ -213,7 +217,7 @@ def train(config: pathlib.Path, run: pathlib.Path, overrides: Sequence[str], pro
         if changed:
             raise ReidError(f"{run}: a finished run trained with other settings "
                             f"({', '.join(changed)} differ); give another --work, or the run "
-                            f"itself as --source/--supervised", field="work")
+                            f"itself as --source/--supervised")
         log(f"{run}: finished, not trained again")
         return json.loads(layout.history.read_text())
     resume = layout.has_checkpoints
@@ -300,10 +304,9 @@ def cuhk03_pair(args: argparse.Namespace) -> None:
     others = [p for p in CUHK03_PAIRS if p != pair]
     target_name, source_name = view_names(pair)
     target_view, source_view = work / "data" / target_name, work / "data" / source_name
-    for name, view, pairs in ((target_name, target_view, [pair]),
-                              (source_name, source_view, others)):
+    for view, pairs in ((target_view, [pair]), (source_view, others)):
         counts = make_view(args.data_root, view, pairs)
-        log(f"view {view} (pairs {', '.join(map(str, pairs))}): " + ", ".join(
+        log(f"view {view} (pair(s) {', '.join(map(str, pairs))}): " + ", ".join(
             f"{split} {n:,} images of {ids} people" for split, (n, ids) in counts.items()))
     weights = "null" if args.weights.lower() in ("null", "none", "random") else args.weights
     common = [f"model.weights={weights}", *args.set]
@@ -325,8 +328,8 @@ def cuhk03_pair(args: argparse.Namespace) -> None:
     plain = [s for s in args.adapt_set if not s.strip().startswith("adapt.")]
     histories["adabn"] = adapt(runs["source"], target, runs["adabn"], [*plain, "adapt.rounds=0"],
                                progress, log).history
-    histories["adapted"] = adapt(runs["source"], target, runs["adapted"], args.adapt_set,
-                                 progress, log).history
+    adapted_run = adapt(runs["source"], target, runs["adapted"], args.adapt_set, progress, log)
+    histories["adapted"] = adapted_run.history
 
     def figures(role: str, view: pathlib.Path) -> dict[str, Any]:
         name = pathlib.Path(runs[role]).name
@@ -359,7 +362,7 @@ def cuhk03_pair(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|")
     for r in results:
         m = r["metrics"]
-        label = r["row"] + (f" ({rounds} rounds)" if r["row"] == "adapted" else "")
+        label = r["row"] + (f" ({rounds} round(s))" if r["row"] == "adapted" else "")
         time_cell = "-" if r["step"] is None else f"{r['step']} {_minutes(r['seconds'])}"
         print(f"| {label} | {pathlib.Path(r['run']).name} | {pathlib.Path(r['test']).name} "
               f"({m['num_query']} queries, {m['num_gallery']} gallery) | {m['mAP']:.3f} | "
@@ -375,6 +378,8 @@ def cuhk03_pair(args: argparse.Namespace) -> None:
           f"({'at least half' if closed is not None and closed >= HALF else 'less than half'})"
           f" in {_minutes(adapted['seconds'])} "
           f"({'within' if adapted['seconds'] <= HOUR else 'over'} the hour)")
+    if adapted_run.stopped:
+        print(f"adaptation stopped before its last round: {adapted_run.stopped}")
     change = adabn["metrics"]["mAP"] - direct
     print(f"AdaBN alone: {change:+.3f} mAP against direct transfer"
           + (" (it did harm)" if change < 0 else ""))
@@ -384,6 +389,7 @@ def cuhk03_pair(args: argparse.Namespace) -> None:
         report = {"commit": commit, "mode": "cuhk03-pair", "pair": pair, "source_pairs": others,
                   "config": str(args.config), "overrides": common, "adapt": args.adapt_set,
                   "rows": results, "gap": gap, "worth_closing": gap >= MIN_GAP,
+                  "stopped": adapted_run.stopped,
                   "rounds": [r for r in histories["adapted"] if r.get("round", 0) > 0]}
         atomic_write_text(args.json, json.dumps(report, indent=1, default=float) + "\n")
         print(f"written {args.json}")
@@ -468,6 +474,7 @@ def footage(args: argparse.Namespace) -> None:
             reports[i].update(run=str(run), reindexed=str(outputs[i]), before=before,
                               after=after, crops=len(target), adapted_with=len(members),
                               seconds=adaptation_seconds(result.history),
+                              stopped=result.stopped,
                               rounds=[r for r in result.history if r.get("round", 0) > 0])
     print()
     print(_machine(commit))
@@ -483,7 +490,7 @@ def footage(args: argparse.Namespace) -> None:
               f"| {_share(b['track_rank1'])} -> {_share(a['track_rank1'])} "
               f"| {_share(b['photo_rank1'])} -> {_share(a['photo_rank1'])} "
               f"({b['photo_rank1_hits']} -> {a['photo_rank1_hits']} of {b['photo_people']}) "
-              f"| {len(r['rounds'])} rounds, {_minutes(r['seconds'])} |")
+              f"| {len(r['rounds'])} round(s), {_minutes(r['seconds'])} |")
     shown = set()
     for r in reports:
         if r["run"] in shown:
@@ -492,6 +499,8 @@ def footage(args: argparse.Namespace) -> None:
         print(f"{r['run']}:")
         for line in round_lines(r["rounds"]):
             print(f"  {line}")
+        if r["stopped"]:
+            print(f"  stopped before its last round: {r['stopped']}")
     if args.json:
         report = {"commit": commit, "mode": "footage", "model": str(args.model),
                   "adapt": args.adapt_set, "together": args.together, "indexes": reports}
@@ -570,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_args(parser, args)
     work = cuhk03_pair if args.cuhk03_pair is not None else footage
-    return run_tool(work, args, tensorflow=True)
+    return run_tool(work, args, tensorflow=True, flags=FLAGS)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import math
 import os
 
 import pytest
-
 from tool_runner import load_bench
 
 # (file name, its pair): both ends of every range, and names that belong to no pair.
@@ -103,8 +102,8 @@ def test_times_and_rounds_are_read_from_the_histories():
     assert bench.adaptation_seconds(adaptation) == 45.0
     assert bench.adaptation_seconds([{"round": 0, "adabn": None}]) == 0.0  # AdaBN off
     assert bench.round_lines(adaptation) == [
-        "round 1: 3 clusters, 1 outliers, 2 pseudo-identities, 1 split by co-occurring tracks "
-        "(10 crops; 20 s)",
+        ("round 1: 3 clusters, 1 outliers, 2 pseudo-identities, 1 split by co-occurring tracks "
+         "(10 crops; 20 s)"),
         "round 2: 2 clusters, 0 outliers, 2 pseudo-identities (10 crops; 22 s)"]
 
 
