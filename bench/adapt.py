@@ -5,7 +5,7 @@ CUHK03, one camera pair as the new site (pairs 1-5 by person id, :data:`CUHK03_P
     .venv/bin/python bench/adapt.py --cuhk03-pair 1 [--work runs/adapt-bench]
         [--data-root ../shared/data/cuhk03] [--config configs/cuhk03.yaml] [--weights FILE]
         [--set data.height=128 data.width=64 train.epochs=20 ...] [--adapt-set adapt.eps=0.5 ...]
-        [--source RUN] [--supervised RUN] [--no-progress] [--json OUT]
+        [--source RUN] [--supervised RUN] [--tag TAG] [--no-progress] [--json OUT]
 
 Footage of synthetic people with ground truth (tools/make_synthetic_video.py, indexed by
 tools/index_video.py --save-tracks; bench/footage_answers.py --keep DIR leaves all three):
@@ -27,7 +27,8 @@ run is finished and resumed when it has checkpoints (so the bench runs across se
    own labelled training split: the upper bound, unless ``--supervised`` gives one;
 3. the source run adapted to the new site's training crops, read as unlabelled images
    (:func:`reid.index.target.image_target`): AdaBN alone (``WORK/cuhk03-pairN-adabn``,
-   ``adapt.rounds=0``) and in full (``WORK/cuhk03-pairN-adapted``, with ``--adapt-set``);
+   ``adapt.rounds=0``) and in full (``WORK/cuhk03-pairN-adapted[-TAG]``, with
+   ``--adapt-set``; a finished one is refused with other settings: give each a ``--tag``);
 4. each model evaluated on a test split (:func:`reid.engine.commands.run_evaluation` with the
    run's own evaluation settings; cached in ``WORK/evals`` by model fingerprint).
 
@@ -316,7 +317,8 @@ def cuhk03_pair(args: argparse.Namespace) -> None:
     histories: dict[str, list[dict[str, Any]]] = {}
     runs = {"source": args.source or work / f"{prefix}-source",
             "supervised": args.supervised or work / f"{prefix}-supervised",
-            "adabn": work / f"{prefix}-adabn", "adapted": work / f"{prefix}-adapted"}
+            "adabn": work / f"{prefix}-adabn",
+            "adapted": work / f"{prefix}-adapted{'-' + args.tag if args.tag else ''}"}
     for role, view in (("source", source_view), ("supervised", target_view)):
         given = getattr(args, role)
         histories[role] = (finished_history(given, role) if given else
@@ -535,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="imagenet, null (random initialisation) or a .weights.h5 file")
     pair.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
                       help="overrides of both trainings (data.height=128 train.epochs=20 ...)")
+    pair.add_argument("--tag", default=None,
+                      help="names the adapted run WORK/cuhk03-pairN-adapted-TAG, so that "
+                           "several --adapt-set settings are screened beside one another")
     pair.add_argument("--source", type=pathlib.Path, metavar="RUN",
                       help="a finished run trained on the other pairs (not trained here)")
     pair.add_argument("--supervised", type=pathlib.Path, metavar="RUN",
@@ -562,8 +567,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             parser.error(f"{', '.join(stray)}: footage options, not for --cuhk03-pair")
         return
     stray = [flag for flag, value in (("--source", args.source),
-                                      ("--supervised", args.supervised), ("--set", args.set))
-             if value]
+                                      ("--supervised", args.supervised), ("--set", args.set),
+                                      ("--tag", args.tag)) if value]
     if stray:
         parser.error(f"{', '.join(stray)}: CUHK03 options, not for --footage")
     for flag, value in (("--ground-truth", args.ground_truth), ("--tracks", args.tracks)):

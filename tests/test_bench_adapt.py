@@ -126,6 +126,8 @@ def test_index_folders_are_named_by_parent_and_clashes_refused(tmp_path):
     (["--footage", "I", "--ground-truth", "F"], "--tracks: one per --footage index"),
     (["--footage", "I", "--ground-truth", "F", "--tracks", "T", "--source", "R"],
      "--source: CUHK03 options"),
+    (["--footage", "I", "--ground-truth", "F", "--tracks", "T", "--tag", "x"],
+     "--tag: CUHK03 options"),
     (["--footage", "I", "--ground-truth", "F", "--tracks", "T", "--together"],
      "--together: needs two or more"),
 ])
