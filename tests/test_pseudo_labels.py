@@ -313,3 +313,37 @@ def test_zero_feature_row_is_named():
     features[1] = 0
     with pytest.raises(ValueError, match=r"^features: row 1 is zero"):
         pseudo_identities(features)
+
+
+def test_camera_centring_joins_a_person_across_cameras():
+    """Four people seen by two cameras whose light adds a strong offset: on raw features the
+    clusters follow the cameras (each holds one camera's four people); with the cameras known,
+    each camera's mean comes out and the clusters are the people, across both cameras."""
+    from reid.engine.pseudo_labels import camera_centred
+
+    rng = np.random.default_rng(3)
+    people = np.eye(16)[:4]  # four people, and two cameras' light in directions of their own
+    offsets = 2.0 * np.eye(16)[4:6]
+    rows, pids, cams = [], [], []
+    for camera in (1, 2):
+        for pid in range(4):
+            for _ in range(5):
+                rows.append(people[pid] + offsets[camera - 1] + 0.02 * rng.normal(size=16))
+                pids.append(pid)
+                cams.append(camera)
+    feats = np.array(rows) / np.linalg.norm(rows, axis=1, keepdims=True)
+    pids, cams = np.array(pids), np.array(cams)
+    kwargs = dict(k1=12, k2=3, eps=0.5, min_samples=3)
+    raw = pseudo_identities(feats, **kwargs).labels
+    assert all(len(set(cams[raw == label])) == 1 for label in set(raw) if label >= 0)
+    centred = pseudo_identities(feats, cameras=cams, **kwargs).labels
+    assert (centred >= 0).all()
+    assert sorted(len(set(pids[centred == label])) for label in set(centred)) == [1, 1, 1, 1]
+    assert all(set(cams[centred == label]) == {1, 2} for label in set(centred))
+    # Each camera's rows are centred on their own mean; unknown and lone cameras are untouched.
+    centre = camera_centred(feats, cams)
+    assert np.allclose(np.linalg.norm(centre, axis=1), 1.0)
+    assert np.allclose(camera_centred(feats, np.zeros(len(feats), int)), feats)
+    assert np.allclose(camera_centred(feats, np.ones(len(feats), int)), feats)
+    with pytest.raises(ValueError, match="cameras"):
+        camera_centred(feats, cams[:3])
