@@ -1,25 +1,27 @@
 """Adaptation to a new site (reid.engine.adapt, tools/adapt.py): AdaBN against numpy and
 against Keras's own batch statistics, the site calibration's pairs by brute force, and one tiny
-adaptation of the shared trained run to the synthetic test identities (tracks: each person's
-crops per camera; cannot-link: neighbours in one camera), stopped by its time budget after
-AdaBN and resumed for one round of self-training."""
+adaptation of the shared trained run, through the tool, to a footage index of the synthetic test
+identities (tracks: each person's crops per camera; cannot-link: neighbours seen at once in one
+camera), stopped by its time budget after AdaBN and resumed for one round of self-training that
+is calibrated on another index, of the training identities (footage it did not adapt on)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import pathlib
+import warnings
 
 import numpy as np
 import pytest
 from tool_runner import tool_main
 
-from reid.config import AdaptConfig
-
-ADAPT = AdaptConfig(rounds=3, epochs_per_round=1, steps_per_epoch=2, k1=4, k2=2, eps=0.5,
-                    min_samples=2,
-                    minutes=1e-4)  # the budget ends the first call after AdaBN
+#: Tiny settings; the budget ends the first call after AdaBN.
+ADAPT = ["adapt.epochs_per_round=1", "adapt.steps_per_epoch=1", "adapt.k1=4", "adapt.k2=2",
+         "adapt.eps=0.5", "adapt.min_samples=2"]
 
 
 # --- AdaBN ------------------------------------------------------------------------------------
@@ -99,19 +101,20 @@ def test_adabn_on_one_batch_is_keras_training_mode_statistics():
     from reid.engine.adapt import adapt_batchnorm, batch_norm_layers
     from reid.modeling import build_reid_model
 
-    def build():
-        keras.utils.set_random_seed(2)
-        return build_reid_model(ModelConfig(alpha=0.35, weights=None), (64, 32, 3), 3)
-
-    ours, theirs = build().training_model, build().training_model
+    keras.utils.set_random_seed(2)
+    model = build_reid_model(ModelConfig(alpha=0.35, weights=None), (64, 32, 3), 3).training_model
+    norms = batch_norm_layers(model)
     images = np.random.default_rng(3).uniform(-1, 1, (6, 64, 32, 3)).astype(np.float32)
-    assert adapt_batchnorm(ours, [images]) == len(batch_norm_layers(ours)) > 50
-    standardise_batch_norms(theirs, images)
-    for a, b in zip(batch_norm_layers(ours), batch_norm_layers(theirs), strict=True):
-        np.testing.assert_allclose(np.asarray(a.moving_mean), np.asarray(b.moving_mean),
-                                   rtol=1e-4, atol=1e-5, err_msg=a.name)
-        np.testing.assert_allclose(np.asarray(a.moving_variance), np.asarray(b.moving_variance),
-                                   rtol=1e-3, atol=1e-5, err_msg=a.name)
+    weights = model.get_weights()
+    standardise_batch_norms(model, images)
+    theirs = [(np.asarray(bn.moving_mean), np.asarray(bn.moving_variance)) for bn in norms]
+    model.set_weights(weights)  # as built again
+    assert adapt_batchnorm(model, [images]) == len(norms) > 50
+    for bn, (mean, variance) in zip(norms, theirs, strict=True):
+        np.testing.assert_allclose(np.asarray(bn.moving_mean), mean, rtol=1e-4, atol=1e-5,
+                                   err_msg=bn.name)
+        np.testing.assert_allclose(np.asarray(bn.moving_variance), variance, rtol=1e-3,
+                                   atol=1e-5, err_msg=bn.name)
 
 
 # --- the site calibration's pairs -------------------------------------------------------------
@@ -149,39 +152,52 @@ def test_track_vector_pairs_are_those_of_a_brute_force_loop():
 
 # --- a tiny adaptation ------------------------------------------------------------------------
 
-def _synthetic_target(data: pathlib.Path, folder: pathlib.Path):
-    """Crops of the 10 test identities, each 6 near-copies of one of its pictures (a pixel's
-    shift and noise): the tiny network's embeddings are barely discriminative, and near-copies
-    are what it can tell apart, so the pseudo-labels' purity says whether labels follow their
-    crops through the adaptation. Each identity's crops are two tracks of 3 (cameras 1 and 2 in
-    turn); tracks of neighbouring identities are cannot-link. Returns the target and the
-    identity of each crop."""
+def _footage_index(data: pathlib.Path, split: str, index: pathlib.Path, every: float = 10.0
+                   ) -> dict[str, int]:
+    """A footage index of the 10 identities of ``split``, each 6 near-copies of one of its
+    pictures (a pixel's shift and noise): the tiny network's embeddings are barely
+    discriminative, and near-copies are what it can tell apart, so the pseudo-labels' purity
+    says whether labels follow their crops through the adaptation. Each identity is a track of
+    3 crops in each of cameras A and B, person n on screen from ``every`` n s for 15 s in
+    alternate columns: neighbours are seen at once (cannot-link; none when ``every`` >= 15),
+    never in one place. The index's model is made up: adaptation reads only the crops. Returns
+    the identity of each stored crop by its path."""
     import cv2
 
-    from reid.index.target import TargetCrops
+    from reid.index import GalleryIndex, ModelInfo, media
+    from reid.index.footage import FootageEntry, TrackRecord, VideoRecord
 
-    folder.mkdir()
     rng = np.random.default_rng(0)
     pictures = {}
-    for path in sorted((data / "bounding_box_test").glob("*.jpg")):
+    for path in sorted((data / split).glob("*.jpg")):
         pictures.setdefault(int(path.name[:4]), path)
-    paths, cameras, tracks, pids = [], [], [], []
-    for n, (pid, picture) in enumerate(sorted(pictures.items())):
-        image = cv2.imread(str(picture)).astype(np.float64)
-        for k in range(6):
-            crop = np.roll(image, int(rng.integers(-1, 2)), axis=1) + rng.normal(0, 3, image.shape)
-            path = folder / f"{pid:04d}_c{1 + k % 2}s1_{k:06d}_00.png"
-            cv2.imwrite(str(path), np.clip(crop, 0, 255).astype(np.uint8))
-            paths.append(str(path))
-            cameras.append(1 + k % 2)
-            tracks.append(2 * n + k // 3)
-            pids.append(pid)
-    count = max(tracks) + 1
-    cannot = frozenset((a, b) for a in range(count) for b in range(a + 1, count)
-                       if abs(a // 2 - b // 2) == 1 and a % 2 == b % 2)
-    return (TargetCrops(tuple(paths), tuple(cameras), tuple(tracks), cannot,
-                        f"near-copies of the synthetic test identities in {folder}"),
-            np.array(pids))
+    gallery = GalleryIndex(ModelInfo(fingerprint="d" * 64, embedding_dim=4, model_dir="/made/up"))
+    pid_of = {}
+    for camera in "AB":
+        video = f"/videos/{index.name}-{camera}.avi"
+        tracks, entries = [], []
+        for n, (pid, picture) in enumerate(sorted(pictures.items())):
+            image = cv2.cvtColor(cv2.imread(str(picture)), cv2.COLOR_BGR2RGB).astype(np.float64)
+            start, box = every * n, (50.0 * (n % 2), 10.0, 50.0 * (n % 2) + 40, 130.0)
+            tracks.append(TrackRecord(camera, n, video, int(start * 10), int(start * 10) + 150,
+                                      start, start + 15, 3))
+            for k, t in enumerate((start, start + 7.5, start + 15)):
+                crop = (np.roll(image, int(rng.integers(-1, 2)), axis=1)
+                        + rng.normal(0, 3, image.shape))
+                thumb = media.store(index, media.encode_jpeg(np.clip(crop, 0, 255)
+                                                             .astype(np.uint8)))
+                pid_of[str(media.path(index, thumb))] = pid
+                entries.append(FootageEntry("crop", camera, n, int(t * 10), t, box, 0.9, thumb))
+            entries.append(FootageEntry("track", camera, n, int(start * 10) + 75, start + 7.5,
+                                        box, 0.9, thumb))
+        vectors = rng.normal(size=(len(entries), 4))
+        frames = int(every * len(pictures) + 15) * 10
+        gallery.add_footage(VideoRecord(video, camera, 10.0, 640, 360, frames, True),
+                            tracks, entries,
+                            (vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+                            .astype(np.float32))
+    gallery.save(index)
+    return pid_of
 
 
 def _digests(folder: pathlib.Path) -> dict[str, str]:
@@ -189,112 +205,153 @@ def _digests(folder: pathlib.Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _run_tool(name: str, argv: list[str]) -> tuple[int, str]:
+    """A tool's main(argv) in-process: (exit status, what it printed)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = tool_main(name)(argv)
+    return code, out.getvalue()
+
+
+@contextlib.contextmanager
+def eager_functions():
+    """TensorFlow functions run eagerly for a while: the adaptation's one training step of the
+    tiny network then takes about a second where tracing its graph takes about nine, with the
+    same result (the graph-mode step is what the training tests check)."""
+    import tensorflow as tf
+
+    before = tf.config.functions_run_eagerly()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Even though the `tf.config.experimental_run")
+        tf.config.run_functions_eagerly(True)
+        try:
+            yield
+        finally:
+            tf.config.run_functions_eagerly(before)
+
+
+@pytest.fixture
+def eagerly():
+    with eager_functions():
+        yield
+
+
 @dataclasses.dataclass
 class Adapted:
-    target: object
-    pids: np.ndarray
+    day1: pathlib.Path        # the footage adapted on
+    day2: pathlib.Path        # footage of the same site it did not see: calibrates
+    target: object            # footage_target(day1), as the tool reads it
+    held_out: object          # footage_target(day2)
+    pids: np.ndarray          # the identity of each crop of target
     out: pathlib.Path
-    first: object
-    first_log: list[str]
-    first_fingerprint: str
-    second: object
-    second_log: list[str]
+    first_log: str
+    first_spec: dict
+    first_history: list
+    second_log: str
     converted: list
     source_before: dict[str, str]
 
 
 @pytest.fixture(scope="module")
 def adapted(trained_run, tmp_path_factory) -> Adapted:
-    from reid.engine.adapt import adapt_run
+    from reid.index.target import footage_target
     from reid.modeling.spec import read_spec
 
     folder = tmp_path_factory.mktemp("adapt")
-    target, pids = _synthetic_target(trained_run.data, folder / "crops")
+    day1, day2 = folder / "day1", folder / "day2"
+    pid_of = _footage_index(trained_run.data, "bounding_box_test", day1)
+    _footage_index(trained_run.data, "bounding_box_train", day2)
+    target, held_out = footage_target([str(day1)]), footage_target([str(day2)])
     before = _digests(trained_run.root)
     out = folder / "site"
-    first_log: list[str] = []
-    first = adapt_run(trained_run.root, target, out, ADAPT,
-                      overrides=["train.export_litert=false"], log=first_log.append,
-                      progress=False)
-    fingerprint = read_spec(out / "model")["fingerprint"]
+    source = ["--model", str(trained_run.root), "--output", str(out), "--footage", str(day1),
+              "--no-progress"]
+    with eager_functions():
+        code, first_log = _run_tool("adapt", [*source, "--rounds", "3", "--minutes", "1e-4",
+                                              "--set", *ADAPT, "train.export_litert=false"])
+    assert code == 0, first_log
+    first_spec = read_spec(out / "model")
+    first_history = json.loads((out / "history.json").read_text())
     converted = []
 
     def convert(model_dir, fmt, paths, *args, **kwargs):
         converted.append((pathlib.Path(model_dir), fmt.name, list(paths)))
         raise RuntimeError("no conversion in this test")
 
-    second_log: list[str] = []
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, eager_functions():
         patch.setattr("reid.modeling.convert.convert_with_images", convert)
-        second = adapt_run(trained_run.root, target, out,
-                           dataclasses.replace(ADAPT, rounds=1, minutes=0),
-                           overrides=["train.export_litert=true"], resume=True,
-                           log=second_log.append, progress=False)
-    return Adapted(target, pids, out, first, first_log, fingerprint, second, second_log,
-                   converted, before)
+        code, second_log = _run_tool("adapt", [
+            *source, "--resume", "--rounds", "1", "--minutes", "0", "--calibrate-on", str(day2),
+            "--set", "train.export_litert=true"])
+    assert code == 0, second_log
+    return Adapted(day1, day2, target, held_out, np.array([pid_of[p] for p in target.paths]),
+                   out, first_log, first_spec, first_history, second_log, converted, before)
 
 
 def test_the_budget_ends_after_adabn_and_a_resume_continues_after_the_last_round(
         adapted, trained_run):
-    first, second = adapted.first, adapted.second
-    assert first.rounds == 0 and first.stopped.startswith("time budget of 0.0001 min spent")
-    adabn = [line for line in adapted.first_log if line.startswith("AdaBN: ")]
+    first_log, second_log = adapted.first_log.splitlines(), adapted.second_log.splitlines()
+    assert "stopped: time budget of 0.0001 min spent; resume to continue" in first_log
+    adabn = [line for line in first_log if line.startswith("AdaBN: ")]
     assert len(adabn) == 1 and "batch-norm layers set to the statistics of 60 target crops" in (
         adabn[0])
+    assert "(0 round(s) of self-training)" in adapted.first_log
     source_spec = json.loads((trained_run.model / "spec.json").read_text())
-    assert adapted.first_fingerprint != source_spec["fingerprint"]  # AdaBN moved statistics
-    assert first.history == [{"round": 0, "adabn": first.history[0]["adabn"]}]
+    assert adapted.first_spec["fingerprint"] != source_spec["fingerprint"]  # AdaBN moved them
+    assert adapted.first_history == [{"round": 0, "adabn": adapted.first_history[0]["adabn"]}]
     # The resumed call starts where the first stopped: no second AdaBN, round 1 added.
-    assert f"resumed {adapted.out} after round 0" in adapted.second_log
-    assert not any(line.startswith("AdaBN") for line in adapted.second_log)
-    assert second.rounds == 1 and second.stopped is None
-    assert second.history[0] == first.history[0] and second.history[1]["round"] == 1
+    assert f"resumed {adapted.out} after round 0" in second_log
+    assert not any(line.startswith("AdaBN") for line in second_log)
+    assert not any(line.startswith("stopped") for line in second_log)
+    assert "(1 round(s) of self-training)" in adapted.second_log
+    history = json.loads((adapted.out / "history.json").read_text())
+    assert history[0] == adapted.first_history[0] and [r["round"] for r in history] == [0, 1]
     assert (adapted.out / "checkpoints" / "latest").read_text().strip() == "epoch-0001"
 
 
-def test_the_adapted_run_is_complete_and_every_tool_takes_it(adapted, trained_run, capsys):
-    from reid.modeling import load_model
+@pytest.mark.usefixtures("eagerly")
+def test_the_adapted_run_is_complete_and_every_tool_takes_it(adapted, trained_run):
+    from reid.modeling import resolve_model_dir
     from reid.modeling.spec import read_spec
     from reid.run_layout import load_run_config
 
-    out, second = adapted.out, adapted.second
+    out = adapted.out
     cfg = load_run_config(out)
     assert cfg.adapt.source == str(trained_run.root)
     assert cfg.adapt.target == adapted.target.source and cfg.adapt.rounds == 1
     assert cfg.model == trained_run.config.model  # the source's network, and its config
-    assert json.loads((out / "history.json").read_text()) == json.loads(
-        json.dumps(second.history))
-    embedder, model_dir, _ = load_model(out)
-    assert model_dir == out / "model" == second.model_dir
+    model_dir = resolve_model_dir(out)
+    assert model_dir == out / "model"
     spec = read_spec(model_dir)
-    assert spec["adapted"]["rounds"] == 1 and spec["fingerprint"] == embedder.fingerprint
-    assert spec["fingerprint"] != adapted.first_fingerprint  # round 1 trained
-    vectors = embedder.embed(np.full((2, 64, 32, 3), 128, np.uint8))
-    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
-    code = tool_main("evaluate")(["--model", str(out), "--data-root", str(trained_run.data),
-                                  "--no-progress"])
-    assert code == 0 and "queries 20, gallery 40" in capsys.readouterr().out
-    index = adapted.out.parent / "index"
-    assert tool_main("build_index")(["--model", str(out), "--images",
+    assert spec["adapted"]["rounds"] == 1
+    assert spec["fingerprint"] != adapted.first_spec["fingerprint"]  # round 1 trained
+    # Each tool loads the model, checking its weights against the spec's fingerprint.
+    code, printed = _run_tool("evaluate", ["--model", str(out), "--data-root",
+                                           str(trained_run.data), "--no-progress"])
+    assert code == 0 and "queries 20, gallery 40" in printed
+    assert f"calibrated thresholds ({adapted.held_out.source}" in printed
+    index = out.parent / "index"
+    assert _run_tool("build_index", ["--model", str(out), "--images",
                                      str(trained_run.data / "query"), "--index", str(index),
-                                     "--no-progress"]) == 0
-    assert tool_main("query")(["--index", str(index), "--image",
-                               adapted.target.paths[0], "--top-k", "3"]) == 0
-    assert f"calibrated on {adapted.target.source}" in capsys.readouterr().out  # the site's
+                                     "--no-progress"])[0] == 0
+    code, printed = _run_tool("query", ["--index", str(index), "--image",
+                                        adapted.target.paths[0], "--top-k", "3"])
+    assert code == 0 and f"calibrated on {adapted.held_out.source}" in printed  # the site's
     # LiteRT conversion asked on the target's crops; its failure is a warning, not a failure.
     assert adapted.converted == [(model_dir, "litert", list(adapted.target.paths))]
-    assert any(line.startswith("warning: no LiteRT export (RuntimeError")
-               for line in adapted.second_log)
+    assert "warning: no LiteRT export (RuntimeError" in adapted.second_log
 
 
 def test_pseudo_identities_keep_tracks_whole_and_apart_and_join_them_above_chance(adapted):
     saved = np.load(adapted.out / "pseudo_labels" / "round-0001.npz")
     labels, tracks = saved["labels"], saved["tracks"]
     assert list(saved["paths"]) == list(adapted.target.paths)
-    assert adapted.second.history[1]["identities"] == len(set(labels[labels >= 0].tolist()))
+    history = json.loads((adapted.out / "history.json").read_text())
+    assert history[1]["identities"] == len(set(labels[labels >= 0].tolist()))
     of_track = {}
     for track, label in zip(tracks.tolist(), labels.tolist()):
         assert of_track.setdefault(track, label) == label  # must-link
+    assert len(adapted.target.cannot_link) == 18  # neighbours, in each camera
     for a, b in adapted.target.cannot_link:
         assert of_track[a] < 0 or of_track[a] != of_track[b]  # cannot-link
 
@@ -310,36 +367,90 @@ def test_pseudo_identities_keep_tracks_whole_and_apart_and_join_them_above_chanc
     assert precision(labels) > max(chance)
 
 
-def test_the_site_calibration_rests_on_the_targets_co_occurring_tracks(adapted):
+def test_the_site_calibration_comes_from_footage_not_adapted_on(adapted, trained_run):
     from reid.calibration import spec_calibration
+    from reid.engine.adapt import NOT_ON_TRAINED_FOOTAGE
     from reid.modeling.spec import read_spec
 
-    target, calibration = adapted.target, adapted.second.calibration
-    crops = np.bincount(np.array(target.tracks))
-    assert calibration.impostor_pairs == sum(crops[a] * crops[b] for a, b in target.cannot_link)
-    assert calibration.source.startswith(target.source)
-    stored = spec_calibration(read_spec(adapted.out / "model"), "spec")
-    assert stored.to_json() == calibration.to_json()
+    # The footage adapted on alone: no thresholds (nor the source's, of another domain).
+    assert "calibration" in read_spec(trained_run.model)
+    assert "calibration" not in adapted.first_spec
+    assert NOT_ON_TRAINED_FOOTAGE in adapted.first_log.splitlines()
+    # Footage it did not see: its tracks seen at once are the impostor pairs.
+    held_out = adapted.held_out
+    calibration = spec_calibration(read_spec(adapted.out / "model"), "spec")
+    crops = np.bincount(np.array(held_out.tracks))
+    assert len(held_out.cannot_link) == 18
+    assert calibration.impostor_pairs == sum(crops[a] * crops[b]
+                                             for a, b in held_out.cannot_link)
+    assert calibration.source.startswith(held_out.source)
+    assert f"site calibration on {held_out.source} (not adapted on): 18 pairs of tracks seen " \
+        f"at once, 162 impostor crop pairs" in adapted.second_log
+    assert NOT_ON_TRAINED_FOOTAGE not in adapted.second_log
+
+
+@pytest.mark.usefixtures("eagerly")
+def test_a_finished_run_resumed_with_footage_to_calibrate_on_is_calibrated_again(
+        adapted, trained_run, tmp_path):
+    import shutil
+
+    from reid.calibration import spec_calibration
+    from reid.engine.adapt import adapt_run
+    from reid.modeling.spec import read_spec
+
+    run = shutil.copytree(adapted.out, tmp_path / "site")
+    before = read_spec(run / "model")
+    lines: list[str] = []
+    result = adapt_run(trained_run.root, adapted.target, run, calibrate_on=adapted.held_out,
+                       overrides=["train.export_litert=false"], resume=True, log=lines.append,
+                       progress=False)
+    assert result.rounds == 1 and f"{run / 'model'}: up to date" not in lines
+    after = read_spec(run / "model")
+    assert after["fingerprint"] == before["fingerprint"]  # nothing trained
+    assert after["calibration_history"] == [before["calibration"]]  # the one it replaces, kept
+    assert spec_calibration(after, "spec").to_json() == result.calibration.to_json()
+    assert any(line.startswith(f"site calibration on {adapted.held_out.source}")
+               for line in lines)
+
+
+def test_crops_are_said_to_give_no_calibration(trained_run, adapted):
+    from reid.engine.adapt import NOT_ON_TRAINED_FOOTAGE, no_calibration_reason
+    from reid.index.target import image_target
+
+    crops = no_calibration_reason(image_target([trained_run.data / "query"]))
+    assert crops.startswith("no site calibration: crops give no impostor pairs")
+    assert no_calibration_reason(adapted.target) == NOT_ON_TRAINED_FOOTAGE
 
 
 def test_the_source_run_is_never_modified(adapted, trained_run):
     assert _digests(trained_run.root) == adapted.source_before
 
 
-def test_the_tool_adapts_crops_with_adabn_alone_and_keeps_no_source_thresholds(
-        trained_run, tmp_path, capsys):
-    from reid.modeling.spec import read_spec
-
-    out = tmp_path / "crops"
+@pytest.mark.parametrize("case", ["same", "same by another path", "no tracks seen at once",
+                                  "given twice"])
+def test_footage_adapted_on_cannot_calibrate(case, adapted, trained_run, tmp_path, capsys):
+    calibrate_on = {"same": [adapted.day1], "same by another path": [adapted.day1 / ".." / "day1"],
+                    "no tracks seen at once": [tmp_path / "alone"],
+                    "given twice": [adapted.day2, adapted.day2]}[case]
+    if case == "no tracks seen at once":
+        _footage_index(trained_run.data, "bounding_box_train", calibrate_on[0], every=20.0)
+    out = tmp_path / "new"
     code = tool_main("adapt")(["--model", str(trained_run.root), "--output", str(out),
-                               "--images", str(trained_run.data / "query"), "--rounds", "0",
-                               "--set", "train.export_litert=false", "--no-progress"])
-    printed = capsys.readouterr().out
-    assert code == 0
-    assert "no site calibration: crops give no impostor pairs" in printed
-    assert "calibration" in read_spec(trained_run.model)  # the source had thresholds
-    assert "calibration" not in read_spec(out / "model")  # of another domain: not kept
-    assert json.loads((out / "history.json").read_text())[0]["adabn"]["images"] == 20
+                               "--footage", str(adapted.day1), "--calibrate-on",
+                               *map(str, calibrate_on)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and not out.exists()
+    if case == "given twice":  # the reader's error, naming this flag
+        assert err[0] == (f"error: {adapted.day2}: index given twice (also as {adapted.day2}) "
+                          f"(--calibrate-on)")
+    elif case == "no tracks seen at once":
+        assert err[0] == (f"error: the footage of {calibrate_on[0]}: no two tracks seen at once "
+                          f"in one camera, so no impostor pairs to calibrate on (--calibrate-on)")
+    else:
+        assert err[0].startswith(f"error: {calibrate_on[0]}: adapted on as well (60 of its 60 "
+                                 f"crops); the footage adapted on cannot calibrate the model "
+                                 f"trained on it")
+        assert err[0].endswith("(--calibrate-on)")
 
 
 @pytest.mark.parametrize("case", ["exists", "source", "inside", "model override"])
