@@ -613,7 +613,8 @@ def _pseudo_labels(features: np.ndarray, tracks: np.ndarray, target: TargetCrops
 
     return pseudo_identities(features, tracks, target.cannot_link, k1=settings.k1,
                              k2=settings.k2, eps=settings.eps, min_samples=settings.min_samples,
-                             min_images=settings.min_images)
+                             min_images=settings.min_images,
+                             cameras=np.asarray(target.cameras, np.int64))
 
 
 def _finish_round(layout: RunLayout, cfg: Config, models: ReidModels, source: _Source,
