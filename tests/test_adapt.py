@@ -475,3 +475,48 @@ def test_tool_errors_are_one_line(case, trained_run, tmp_path, capsys):
     assert err[0].startswith(expected)
     assert case != "exists" or (out / "something").read_text() == "kept"
     assert case == "exists" or not (tmp_path / "new").exists()
+
+
+def test_the_source_s_heads_outside_its_export_come_from_its_checkpoint(tmp_path):
+    """With neck_feat before and stripe heads, the export leaves out the BNNeck and the stripe
+    bottleneck: they are read from the source's checkpoint (a training run's, with its own
+    classifiers, which are left out), never started fresh; an adapted run's checkpoint (the
+    carried weights) loads the same way."""
+    from tiny_model import tiny_config
+
+    from reid.engine.adapt import CLASSIFIERS, _build, carried_weights, load_source_heads
+    from reid.engine.checkpoint import save_checkpoint
+
+    cfg = tiny_config(tmp_path, model__neck_feat="before", model__parts=2)
+    source = _build(cfg, num_classes=7)
+    rng = np.random.default_rng(0)
+    saved = [rng.normal(size=tuple(w.shape)).astype(np.float32)
+             for w in source.training_model.weights]
+    save_checkpoint(tmp_path / "checkpoints", 3, {"model": saved}, {})
+    target = _build(cfg, num_classes=1)
+    classifiers = {id(w): keras_value(w) for layer in target.training_model.layers
+                   if layer.name in CLASSIFIERS for w in layer.weights}
+    exported = {id(w) for w in target.export_model().weights}
+    assert load_source_heads(tmp_path / "checkpoints", target) is not None
+    outside = 0
+    for variable, array in zip(target.training_model.weights, saved):
+        if id(variable) in classifiers:
+            np.testing.assert_array_equal(keras_value(variable), classifiers[id(variable)])
+        else:
+            np.testing.assert_array_equal(keras_value(variable), array)
+            outside += id(variable) not in exported
+    assert outside > 0  # the necks outside the export were read, not left fresh
+    # An adapted run's checkpoint: the carried weights only.
+    carried = [rng.normal(size=tuple(w.shape)).astype(np.float32) for w in carried_weights(target)]
+    save_checkpoint(tmp_path / "adapted", 1, {"model": carried}, {})
+    fresh = _build(cfg, num_classes=1)
+    load_source_heads(tmp_path / "adapted", fresh)
+    for variable, array in zip(carried_weights(fresh), carried):
+        np.testing.assert_array_equal(keras_value(variable), array)
+    assert load_source_heads(tmp_path / "none", fresh) is None
+
+
+def keras_value(variable) -> np.ndarray:
+    import keras
+
+    return np.array(keras.ops.convert_to_numpy(variable))

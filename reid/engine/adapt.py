@@ -231,6 +231,44 @@ def load_source_weights(exported: keras.Model, models: ReidModels, where: str) -
                              ) from None
 
 
+def load_source_heads(checkpoints: pathlib.Path, models: ReidModels) -> pathlib.Path | None:
+    """Copy into ``models`` the source run's latest checkpoint, classifiers left out; the path
+    read, or None when the run has no checkpoint.
+
+    The export leaves out more than the classifiers: with ``model.neck_feat: before`` the BNNeck,
+    with ``model.parts`` the stripe bottleneck and its BNNeck. Started fresh, they would be
+    trained from random weights, and the stripe heads' cross-entropy would reach the backbone
+    through them. A training run's checkpoint holds every weight of its training model (its own
+    classifiers, whose size is its number of identities); an adapted run's holds
+    :func:`carried_weights`. The export is loaded over it (:func:`load_source_weights`), so the
+    layers it holds are the export's."""
+    path = latest_checkpoint(checkpoints)
+    if path is None:
+        return None
+    groups, _ = load_checkpoint(path)
+    arrays = groups.get("model", [])
+    carried = carried_weights(models)
+    if len(arrays) == len(carried):
+        assign_group(carried, arrays, f"{path}/model.npz")
+        return path
+    variables = list(models.training_model.weights)
+    if len(arrays) != len(variables):
+        raise AdaptError(f"{path}/model.npz: {len(arrays)} weights, the network the run's "
+                         f"config.yaml builds has {len(variables)}; was it written by this run?",
+                         field="source")
+    skip = {id(w) for layer in models.training_model.layers if layer.name in CLASSIFIERS
+            for w in layer.weights}
+    for variable, array in zip(variables, arrays):
+        if id(variable) in skip:
+            continue
+        if tuple(variable.shape) != array.shape:
+            raise AdaptError(f"{path}/model.npz: weight {getattr(variable, 'path', '?')} has "
+                             f"shape {array.shape}, the network {tuple(variable.shape)}; was it "
+                             f"written by this run?", field="source")
+        variable.assign(array)
+    return path
+
+
 def _build(cfg: Config, num_classes: int) -> ReidModels:
     """The network of ``cfg`` with placeholder weights (they are always overwritten)."""
     model_cfg = dataclasses.replace(cfg.model, weights=None, zero_init_residual=False)
@@ -524,6 +562,10 @@ def adapt_run(source: str | os.PathLike, target: TargetCrops, output: str | os.P
         done, history = _restore(layout, cfg, models, src, digest)
         log(f"resumed {layout.root} after round {done}")
     else:
+        heads = load_source_heads(RunLayout(src.run).checkpoints, models)
+        if heads is None:
+            log(f"warning: {src.run} has no checkpoint: the layers its export leaves out (with "
+                f"model.neck_feat before or model.parts: the necks) start fresh")
         exported = Embedder.load(src.model_dir, "keras")
         load_source_weights(exported.keras_model, models, str(src.model_dir))
         if weights_fingerprint(models.export_model()) != src.fingerprint:
