@@ -520,3 +520,29 @@ def keras_value(variable) -> np.ndarray:
     import keras
 
     return np.array(keras.ops.convert_to_numpy(variable))
+
+
+def test_each_round_ends_with_the_target_s_batch_norm_statistics(adapted):
+    """After a round's training, the batch norms hold the target crops' statistics again (AdaBN
+    once more), not the last training batches': setting them a second time, from the same
+    batches, changes nothing."""
+    from reid.config import load_saved_config
+    from reid.data.pipeline import eval_dataset
+    from reid.engine.adapt import adapt_batchnorm, batch_norm_layers
+    from reid.modeling import Embedder
+
+    cfg = load_saved_config(adapted.out / "config.yaml")
+    embedder = Embedder.load(adapted.out / "model", "keras")
+    model = embedder.keras_model
+    paths = list(adapted.target.paths)
+    order = np.random.default_rng(cfg.data.seed).permutation(len(paths))
+    height, width = embedder.input_size
+    batches = [embedder.preprocess(batch.numpy()) for batch in
+               eval_dataset([paths[i] for i in order], height, width, cfg.eval.batch_size)]
+    before = [(keras_value(bn.moving_mean), keras_value(bn.moving_variance))
+              for bn in batch_norm_layers(model)]
+    assert adapt_batchnorm(model, batches) == len(before)
+    for (mean, variance), bn in zip(before, batch_norm_layers(model)):
+        np.testing.assert_allclose(keras_value(bn.moving_mean), mean, rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(keras_value(bn.moving_variance), variance, rtol=1e-3,
+                                   atol=1e-5)

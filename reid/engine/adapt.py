@@ -632,6 +632,11 @@ def adapt_run(source: str | os.PathLike, target: TargetCrops, output: str | os.P
         if not record["epochs"]:
             break  # nothing trained: the round is not finished
         models = trainer.models
+        if settings.adabn:
+            # Training's batch norms (momentum 0.9) average the last augmented P x K batches
+            # within a few dozen steps: the target's statistics are set again, as AdaBN did.
+            adapt_batchnorm(models.training_model, _normalised_batches(
+                models, target.paths, cfg.eval.batch_size, cfg.data.seed))
         record["seconds"] = time.perf_counter() - round_start
         clock.rounds.append(record["seconds"])
         history.append(record)
