@@ -190,6 +190,24 @@ class FootagePairs:
         return self.co_occurring - self.dropped
 
 
+def two_people(pairs: Iterable[tuple[TrackRecord, TrackRecord]],
+               samples: Callable[[tuple[str, int]], Sequence[Sample]],
+               min_box_overlap: float = MIN_BOX_OVERLAP
+               ) -> tuple[list[tuple[TrackRecord, TrackRecord]], int]:
+    """Of the tracks seen at once (``pairs``), those taken for two people, and how many pairs
+    were dropped as one person tracked twice (their boxes meet: :func:`boxes_meet` on each
+    track's ``samples``, keyed by (camera, track)). Self-calibration and adaptation's
+    cannot-link pairs (:mod:`reid.index.target`) both read them here."""
+    kept, dropped = [], 0
+    for a, b in pairs:
+        if boxes_meet(samples((a.camera, a.track)), samples((b.camera, b.track)),
+                      min_box_overlap):
+            dropped += 1
+        else:
+            kept.append((a, b))
+    return kept, dropped
+
+
 def footage_pairs(gallery: GalleryIndex, min_overlap: float = MIN_OVERLAP_SECONDS,
                   min_gap: float = MIN_GENUINE_GAP_SECONDS,
                   min_box_overlap: float = MIN_BOX_OVERLAP) -> FootagePairs:
@@ -215,12 +233,10 @@ def footage_pairs(gallery: GalleryIndex, min_overlap: float = MIN_OVERLAP_SECOND
         return [(e.time, e.box) for e in (*crops[key], means[key])]
 
     pairs = co_occurring_pairs(usable.values(), min_overlap)
-    impostor, track_impostor, probes, dropped = [], [], set(), 0
-    for a, b in pairs:
+    people, dropped = two_people(pairs, samples, min_box_overlap)
+    impostor, track_impostor, probes = [], [], set()
+    for a, b in people:
         ka, kb = (a.camera, a.track), (b.camera, b.track)
-        if boxes_meet(samples(ka), samples(kb), min_box_overlap):
-            dropped += 1
-            continue
         va, vb = rows(crops[ka]), rows(crops[kb])
         impostor.append((va @ vb.T).ravel())
         track_impostor += [va @ rows([means[kb]])[0], vb @ rows([means[ka]])[0]]

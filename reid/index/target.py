@@ -37,7 +37,7 @@ from reid.index.build import collect_images, market_labels
 from reid.index.errors import CorruptIndexError, GalleryError
 from reid.index.footage import FootageEntry
 from reid.index.gallery import GalleryIndex
-from reid.index.site_calibration import Sample, boxes_meet, co_occurring_pairs
+from reid.index.site_calibration import Sample, co_occurring_pairs, two_people
 
 #: Loose crops (image files) have no track.
 NO_TRACK = -1
@@ -157,12 +157,10 @@ def footage_target(index_dirs: Sequence[str | os.PathLike]) -> TargetCrops:
                 camera_of.append(key[0])
                 tracks.append(number[key])
         usable = [t for k, t in gallery.footage_tracks().items() if k in number]
-        for a, b in co_occurring_pairs(usable):
-            ka, kb = (a.camera, a.track), (b.camera, b.track)
-            if boxes_meet(samples[ka], samples[kb]):
-                unlinked += 1  # one person tracked twice, most likely: not two people
-                continue
-            cannot.add(tuple(sorted((number[ka], number[kb]))))
+        people, dropped = two_people(co_occurring_pairs(usable), samples.__getitem__)
+        unlinked += dropped  # one person tracked twice, most likely: not two people
+        cannot.update(tuple(sorted((number[(a.camera, a.track)], number[(b.camera, b.track)])))
+                      for a, b in people)
     names = {name: camid for camid, name in enumerate(sorted(set(camera_of)), start=1)}
     shown = _listing([os.fspath(d) for d in index_dirs])
     return TargetCrops(tuple(paths), tuple(names[c] for c in camera_of), tuple(tracks),
